@@ -1,0 +1,106 @@
+"""What every subcommand shares: options, error handling (exit 2), output (table or JSON), progress."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from voxuda_cli.errors import VoxudaInputError
+
+stderr_console = Console(stderr=True)
+stdout_console = Console()
+log = logging.getLogger("voxuda")
+
+EXIT_BAD_INPUT = 2
+
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output file or folder.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (runs repeat exactly on CPU).")]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu, or cuda[:N].")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (logs go to stderr).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML file of settings (a [command] table or top-level keys); options win."),
+]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="More log output on stderr.")]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger("voxuda")
+    root.handlers.clear()
+    root.addHandler(RichHandler(console=stderr_console, show_path=False, show_time=False, markup=False))
+    root.setLevel(level)
+    root.propagate = False
+
+
+@contextlib.contextmanager
+def cli_errors(command: str) -> Iterator[None]:
+    """Turn a VoxudaInputError into one line on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except VoxudaInputError as exc:
+        stderr_console.print(f"[bold red]voxuda {command}: error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except KeyboardInterrupt:
+        stderr_console.print(f"voxuda {command}: interrupted", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def not_available(command: str, issue: str) -> None:
+    """For a subcommand whose engine is not built yet: say so honestly and exit 2."""
+    stderr_console.print(
+        f"[bold red]voxuda {command}: not available yet[/] ({issue}); nothing was written.", highlight=False
+    )
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def emit(result: dict[str, Any], as_json: bool, table: Table | None = None) -> None:
+    """Results: JSON on stdout with ``--json``, else a rich table on stdout."""
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=_json_default) + "\n")
+        sys.stdout.flush()
+    elif table is not None:
+        stdout_console.print(table)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    """A rich progress bar on stderr (stdout stays clean for tables and JSON)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=transient,
+    )
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

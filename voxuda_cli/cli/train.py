@@ -1,0 +1,18 @@
+"""(train: not available yet; issue 5 builds it.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voxuda_cli.cli.common import not_available
+
+NAME = "train"
+
+
+def command(
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Inputs.")] = None,
+) -> None:
+    not_available(NAME, "issue 5")

@@ -1,0 +1,126 @@
+"""The "dataset" argument: one HDF5 dataset, MRC files, or folders of MRC files (name = file stem)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.dataset import Dataset, is_h5_path, read_h5_dataset
+from voxuda_cli.io.mrc import MRC_SUFFIXES, is_mrc_path, read_mrc
+from voxuda_cli.io.volume import Volume
+
+_VOXEL_SIZE_TOLERANCE = 1e-3  # relative; headers written by different tools round differently
+
+
+def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
+    """MRC files given directly or found (sorted) in given folders; anything else is an error."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_mrc_path(p))
+            if not found:
+                raise VoxudaInputError(f"{path}: folder holds no MRC files ({', '.join(MRC_SUFFIXES)})")
+            files.extend(found)
+        elif not path.exists():
+            raise VoxudaInputError(f"{path}: file not found; check the path")
+        elif is_mrc_path(path):
+            files.append(path)
+        elif is_h5_path(path):
+            raise VoxudaInputError(f"{path}: an HDF5 dataset must be the only input, not mixed with MRC files")
+        else:
+            raise VoxudaInputError(
+                f"{path}: unknown file type; pass an HDF5 dataset (.h5) or MRC volumes ({', '.join(MRC_SUFFIXES)})"
+            )
+    stems = [p.stem for p in files]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise VoxudaInputError(f"{duplicates[0]}: several input files share this name; names must be unique")
+    return files
+
+
+def _single_h5(paths: Sequence[Path | str]) -> Path | None:
+    if len(paths) == 1 and is_h5_path(Path(paths[0])):
+        return Path(paths[0])
+    return None
+
+
+def read_dataset(paths: Sequence[Path | str], require_masks: bool = False, mask_threshold: float = 0.5) -> Dataset:
+    """Read any dataset argument into memory, validated.
+
+    MRC inputs must share one shape; a mask is not read from MRC images (use a dataset for that),
+    except that ``require_masks`` reads the volumes themselves as masks (``> mask_threshold``),
+    which is how prediction and ground-truth MRC files are scored.
+    """
+    if not paths:
+        raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
+    h5 = _single_h5(paths)
+    if h5 is not None:
+        dataset = read_h5_dataset(h5)
+        if require_masks and dataset.masks is None:
+            raise VoxudaInputError(f"{h5}: no /masks array; this command needs labelled data")
+        return dataset
+    files = expand_mrc_paths(paths)
+    volumes = [read_mrc(path) for path in files]
+    shapes = {v.shape for v in volumes}
+    if len(shapes) > 1:
+        raise VoxudaInputError(
+            f"{files[0].parent}: MRC inputs have different shapes {sorted(shapes)}; "
+            "resize or patchify them first (voxuda patchify)"
+        )
+    voxel_size = _common_voxel_size(files, volumes)
+    images = np.stack([np.asarray(v.data, dtype=np.float32) for v in volumes])
+    masks = (images > mask_threshold).astype(np.uint8) if require_masks else None
+    dataset = Dataset(
+        images=images,
+        names=[p.stem for p in files],
+        voxel_size=voxel_size,
+        kind="target",
+        masks=masks,
+        source=str(files[0].parent if len(files) > 1 else files[0]),
+    )
+    dataset.validate()
+    return dataset
+
+
+def _common_voxel_size(files: list[Path], volumes: list[Volume]) -> float:
+    sizes = [v.isotropic_voxel_size for v in volumes]
+    reference = sizes[0]
+    for path, size in zip(files, sizes):
+        if abs(size - reference) > _VOXEL_SIZE_TOLERANCE * reference:
+            raise VoxudaInputError(
+                f"{path}: voxel size {size:.3f} A differs from {files[0].name} ({reference:.3f} A); "
+                "resample to one voxel size first"
+            )
+    return reference
+
+
+def iter_volumes(paths: Sequence[Path | str], mmap: bool = False) -> Iterator[tuple[str, Volume]]:
+    """Yield ``(name, Volume)`` for every volume of any shape: MRC files, folders, or a dataset's images."""
+    h5 = _single_h5(paths)
+    if h5 is not None:
+        dataset = read_h5_dataset(h5)
+        for index, name in enumerate(dataset.names):
+            yield name, Volume(data=dataset.images[index], voxel_size=dataset.voxel_size)
+        return
+    for path in expand_mrc_paths(paths):
+        yield path.stem, read_mrc(path, mmap=mmap)
+
+
+def count_inputs(paths: Sequence[Path | str]) -> int:
+    """How many volumes ``iter_volumes`` will yield (for progress bars)."""
+    h5 = _single_h5(paths)
+    if h5 is not None:
+        import h5py
+
+        try:
+            with h5py.File(h5, "r") as handle:
+                if "images" not in handle:
+                    raise VoxudaInputError(f"{h5}: no /images array; not a voxuda dataset")
+                return int(handle["images"].shape[0])
+        except OSError as exc:
+            raise VoxudaInputError(f"{h5}: not a readable HDF5 file ({exc})") from exc
+    return len(expand_mrc_paths(paths))
