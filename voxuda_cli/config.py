@@ -7,9 +7,10 @@ A CLI option left at ``None`` means "not given", so the dataclass default (or th
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from voxuda_cli.errors import VoxudaInputError
 

@@ -122,7 +122,7 @@ class ParentInfo:
         return {k: list(v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_json(cls, values: dict[str, Any]) -> "ParentInfo":
+    def from_json(cls, values: dict[str, Any]) -> ParentInfo:
         return cls(**{k: tuple(v) for k, v in values.items()})  # type: ignore[arg-type]
 
 

@@ -35,11 +35,14 @@ def command(
         typer.Option(help="Resample each volume to N^3 first (Fourier resampling; voxel size scales). [default: off]"),
     ] = None,
     zscore: Annotated[
-        bool | None, typer.Option("--zscore/--no-zscore", help=describe(PatchifySettings, "zscore", "Z-score each volume."))
+        bool | None,
+        typer.Option("--zscore/--no-zscore", help=describe(PatchifySettings, "zscore", "Z-score each volume.")),
     ] = None,
     invert: Annotated[
         bool | None,
-        typer.Option("--invert/--no-invert", help=describe(PatchifySettings, "invert", "Flip contrast (dark protein).")),
+        typer.Option(
+            "--invert/--no-invert", help=describe(PatchifySettings, "invert", "Flip contrast (dark protein).")
+        ),
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,

@@ -70,7 +70,7 @@ class Dataset:
     def class_of(self, index: int) -> str:
         return self.classes[index] if self.classes else "all"
 
-    def subset(self, indices: np.ndarray | list[int]) -> "Dataset":
+    def subset(self, indices: np.ndarray | list[int]) -> Dataset:
         """The samples at ``indices`` (a copy), every aligned array included."""
         idx = np.asarray(indices, dtype=np.int64)
 
@@ -101,9 +101,7 @@ class Dataset:
         """Raise VoxudaInputError naming the source file and the first problem found."""
         where = self.source
         if self.images.ndim != 4:
-            raise VoxudaInputError(
-                f"{where}: /images has shape {self.images.shape}, expected (N, D, H, W) 3D volumes"
-            )
+            raise VoxudaInputError(f"{where}: /images has shape {self.images.shape}, expected (N, D, H, W) 3D volumes")
         n = len(self)
         if n == 0:
             raise VoxudaInputError(f"{where}: dataset holds no samples")
@@ -169,9 +167,7 @@ def read_h5_dataset(path: Path | str, validate: bool = True) -> Dataset:
             raise VoxudaInputError(f"{path}: /images has shape {images.shape}, expected (N, D, H, W)")
         n = images.shape[0]
         names = _decode(handle["names"][()]) if "names" in handle else [f"{i:06d}" for i in range(n)]
-        arrays = {
-            key: np.asarray(handle[key][()]) for key in VOLUME_ARRAYS if key in handle and key != "images"
-        }
+        arrays = {key: np.asarray(handle[key][()]) for key in VOLUME_ARRAYS if key in handle and key != "images"}
         params = {}
         if "params" in handle:
             params = {key: np.asarray(handle["params"][key][()]) for key in handle["params"]}
@@ -207,9 +203,7 @@ def _attr(value: Any) -> Any:
 
 def provenance(command: str, options: dict[str, Any], inputs: list[str]) -> str:
     """The provenance attribute: what made this file, with which options and inputs."""
-    return json.dumps(
-        {"command": command, "version": __version__, "options": options, "inputs": inputs}, default=str
-    )
+    return json.dumps({"command": command, "version": __version__, "options": options, "inputs": inputs}, default=str)
 
 
 class DatasetWriter:
@@ -238,7 +232,7 @@ class DatasetWriter:
         self._handle: h5py.File | None = None
         self._context: Any = None
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         self._context = atomic_output(self.path)
         tmp = self._context.__enter__()
         self._handle = h5py.File(tmp, "w")

@@ -35,6 +35,6 @@ class Volume:
         """One voxel size in angstrom (the mean where the header is slightly anisotropic)."""
         return float(np.mean(self.voxel_size))
 
-    def with_data(self, data: np.ndarray) -> "Volume":
+    def with_data(self, data: np.ndarray) -> Volume:
         """Same geometry and labels, new array (same shape expected)."""
         return replace(self, data=data, labels=list(self.labels))

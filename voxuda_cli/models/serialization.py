@@ -84,7 +84,9 @@ def load_model(
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise VoxudaInputError(f"{path}: not a voxuda model file ({type(exc).__name__}); pass model.pt of a run") from exc
+        raise VoxudaInputError(
+            f"{path}: not a voxuda model file ({type(exc).__name__}); pass model.pt of a run"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise VoxudaInputError(f"{path}: not a voxuda model file; pass the model.pt that `voxuda train` wrote")
     if which not in WEIGHT_SETS:

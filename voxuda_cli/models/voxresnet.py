@@ -68,7 +68,9 @@ class AuxiliaryClassifier(nn.Module):
         if scale == 1:
             self.head: nn.Module = nn.Conv3d(in_channels, num_classes, 3, padding=1)
         else:
-            self.head = nn.ConvTranspose3d(in_channels, num_classes, kernel_size=2 * scale, stride=scale, padding=scale // 2)
+            self.head = nn.ConvTranspose3d(
+                in_channels, num_classes, kernel_size=2 * scale, stride=scale, padding=scale // 2
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x)
