@@ -38,8 +38,8 @@ HALF_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
     if (dz, dy, dx) > (0, 0, 0)
 )
 HALO = {"bf": 1, "ibf": 2, "none": 0}
-_BLOCK_VOXELS_CPU = 1 << 16  # voxels per cache block on CPU (a few z-rows of a tomogram)
-_WORKING_FLOATS_PER_VOXEL = 24  # rough floats held per voxel of a chunk (input, gradient, padded copies, output)
+_BLOCK_VOXELS_CPU = 1 << 19  # voxels per block on CPU: temporaries stay in cache (measured best 2^18-2^20)
+_WORKING_FLOATS_PER_VOXEL = 6  # floats held per voxel of a chunk: rows read, their tensor, result, its copy out
 
 
 def _check_sigmas(sigma_d: float, sigma_r: float) -> None:
@@ -65,15 +65,6 @@ def _clamped_select(t: torch.Tensor, dim: int, start: int, stop: int, size: int,
     """
     index = torch.arange(start, stop, device=t.device).clamp_(0, size - 1) - offset
     return t.index_select(dim, index)
-
-
-def _replicate_pad(t: torch.Tensor, rows: tuple[int, int, int, int]) -> torch.Tensor:
-    """Window rows ``z0-1..z1`` (clamped to the volume) of ``t`` (rows from ``offset``), H and W padded by 1."""
-    z0, z1, depth, offset = rows
-    height, width = t.shape[-2], t.shape[-1]
-    t = _clamped_select(t, -3, z0 - 1, z1 + 1, depth, offset)
-    t = _clamped_select(t, -2, -1, height + 1, height)
-    return _clamped_select(t, -1, -1, width + 1, width)
 
 
 def _sobel_of_padded(padded: torch.Tensor) -> torch.Tensor:
@@ -111,68 +102,133 @@ def sobel_gradient(x: torch.Tensor) -> torch.Tensor:
     return gradient.movedim(0, -4)
 
 
-def _window_filter(
-    values: torch.Tensor,
-    features: torch.Tensor,
-    out: torch.Tensor,
-    sigma_d: float,
-    block_rows: int,
-) -> None:
-    """The bilateral sum over a 3x3x3 window for every voxel of ``out``.
+class _Workspace:
+    """Flat buffers for one block of rows, reused block after block (fresh tensors per op would page-fault)."""
 
-    ``values`` (B, d+2, H+2, W+2) and ``features`` (C, B, d+2, H+2, W+2) carry a 1-voxel border;
-    features are pre-scaled by 1/(sqrt(2) sigma_r), so the range weight is exp(-||f_p - f_q||^2).
+    def __init__(self, batch: int, rows: int, height: int, width: int, dtype: torch.dtype, device: torch.device):
+        self.dtype, self.device = dtype, device
+        padded = batch * (rows + 4) * (height + 2) * (width + 2)
+        region = batch * (rows + 1) * (height + 1) * (width + 1)
+        self.sizes = {"values": padded, "features": 3 * padded, "smooth": padded, "temp": padded}
+        self.sizes.update({"norms": padded, "weight": region, "delta": region})
+        self.sizes.update({"numerator": batch * rows * height * width, "denominator": batch * rows * height * width})
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def view(self, name: str, *shape: int) -> torch.Tensor:
+        if name not in self._buffers:
+            self._buffers[name] = torch.empty(self.sizes[name], dtype=self.dtype, device=self.device)
+        return self._buffers[name][: math.prod(shape)].view(shape)
+
+
+def _replicate_edges(t: torch.Tensor) -> None:
+    """Fill the 1-voxel border of the last two dims by replicating their first/last interior row/column."""
+    t[..., 0, 1:-1].copy_(t[..., 1, 1:-1])
+    t[..., -1, 1:-1].copy_(t[..., -2, 1:-1])
+    t[..., :, 0].copy_(t[..., :, 1])
+    t[..., :, -1].copy_(t[..., :, -2])
+
+
+def _load_rows(dest: torch.Tensor, rows: torch.Tensor, first_row: int, start: int, depth: int) -> None:
+    """``dest`` (B, n, H+2, W+2) <- volume rows ``start..start+n-1``, clamped to the volume, H and W replicate-padded.
+
+    ``rows`` (B, R, H, W) holds volume rows from ``first_row`` on.
     """
-    batch, rows, height, width = out.shape
-    channels = features.shape[0]
-    centre_weight, offset_weights = spatial_weights(sigma_d)
-    block = max(1, min(block_rows, rows))
-    region = batch * (block + 1) * (height + 1) * (width + 1)
-    kw = {"dtype": out.dtype, "device": out.device}
-    diff_buf, weight_buf, delta_buf = (torch.empty(n, **kw) for n in (channels * region, region, region))
-    numerator = torch.empty((batch, block, height, width), **kw)
-    denominator = torch.empty((batch, block, height, width), **kw)
-    zero = torch.zeros((), **kw)
-    for r0 in range(0, rows, block):
-        t = min(block, rows - r0)
-        num, den = numerator[:, :t], denominator[:, :t]
-        num.zero_()
-        den.fill_(centre_weight)
-        for (oz, oy, ox), spatial in zip(HALF_OFFSETS, offset_weights):
-            lz, ly, lx = t + abs(oz), height + abs(oy), width + abs(ox)
-            # The weights of offset o are needed at p (neighbour p+o) and at p-o (neighbour p-o):
-            # one region extended by one row on the side opposite o covers both.
-            zs, ys, xs = r0 + 1 + min(0, -oz), 1 + min(0, -oy), 1 + min(0, -ox)
-            here = (slice(zs, zs + lz), slice(ys, ys + ly), slice(xs, xs + lx))
-            there = (slice(zs + oz, zs + oz + lz), slice(ys + oy, ys + oy + ly), slice(xs + ox, xs + ox + lx))
-            n = batch * lz * ly * lx
-            diff = diff_buf[: channels * n].view(channels, batch, lz, ly, lx)
-            torch.sub(features[(slice(None), slice(None), *here)], features[(slice(None), slice(None), *there)], out=diff)
-            weight = weight_buf[:n].view(batch, lz, ly, lx)
-            torch.addcmul(zero, diff[0], diff[0], value=-1.0, out=weight)
-            for c in range(1, channels):
-                weight.addcmul_(diff[c], diff[c], value=-1.0)
-            weight.exp_()
-            delta = delta_buf[:n].view(batch, lz, ly, lx)
-            torch.sub(values[(slice(None), *here)], values[(slice(None), *there)], out=delta)
-            fz, fy, fx = max(0, oz), max(0, oy), max(0, ox)
-            forward = (slice(None), slice(fz, fz + t), slice(fy, fy + height), slice(fx, fx + width))
-            bz, by, bx = max(0, -oz), max(0, -oy), max(0, -ox)
-            backward = (slice(None), slice(bz, bz + t), slice(by, by + height), slice(bx, bx + width))
-            # delta = v_p - v_{p+o}; at p-o it is v_{p-o} - v_p: the sign flips between the two uses.
-            num.addcmul_(weight[forward], delta[forward], value=-spatial)
-            den.add_(weight[forward], alpha=spatial)
-            num.addcmul_(weight[backward], delta[backward], value=spatial)
-            den.add_(weight[backward], alpha=spatial)
-        centre = values[:, r0 + 1 : r0 + 1 + t, 1 : 1 + height, 1 : 1 + width]
-        torch.div(num, den, out=num)
-        torch.add(centre, num, out=out[:, r0 : r0 + t])
+    count = dest.shape[1]
+    low, high = max(start, 0), min(start + count, depth)
+    dest[:, low - start : high - start, 1:-1, 1:-1].copy_(rows[:, low - first_row : high - first_row])
+    for k in range(low - start):
+        dest[:, k].copy_(dest[:, low - start])
+    for k in range(high - start, count):
+        dest[:, k].copy_(dest[:, high - start - 1])
+    _replicate_edges(dest)
 
 
-def _block_rows(shape: tuple[int, ...], device: torch.device) -> int:
-    batch, rows, height, width = shape
+def _sobel_into(padded: torch.Tensor, gradient: torch.Tensor, scale: float, work: _Workspace) -> None:
+    """Separable Sobel of ``padded`` (B, n+2, h+2, w+2) into ``gradient`` (3, B, n, h, w), times ``scale``/32."""
+    batch, n2, h2, w2 = padded.shape
+    h, w = h2 - 2, w2 - 2
+    along_w = work.view("smooth", batch, n2, h2, w)
+    temp = work.view("temp", batch, n2, h, w)
+
+    def smooth(src: torch.Tensor, dim: int, out: torch.Tensor) -> None:
+        torch.add(src.narrow(dim, 0, out.shape[dim]), src.narrow(dim, 2, out.shape[dim]), out=out)
+        out.add_(src.narrow(dim, 1, out.shape[dim]), alpha=2.0)
+
+    def diff(src: torch.Tensor, dim: int, out: torch.Tensor) -> None:
+        torch.sub(src.narrow(dim, 2, out.shape[dim]), src.narrow(dim, 0, out.shape[dim]), out=out)
+
+    smooth(padded, -1, along_w)
+    smooth(along_w, -2, temp)
+    diff(temp, -3, gradient[0])
+    diff(along_w, -2, temp)
+    smooth(temp, -3, gradient[1])
+    diff(padded, -1, along_w)
+    smooth(along_w, -2, temp)
+    smooth(temp, -3, gradient[2])
+    gradient.mul_(scale / 32.0)
+
+
+def _window_block(
+    values: torch.Tensor,
+    features: torch.Tensor | None,
+    out: torch.Tensor,
+    weights: tuple[float, list[float]],
+    scale: float,
+    work: _Workspace,
+) -> None:
+    """The bilateral sum over the 3x3x3 window for every voxel of ``out`` (B, t, H, W).
+
+    ``values`` (B, t+2, H+2, W+2) carries a 1-voxel border. ``features`` (C, B, t+2, H+2, W+2), pre-scaled
+    by 1/(sqrt(2) sigma_r), give the range distance (IBF); None means the values themselves (BF).
+    """
+    batch, t, height, width = out.shape
+    centre_weight, offset_weights = weights
+    num = work.view("numerator", batch, t, height, width)
+    den = work.view("denominator", batch, t, height, width)
+    num.zero_()
+    den.fill_(centre_weight)
+    zero = torch.zeros((), dtype=out.dtype, device=out.device)
+    everything = slice(None)
+    if features is not None:
+        neg_norms = work.view("norms", *features.shape[1:])
+        torch.mul(features[0], features[0], out=neg_norms)
+        for c in range(1, features.shape[0]):
+            neg_norms.addcmul_(features[c], features[c])
+        neg_norms.neg_()
+    for (oz, oy, ox), spatial in zip(HALF_OFFSETS, offset_weights):
+        lz, ly, lx = t + abs(oz), height + abs(oy), width + abs(ox)
+        # The weights of offset o are needed at p (neighbour p+o) and at p-o (neighbour p-o): one region,
+        # extended by a row on the side opposite o, covers both.
+        zs, ys, xs = 1 + min(0, -oz), 1 + min(0, -oy), 1 + min(0, -ox)
+        here = (slice(zs, zs + lz), slice(ys, ys + ly), slice(xs, xs + lx))
+        there = (slice(zs + oz, zs + oz + lz), slice(ys + oy, ys + oy + ly), slice(xs + ox, xs + ox + lx))
+        delta = work.view("delta", batch, lz, ly, lx)
+        torch.sub(values[(everything, *here)], values[(everything, *there)], out=delta)
+        weight = work.view("weight", batch, lz, ly, lx)
+        if features is None:
+            torch.addcmul(zero, delta, delta, value=-scale * scale, out=weight)
+        else:
+            # -||f_p - f_q||^2 = -|f_p|^2 - |f_q|^2 + 2 f_p.f_q: no 3-channel difference to write.
+            torch.add(neg_norms[(everything, *here)], neg_norms[(everything, *there)], out=weight)
+            for c in range(features.shape[0]):
+                weight.addcmul_(features[(c, everything, *here)], features[(c, everything, *there)], value=2.0)
+        weight.exp_()
+        fz, fy, fx = max(0, oz), max(0, oy), max(0, ox)
+        forward = (everything, slice(fz, fz + t), slice(fy, fy + height), slice(fx, fx + width))
+        bz, by, bx = max(0, -oz), max(0, -oy), max(0, -ox)
+        backward = (everything, slice(bz, bz + t), slice(by, by + height), slice(bx, bx + width))
+        # delta = v_p - v_(p+o); used at p-o it reads v_(p-o) - v_p: the sign flips between the two uses.
+        num.addcmul_(weight[forward], delta[forward], value=-spatial)
+        den.add_(weight[forward], alpha=spatial)
+        num.addcmul_(weight[backward], delta[backward], value=spatial)
+        den.add_(weight[backward], alpha=spatial)
+    torch.div(num, den, out=num)
+    torch.add(values[:, 1 : 1 + t, 1 : 1 + height, 1 : 1 + width], num, out=out)
+
+
+def _block_rows(batch: int, height: int, width: int, device: torch.device) -> int:
     if device.type != "cpu":
-        return rows
+        return 1 << 30
     return max(1, _BLOCK_VOXELS_CPU // max(1, batch * height * width))
 
 
@@ -185,22 +241,36 @@ def _filter_rows(
     sigma_d: float,
     sigma_r: float,
 ) -> torch.Tensor:
-    """Filter volume rows ``target = (z0, z1)`` given ``rows`` (B, R, H, W) = volume rows from ``first_row``.
+    """Filter volume rows ``target = (z0, z1)``, given ``rows`` (B, R, H, W): volume rows from ``first_row``.
 
-    ``rows`` must hold the halo rows that exist in the volume (HALO[method] each side).
+    ``rows`` must hold the halo rows that exist in the volume (HALO[method] on each side).
     """
+    if method not in BILATERAL_METHODS:
+        raise VoxudaInputError(f"--method {method}: unknown bilateral method; use {' or '.join(BILATERAL_METHODS)}")
     z0, z1 = target
-    window_rows = (z0, z1, depth, first_row)
-    values = _replicate_pad(rows, window_rows)
+    batch, _, height, width = rows.shape
+    out = torch.empty((batch, z1 - z0, height, width), dtype=rows.dtype, device=rows.device)
+    block = min(_block_rows(batch, height, width, rows.device), z1 - z0)
+    work = _Workspace(batch, block, height, width, rows.dtype, rows.device)
+    weights = spatial_weights(sigma_d)
     scale = 1.0 / (math.sqrt(2.0) * float(sigma_r))
-    if method == "ibf":
-        features = _replicate_pad(_sobel_rows(rows), window_rows).mul_(scale)
-    elif method == "bf":
-        features = values.mul(scale)[None]
-    else:
-        raise VoxudaInputError(f"--method {method}: unknown bilateral method; use one of {', '.join(BILATERAL_METHODS)}")
-    out = torch.empty((rows.shape[0], z1 - z0, rows.shape[2], rows.shape[3]), dtype=rows.dtype, device=rows.device)
-    _window_filter(values, features, out, sigma_d, _block_rows(tuple(out.shape), rows.device))
+    halo = HALO[method]
+    for r0 in range(z0, z1, block):
+        r1 = min(z1, r0 + block)
+        t = r1 - r0
+        loaded = work.view("values", batch, t + 2 * halo, height + 2, width + 2)
+        _load_rows(loaded, rows, first_row, r0 - halo, depth)
+        features = None
+        if method == "ibf":
+            features = work.view("features", 3, batch, t + 2, height + 2, width + 2)
+            _sobel_into(loaded, features[:, :, :, 1:-1, 1:-1], scale, work)
+            if r0 == 0:  # the gradient beyond the volume is the edge's gradient (replicate), not Sobel of padding
+                features[:, :, 0].copy_(features[:, :, 1])
+            if r1 == depth:
+                features[:, :, -1].copy_(features[:, :, -2])
+            _replicate_edges(features)
+        values = loaded[:, halo - 1 : halo + t + 1]
+        _window_block(values, features, out[:, r0 - z0 : r1 - z0], weights, scale, work)
     return out
 
 
@@ -273,7 +343,7 @@ def filter_volume(
     from voxuda_cli.device import resolve_device
 
     if method not in BILATERAL_METHODS:
-        raise VoxudaInputError(f"--method {method}: unknown bilateral method; use one of {', '.join(BILATERAL_METHODS)}")
+        raise VoxudaInputError(f"--method {method}: unknown bilateral method; use {' or '.join(BILATERAL_METHODS)}")
     _check_sigmas(sigma_d, sigma_r)
     if volume.ndim != 3:
         raise VoxudaInputError(f"filter: volume has shape {volume.shape}, expected (D, H, W)")
