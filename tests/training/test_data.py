@@ -1,0 +1,167 @@
+"""Training data: checks on the inputs, per-volume z-scoring, seeded batches and process shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.datasets import write_blobs
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.training.data import (
+    EpochBatches,
+    EpochPlan,
+    LabelledSet,
+    TrainingData,
+    check_box,
+    load_training_data,
+    random_flips,
+    zscore_volumes,
+)
+from voxuda_cli.training.settings import TrainSettings
+
+
+def test_zscore_each_volume_on_its_own() -> None:
+    rng = np.random.default_rng(0)
+    images = np.stack([rng.normal(5, 3, (8, 8, 8)), rng.normal(-2, 0.1, (8, 8, 8)), np.full((8, 8, 8), 7.0)])
+    out = zscore_volumes(images)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[:2].mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(out[:2].std(axis=(1, 2, 3)), 1, atol=1e-5)
+    assert not out[2].any()  # a constant volume becomes zeros, not NaN
+    np.testing.assert_allclose(zscore_volumes(images, invert=True)[:2], -out[:2], atol=1e-5)
+
+
+def test_box_must_be_a_multiple_of_eight() -> None:
+    check_box((32, 32, 32), "x")
+    check_box((16, 24, 40), "x")
+    with pytest.raises(VoxudaInputError, match="multiple of 8"):
+        check_box((30, 32, 32), "src.h5")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "src": write_blobs(tmp_path / "src.h5", n=3, seed=1),
+        "tgt": write_blobs(tmp_path / "tgt.h5", n=3, noise=1.0, seed=2, masks=False),
+        "tgt_11A": write_blobs(tmp_path / "tgt11.h5", n=3, seed=3, voxel_size=11.0, masks=False),
+        "tgt_24": write_blobs(tmp_path / "tgt24.h5", n=2, seed=4, box=24, masks=False),
+        "tgt_30": write_blobs(tmp_path / "src30.h5", n=2, seed=4, box=30),
+    }
+
+
+def test_vox_uda_data(files: dict[str, Path]) -> None:
+    data = load_training_data(TrainSettings(src=(files["src"],), tgt=(files["tgt"],), method="vox-uda"))
+    assert data.box == (32, 32, 32) and data.voxel_size == 10.0
+    assert len(data.labelled) == 3 and data.labelled.masks is not None
+    assert data.target is not None and data.denoised_target is not None
+    assert data.denoised_target.shape == data.target.images.shape
+    assert data.denoised_target.std() < data.target.images.std()  # the IBF smooths
+    assert data.noise_sigma is not None and 0 < data.noise_sigma < 1
+    baseline = load_training_data(TrainSettings(src=(files["src"],), tgt=(files["tgt"],), method="source-only"))
+    assert baseline.target is None and baseline.noise_sigma is None
+
+
+def test_noise_file_replaces_the_estimate(files: dict[str, Path], tmp_path: Path) -> None:
+    from voxuda_cli.filters.noise import NoiseEstimate
+
+    path = NoiseEstimate(sigma=0.7, variance=0.49, keep_rate=0.244, n_sampled=1).save(tmp_path / "noise.json")
+    settings = TrainSettings(src=(files["src"],), tgt=(files["tgt"],), noise=path, denoiser="none")
+    data = load_training_data(settings)
+    assert data.noise_sigma == pytest.approx(0.7)
+    torch.testing.assert_close(data.denoised_target, data.target.images)  # type: ignore[union-attr]
+
+
+def test_source_without_masks_is_refused(files: dict[str, Path]) -> None:
+    with pytest.raises(VoxudaInputError, match="no /masks"):
+        load_training_data(TrainSettings(src=(files["tgt"],), tgt=(files["tgt"],)))
+    with pytest.raises(VoxudaInputError, match="supervised"):
+        load_training_data(TrainSettings(tgt=(files["tgt"],), method="supervised"))
+
+
+def test_box_problems_are_refused(files: dict[str, Path]) -> None:
+    with pytest.raises(VoxudaInputError, match="multiple of 8"):
+        load_training_data(TrainSettings(src=(files["tgt_30"],), method="source-only"))
+    with pytest.raises(VoxudaInputError, match="differs from the source"):
+        load_training_data(TrainSettings(src=(files["src"],), tgt=(files["tgt_24"],), method="dann"))
+
+
+def test_voxel_size_mismatch_warns_or_refuses_with_strict(files: dict[str, Path]) -> None:
+    settings = TrainSettings(src=(files["src"],), tgt=(files["tgt_11A"],), method="dann")
+    data = load_training_data(settings)
+    assert len(data.warnings) == 1 and "voxel size 11.000" in data.warnings[0]
+    with pytest.raises(VoxudaInputError, match="--strict"):
+        load_training_data(settings.replace(strict=True))
+
+
+def _tiny_data(n: int = 5, sigma: float | None = 0.5) -> TrainingData:
+    masks = torch.zeros(n, 8, 8, 8, dtype=torch.uint8)
+    for i in range(n):
+        masks[i, : i + 1, : 2 * i + 1, 1:3] = 1  # asymmetric, so flips show
+    images = masks.float()
+    target = LabelledSet(
+        images=-torch.arange(3.0)[:, None, None, None].expand(3, 8, 8, 8).clone(), masks=None, names=[]
+    )
+    return TrainingData(
+        labelled=LabelledSet(images=images, masks=masks, names=[str(i) for i in range(n)]),
+        target=target,
+        denoised_target=target.images * 10,
+        validation=None,
+        box=(8, 8, 8),
+        voxel_size=1.0,
+        noise_sigma=sigma,
+        warnings=[],
+    )
+
+
+def test_epoch_plan_shards_cover_every_sample_with_equal_steps() -> None:
+    shards = [EpochPlan.build(7, 2, seed=3, epoch=1, rank=r, world=3) for r in range(3)]
+    assert {len(s.order) for s in shards} == {3} and {s.steps for s in shards} == {2}
+    assert set().union(*(s.order for s in shards)) == set(range(7))
+    assert EpochPlan.build(7, 2, 3, 1) == EpochPlan.build(7, 2, 3, 1)
+    assert EpochPlan.build(7, 2, 3, 1).order != EpochPlan.build(7, 2, 3, 2).order
+    single = EpochPlan.build(5, 2, 0, 0)
+    assert sorted(single.order) == list(range(5)) and single.steps == 3 and len(single.indices(2)) == 1
+
+
+def test_batches_are_seeded_flipped_consistently_and_noised() -> None:
+    data = _tiny_data()
+    settings = TrainSettings(seed=5)
+    plan = EpochPlan.build(5, 4, seed=5, epoch=0)
+    batches = EpochBatches(data, settings, plan, epoch=0)
+    first, again = batches[0], batches[0]
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b)
+    assert first.images.shape == (4, 1, 8, 8, 8) and first.masks.shape == (4, 8, 8, 8)
+    torch.testing.assert_close(first.images[:, 0], first.masks.float())  # image and mask flipped alike
+    noise = first.noisy - first.images
+    assert 0.4 < float(noise.std()) < 0.6
+    # The teacher's denoised input is the same target samples as the student's.
+    torch.testing.assert_close(first.denoised, first.target * 10)
+    other_epoch = EpochBatches(data, settings, plan, epoch=1)[0]
+    assert not torch.equal(other_epoch.noisy, first.noisy)
+
+
+def test_flips_happen() -> None:
+    masks = torch.zeros(64, 4, 4, 4, dtype=torch.uint8)
+    masks[:, 0, 0, 0] = 1
+    _, flipped = random_flips(masks.float(), masks, torch.Generator().manual_seed(0))
+    corners = {tuple(torch.nonzero(m)[0].tolist()) for m in flipped}
+    assert len(corners) == 8  # every combination of the three axis flips occurs
+
+
+def test_loader_workers_change_nothing() -> None:
+    data = _tiny_data()
+    batches = EpochBatches(data, TrainSettings(seed=1), EpochPlan.build(5, 2, 1, 0), epoch=0)
+    direct = [batches[i] for i in range(len(batches))]
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1)
+    for a, b in zip(direct, loader):
+        torch.testing.assert_close(a.noisy, b.noisy)
+        torch.testing.assert_close(a.target, b.target)
+
+
+def test_validation_without_masks_is_kept_without_masks(files: dict[str, Path]) -> None:
+    data = load_training_data(TrainSettings(src=(files["src"],), val=(files["tgt"],), method="source-only"))
+    assert data.validation is not None and data.validation.masks is None

@@ -1,0 +1,333 @@
+"""Training data: read and check the datasets, normalise them, and build seeded batches.
+
+Everything lives in memory (subtomograms are small). Each batch is built from its own random
+stream, derived from (seed, epoch, step, rank), so the batches of an epoch do not depend on how
+many loader workers build them, nor on whether the run was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.dataset import Dataset
+from voxuda_cli.training.settings import TrainSettings
+
+log = logging.getLogger("voxuda")
+
+NETWORK_DOWNSAMPLING = 8  # three stride-2 stages
+VOXEL_SIZE_TOLERANCE = 0.05  # relative difference of target and source voxel size that is only warned about
+DENOISE_CHUNK = 256  # volumes per denoise call: bounds the filter's temporary memory
+
+
+def zscore_volumes(images: np.ndarray, invert: bool = False) -> np.ndarray:
+    """Each volume to mean 0, std 1 on its own (a constant volume becomes zeros); ``invert`` flips first."""
+    data = np.asarray(images, dtype=np.float32)
+    if invert:
+        data = -data
+    axes = tuple(range(1, data.ndim))
+    mean = data.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = data.std(axis=axes, keepdims=True, dtype=np.float64)
+    std[std == 0] = 1.0
+    return ((data - mean) / std).astype(np.float32)
+
+
+@dataclass
+class LabelledSet:
+    """Images (N, D, H, W) z-scored, masks (N, D, H, W) uint8, names; kept on the CPU."""
+
+    images: torch.Tensor
+    masks: torch.Tensor | None
+    names: list[str]
+    classes: list[str] | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class TrainingData:
+    """What the loop trains on, checked and normalised."""
+
+    labelled: LabelledSet  # the source (the target itself for --method supervised)
+    target: LabelledSet | None  # unlabelled target images (vox-uda, dann)
+    denoised_target: torch.Tensor | None  # the teacher's input, computed once per run (vox-uda)
+    validation: LabelledSet | None
+    box: tuple[int, int, int]
+    voxel_size: float
+    noise_sigma: float | None  # NGM sigma_t (vox-uda)
+    warnings: list[str]
+
+
+def check_box(box: Sequence[int], where: str) -> None:
+    if any(int(edge) % NETWORK_DOWNSAMPLING for edge in box):
+        raise VoxudaInputError(
+            f"{where}: box {tuple(box)} is not a multiple of {NETWORK_DOWNSAMPLING} along every axis "
+            f"(the network halves the grid three times); patchify, crop or resize to e.g. 32^3"
+        )
+
+
+def _read(paths: Sequence[Path], option: str) -> Dataset:
+    from voxuda_cli.io.sources import read_dataset
+
+    if not paths:
+        raise VoxudaInputError(f"{option}: no dataset given; pass an HDF5 dataset, MRC files or a folder")
+    return read_dataset(list(paths))
+
+
+def _describe(paths: Sequence[Path]) -> str:
+    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
+
+
+def _as_set(dataset: Dataset, invert: bool, with_masks: bool) -> LabelledSet:
+    images = torch.from_numpy(zscore_volumes(dataset.images, invert))
+    masks = None
+    if with_masks and dataset.masks is not None:
+        masks = torch.from_numpy(np.ascontiguousarray(dataset.masks, dtype=np.uint8))
+    return LabelledSet(images=images, masks=masks, names=list(dataset.names), classes=dataset.classes)
+
+
+def _check_voxel_size(reference: Dataset, other: Dataset, option: str, strict: bool) -> str | None:
+    ratio = other.voxel_size / reference.voxel_size
+    if abs(ratio - 1.0) <= VOXEL_SIZE_TOLERANCE:
+        return None
+    message = (
+        f"{option} {other.source}: voxel size {other.voxel_size:.3f} A differs from the source's "
+        f"{reference.voxel_size:.3f} A by {abs(ratio - 1) * 100:.0f} %; the network sees structures at a "
+        "different scale (resample with voxuda patchify --resize)"
+    )
+    if strict:
+        raise VoxudaInputError(message + "; refused because of --strict")
+    return message
+
+
+def load_training_data(settings: TrainSettings, device: torch.device | None = None) -> TrainingData:
+    """Read, check and normalise the datasets the method needs; denoise the target once; get sigma_t."""
+    warnings: list[str] = []
+    method = settings.method
+    if method == "supervised":
+        labelled_ds = _read(settings.tgt, "--tgt")
+        if labelled_ds.masks is None:
+            raise VoxudaInputError(
+                f"--tgt {labelled_ds.source}: no /masks; --method supervised trains on labelled target data"
+            )
+        reference = labelled_ds
+        if settings.src:
+            log.info("--method supervised trains on --tgt with its masks; --src is not used")
+    else:
+        labelled_ds = _read(settings.src, "--src")
+        if labelled_ds.masks is None:
+            raise VoxudaInputError(
+                f"--src {labelled_ds.source}: no /masks; the source must be labelled "
+                "(an HDF5 dataset with /masks, e.g. from voxuda simulate-prep)"
+            )
+        reference = labelled_ds
+    check_box(labelled_ds.box, f"{'--tgt' if method == 'supervised' else '--src'} {labelled_ds.source}")
+
+    target_ds = None
+    if method in ("vox-uda", "dann"):
+        target_ds = _read(settings.tgt, "--tgt")
+        if target_ds.box != labelled_ds.box:
+            raise VoxudaInputError(
+                f"--tgt {target_ds.source}: box {target_ds.box} differs from the source's {labelled_ds.box}; "
+                "patchify both to one box"
+            )
+        warning = _check_voxel_size(reference, target_ds, "--tgt", settings.strict)
+        if warning:
+            warnings.append(warning)
+    elif method == "source-only" and settings.tgt:
+        log.info("--method source-only does not use --tgt")
+
+    validation = None
+    if settings.val:
+        val_ds = _read(settings.val, "--val")
+        if val_ds.box != labelled_ds.box:
+            raise VoxudaInputError(
+                f"--val {val_ds.source}: box {val_ds.box} differs from the training box {labelled_ds.box}"
+            )
+        warning = _check_voxel_size(reference, val_ds, "--val", settings.strict)
+        if warning:
+            warnings.append(warning)
+        if val_ds.masks is None:
+            log.info("--val %s has no /masks: no validation Dice/IoU", val_ds.source)
+        validation = _as_set(val_ds, settings.invert, with_masks=True)
+
+    labelled = _as_set(labelled_ds, settings.invert, with_masks=True)
+    target = _as_set(target_ds, settings.invert, with_masks=False) if target_ds is not None else None
+    noise_sigma = None
+    denoised = None
+    if method == "vox-uda" and target is not None:
+        noise_sigma = target_noise_sigma(settings, target)
+        denoised = denoise_target(settings, target.images, device)
+    return TrainingData(
+        labelled=labelled,
+        target=target,
+        denoised_target=denoised,
+        validation=validation,
+        box=labelled_ds.box,
+        voxel_size=float(labelled_ds.voxel_size),
+        noise_sigma=noise_sigma,
+        warnings=warnings,
+    )
+
+
+def target_noise_sigma(settings: TrainSettings, target: LabelledSet) -> float:
+    """sigma_t of the NGM: from ``--noise`` (a saved estimate) or estimated on the z-scored target."""
+    from voxuda_cli.filters.noise import NoiseEstimate, NoiseSettings, estimate_noise
+
+    if settings.noise is not None:
+        if not settings.noise.is_file():
+            raise VoxudaInputError(f"--noise {settings.noise}: file not found; run voxuda estimate-noise first")
+        estimate = NoiseEstimate.load(settings.noise)
+        if abs(estimate.keep_rate - settings.keep_rate) > 1e-9:
+            log.info(
+                "--noise %s was estimated with keep rate %.3f (this run: %.3f)",
+                settings.noise,
+                estimate.keep_rate,
+                settings.keep_rate,
+            )
+        return float(estimate.sigma)
+    n_sampled = min(settings.n_sampled, len(target))
+    noise_settings = NoiseSettings(n_sampled=n_sampled, keep_rate=settings.keep_rate, seed=settings.seed)
+    estimate = estimate_noise(target.images.numpy(), target.names, noise_settings)
+    log.info("NGM: sigma_t = %.4f from %d target volumes", estimate.sigma, n_sampled)
+    return float(estimate.sigma)
+
+
+def denoise_target(settings: TrainSettings, images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """The teacher's input: the whole target denoised once (in chunks, on ``device``), kept on the CPU."""
+    from voxuda_cli.filters import denoise
+
+    if settings.denoiser == "none":
+        return images
+    parts = []
+    for start in range(0, images.shape[0], DENOISE_CHUNK):
+        chunk = images[start : start + DENOISE_CHUNK]
+        if device is not None:
+            chunk = chunk.to(device)
+        filtered = denoise(
+            chunk,
+            method=settings.denoiser,
+            sigma_d=settings.sigma_d,
+            sigma_r=settings.sigma_r,
+            keep_rate=settings.keep_rate,
+        )
+        parts.append(filtered.float().cpu())
+    return torch.cat(parts).contiguous()
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed for one random stream, from (seed, stream, epoch, step, rank, ...)."""
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+STREAM_ORDER, STREAM_BATCH = 1, 2
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Which labelled samples each step of one epoch of one process takes.
+
+    All processes draw the same permutation (seed, epoch); process ``rank`` takes every
+    ``world``-th entry of it, the permutation padded by wrapping so every process runs the same
+    number of steps (as torch's DistributedSampler does).
+    """
+
+    order: tuple[int, ...]  # this process's labelled indices, in order
+    batch_size: int  # per process
+
+    @classmethod
+    def build(cls, n_labelled: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> EpochPlan:
+        generator = torch.Generator().manual_seed(derived_seed(seed, STREAM_ORDER, epoch))
+        permutation = torch.randperm(n_labelled, generator=generator).tolist()
+        per_rank = -(-n_labelled // world)
+        padded = (permutation * (-(-per_rank * world // n_labelled)))[: per_rank * world]
+        return cls(order=tuple(padded[rank::world]), batch_size=batch_size)
+
+    @property
+    def steps(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def indices(self, step: int) -> list[int]:
+        return list(self.order[step * self.batch_size : (step + 1) * self.batch_size])
+
+
+class Batch(NamedTuple):
+    images: torch.Tensor  # (B, 1, D, H, W) labelled images (augmented)
+    masks: torch.Tensor  # (B, D, H, W) uint8
+    noisy: torch.Tensor | None  # (B, 1, D, H, W) images + NGM noise (vox-uda)
+    target: torch.Tensor | None  # (B, 1, D, H, W) target images (vox-uda, dann)
+    denoised: torch.Tensor | None  # (B, 1, D, H, W) the same target samples, denoised (vox-uda)
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return Batch(*(None if t is None else t.to(device, non_blocking=non_blocking) for t in self))
+
+
+def random_flips(
+    images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip each sample along each spatial axis with probability 1/2 (image and mask alike).
+
+    Flips only, no 90-degree rotations: a rotation that moves z would turn the missing wedge
+    (along z in every tomogram) into an orientation real data never has.
+    """
+    choices = torch.rand((images.shape[0], 3), generator=generator) < 0.5
+    flipped_images, flipped_masks = [], []
+    for index in range(images.shape[0]):
+        axes = [axis for axis, flip in zip((-3, -2, -1), choices[index].tolist()) if flip]
+        flipped_images.append(images[index].flip(axes) if axes else images[index])
+        flipped_masks.append(masks[index].flip(axes) if axes else masks[index])
+    return torch.stack(flipped_images), torch.stack(flipped_masks)
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """Batch ``step`` of one epoch, built from its own random stream (so workers change nothing)."""
+
+    def __init__(
+        self,
+        data: TrainingData,
+        settings: TrainSettings,
+        plan: EpochPlan,
+        epoch: int,
+        rank: int = 0,
+    ) -> None:
+        self.data = data
+        self.settings = settings
+        self.plan = plan
+        self.epoch = epoch
+        self.rank = rank
+
+    def __len__(self) -> int:
+        return self.plan.steps
+
+    def __getitem__(self, step: int) -> Batch:
+        from voxuda_cli.filters.noise import add_ngm_noise
+
+        generator = torch.Generator().manual_seed(
+            derived_seed(self.settings.seed, STREAM_BATCH, self.epoch, step, self.rank)
+        )
+        indices = torch.tensor(self.plan.indices(step))
+        labelled = self.data.labelled
+        images = labelled.images[indices]
+        masks = labelled.masks[indices]  # type: ignore[index]
+        if self.settings.augment:
+            images, masks = random_flips(images, masks, generator)
+        images = images.unsqueeze(1).contiguous()
+        noisy = target = denoised = None
+        if self.data.noise_sigma is not None:
+            noisy = add_ngm_noise(images, self.data.noise_sigma, generator=generator)
+        if self.data.target is not None:
+            # The target is sampled with replacement: it may be larger or smaller than the source.
+            picks = torch.randint(len(self.data.target), (len(indices),), generator=generator)
+            target = self.data.target.images[picks].unsqueeze(1).contiguous()
+            if self.data.denoised_target is not None:
+                denoised = self.data.denoised_target[picks].unsqueeze(1).contiguous()
+        return Batch(images, masks.contiguous(), noisy, target, denoised)
