@@ -1,0 +1,412 @@
+"""The simulation pipeline: molecules -> per-sample poses and optics -> subtomograms -> dataset file.
+
+Per run, each molecule is prepared once (template loaded, beads merged to half a voxel, box
+checked, mask iso-level found); per sample only its beads are rotated and splatted (cheap,
+exact rotation) and the tilt series is imaged (imaging.py) in batches of ``BATCH_SIZE`` samples.
+
+Reproducibility: every sample draws everything (rotation, shift, defocus, SNR, projection noise)
+from its own stream, ``SeedSequence(seed, spawn_key=(index,))``; batches are fixed runs of
+consecutive indices; torch runs one thread per process. So a file is byte-identical whatever
+``workers`` is, and sample i of a run is sample i of any longer run with the same settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.simulate.density import iso_level, molecular_volume, molecule_mask, render_density
+from voxuda_cli.simulate.presets import SimulationSettings
+from voxuda_cli.simulate.structures import Template, load_template
+
+BATCH_SIZE = 4  # samples imaged together (fixed: batches must not depend on the worker count)
+BEAD_SPACING_VOXELS = 0.5  # beads merged to half a voxel: far below the resolution, ~2x fewer beads
+_REFERENCE_POSES = 8  # random poses averaged to set a molecule's iso-level
+_IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: keeps memory flat in the sample count
+PARAMS_DOC = {
+    "snr": "requested var(signal)/var(noise) of the reconstruction (realised exactly per sample)",
+    "defocus": "um underfocus",
+    "tilt_min": "degrees",
+    "tilt_max": "degrees",
+    "tilt_step": "degrees",
+    "rotation": "3x3 matrix acting on (x, y, z) column vectors: bead position = rotation @ template position",
+    "shift": "angstrom (x, y, z) of the molecule centre from the box centre, voxel (box - 1) / 2",
+    "iso_level": "density (Da per voxel) of the mask's iso-surface",
+    "mass": "molecular mass in Da (united-atom, hydrogens included)",
+}
+
+
+@dataclass(frozen=True)
+class Molecule:
+    """A molecule ready for a run: its beads at the run's resolution, mask level and shift limit."""
+
+    template: Template
+    iso_level: float  # Da per voxel
+    max_shift: float  # angstrom per axis
+
+    @property
+    def pdb_id(self) -> str:
+        return self.template.pdb_id
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What a sample is before its random draws: its index, molecule and name."""
+
+    index: int
+    molecule: int
+    snr: float | None  # None: drawn log-uniform from the settings' range
+    name: str
+
+
+@dataclass
+class SimulatedSample:
+    name: str
+    class_name: str
+    image: np.ndarray  # z-scored, protein bright
+    density: np.ndarray  # clean, Da per voxel
+    mask: np.ndarray  # uint8
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix uniform on SO(3) (normalised 4D Gaussian quaternion)."""
+    w, x, y, z = rng.standard_normal(4) / 1.0
+    norm = np.sqrt(w * w + x * x + y * y + z * z)
+    w, x, y, z = w / norm, x / norm, y / norm, z / norm
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def reference_iso_level(template: Template, box: int, voxel_size: float) -> float:
+    """Iso-level enclosing mass / 0.81 A^3, averaged over a few fixed random poses.
+
+    One level per molecule (not per sample) makes the mask a true iso-surface: every copy is cut
+    at the same density, and its volume then matches mass / 0.81 to a few per cent.
+    """
+    rng = np.random.default_rng(20250101)
+    volume = molecular_volume(template.mass)
+    levels = []
+    for _ in range(_REFERENCE_POSES):
+        positions = template.positions @ random_rotation(rng).T.astype(np.float32)
+        positions = positions + rng.uniform(-0.5, 0.5, 3).astype(np.float32) * voxel_size
+        density = render_density(positions, template.masses, template.spreads, box, voxel_size)
+        levels.append(iso_level(density, volume, voxel_size))
+    return float(np.mean(levels))
+
+
+def prepare_molecule(spec: str | Path, settings: SimulationSettings) -> Molecule:
+    """Load a structure, check it fits the box, merge its beads and find its mask iso-level."""
+    template = load_template(spec)
+    extent = settings.box * settings.voxel_size
+    if 2 * template.radius > extent:
+        raise VoxudaInputError(
+            f"{spec}: the molecule spans {2 * template.radius:.0f} A (any rotation) but the box is "
+            f"{settings.box} x {settings.voxel_size:g} A = {extent:.0f} A; use a larger --box or --voxel-size"
+        )
+    template = template.coarsened(BEAD_SPACING_VOXELS * settings.voxel_size)
+    max_shift = min(settings.max_shift * settings.voxel_size, extent / 2 - template.radius)
+    with torch_single_thread():
+        level = reference_iso_level(template, settings.box, settings.voxel_size)
+    return Molecule(template=template, iso_level=level, max_shift=max_shift)
+
+
+def prepare_molecules(settings: SimulationSettings) -> list[Molecule]:
+    molecules = [prepare_molecule(spec, settings) for spec in settings.structures]
+    ids = [m.pdb_id for m in molecules]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise VoxudaInputError(f"--structures: {duplicates[0]} is given twice; each structure once")
+    return molecules
+
+
+def plan_samples(settings: SimulationSettings, molecules: Sequence[Molecule]) -> list[SampleSpec]:
+    """Every sample's index, molecule and name, in output order (molecule, SNR level, copy)."""
+    specs: list[SampleSpec] = []
+    levels: list[float | None] = list(settings.snr) if settings.snr_distribution == "levels" else [None]
+    for m_index, molecule in enumerate(molecules):
+        for level in levels:
+            for copy in range(settings.n_per_structure):
+                stem = molecule.pdb_id if level is None else f"{molecule.pdb_id}_snr{level:g}"
+                specs.append(SampleSpec(len(specs), m_index, level, f"{stem}_{copy:05d}"))
+    return specs
+
+
+@dataclass
+class _Draws:
+    rotation: np.ndarray
+    shift: np.ndarray
+    defocus: float
+    snr: float
+    noise: np.ndarray
+
+
+def _draw(spec: SampleSpec, molecule: Molecule, settings: SimulationSettings, n_tilts: int) -> _Draws:
+    rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(spec.index,)))
+    rotation = random_rotation(rng)
+    shift = rng.uniform(-1.0, 1.0, 3) * molecule.max_shift
+    defocus = float(rng.uniform(*settings.defocus))
+    if spec.snr is None:
+        low, high = np.log(settings.snr[0]), np.log(settings.snr[1])
+        snr = float(np.exp(rng.uniform(min(low, high), max(low, high))))
+    else:
+        snr = spec.snr
+    noise = rng.standard_normal((n_tilts, settings.box, settings.box), dtype=np.float32)
+    return _Draws(rotation, shift, defocus, snr, noise)
+
+
+def _zscore(volume: np.ndarray) -> np.ndarray:
+    volume = volume.astype(np.float64)
+    return ((volume - volume.mean()) / volume.std()).astype(np.float32)
+
+
+def simulate_batch(
+    specs: Sequence[SampleSpec], molecules: Sequence[Molecule], settings: SimulationSettings
+) -> list[SimulatedSample]:
+    """Simulate consecutive samples together (one tilt geometry)."""
+    from voxuda_cli.simulate.imaging import Optics, image_batch, tilt_angles
+
+    angles = tilt_angles(settings.tilt_range, settings.tilt_step)
+    draws = [_draw(spec, molecules[spec.molecule], settings, len(angles)) for spec in specs]
+    densities = np.stack(
+        [
+            render_density(
+                molecules[spec.molecule].template.positions @ draw.rotation.T.astype(np.float32)
+                + draw.shift.astype(np.float32),
+                molecules[spec.molecule].template.masses,
+                molecules[spec.molecule].template.spreads,
+                settings.box,
+                settings.voxel_size,
+            )
+            for spec, draw in zip(specs, draws)
+        ]
+    )
+    optics = Optics(
+        settings.voltage, settings.spherical_aberration, settings.amplitude_contrast, settings.ctf_correction
+    )
+    result = image_batch(
+        densities,
+        np.array([d.defocus for d in draws]),
+        np.array([d.snr for d in draws]),
+        np.stack([d.noise for d in draws], axis=1),
+        angles,
+        settings.voxel_size,
+        optics,
+    )
+    samples = []
+    for position, (spec, draw) in enumerate(zip(specs, draws)):
+        molecule = molecules[spec.molecule]
+        samples.append(
+            SimulatedSample(
+                name=spec.name,
+                class_name=molecule.pdb_id,
+                image=_zscore(result.images[position]),
+                density=densities[position],
+                mask=molecule_mask(densities[position], molecule.iso_level),
+                params={
+                    "snr": draw.snr,
+                    "defocus": draw.defocus,
+                    "tilt_min": float(angles[0]),
+                    "tilt_max": float(angles[-1]),
+                    "tilt_step": settings.tilt_step,
+                    "rotation": draw.rotation,
+                    "shift": draw.shift,
+                    "iso_level": molecule.iso_level,
+                    "mass": molecule.template.mass,
+                },
+            )
+        )
+    return samples
+
+
+@contextlib.contextmanager
+def torch_single_thread() -> Iterator[None]:
+    """One torch thread inside the block (bit-identical results whatever the worker count)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _init_worker(molecules: list[Molecule], settings: SimulationSettings) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER_STATE["molecules"] = molecules
+    _WORKER_STATE["settings"] = settings
+
+
+def _work(specs: list[SampleSpec]) -> list[SimulatedSample]:
+    return simulate_batch(specs, _WORKER_STATE["molecules"], _WORKER_STATE["settings"])
+
+
+def _batches(specs: Sequence[SampleSpec]) -> list[list[SampleSpec]]:
+    return [list(specs[start : start + BATCH_SIZE]) for start in range(0, len(specs), BATCH_SIZE)]
+
+
+def iter_samples(
+    settings: SimulationSettings,
+    molecules: Sequence[Molecule] | None = None,
+    specs: Sequence[SampleSpec] | None = None,
+) -> Iterator[SimulatedSample]:
+    """Yield simulated samples in order, using ``settings.workers`` processes.
+
+    At most a few batches per worker are in flight, so memory does not grow with the sample count.
+    """
+    molecules = list(molecules) if molecules is not None else prepare_molecules(settings)
+    specs = list(specs) if specs is not None else plan_samples(settings, molecules)
+    batches = _batches(specs)
+    if settings.workers == 1 or len(batches) == 1:
+        with torch_single_thread():
+            for batch in batches:
+                yield from simulate_batch(batch, molecules, settings)
+        return
+    import multiprocessing
+
+    # spawn, not fork: a forked child of a process that has run torch's thread pool can hang
+    context = multiprocessing.get_context("spawn")
+    workers = min(settings.workers, len(batches))
+    with context.Pool(workers, initializer=_init_worker, initargs=(molecules, settings)) as pool:
+        pending: deque[Any] = deque()
+        queue = iter(batches)
+        for batch in queue:
+            pending.append(pool.apply_async(_work, (batch,)))
+            if len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
+                break
+        while pending:
+            done = pending.popleft().get()
+            next_batch = next(queue, None)
+            if next_batch is not None:
+                pending.append(pool.apply_async(_work, (next_batch,)))
+            yield from done
+
+
+def molecule_summary(molecules: Sequence[Molecule]) -> list[dict[str, Any]]:
+    return [
+        {
+            "pdb_id": m.pdb_id,
+            "mass_kda": round(m.template.mass / 1e3, 1),
+            "radius_a": round(m.template.radius, 1),
+            "beads": m.template.n_beads,
+            "iso_level": round(m.iso_level, 1),
+            "source": m.template.source or "built-in",
+        }
+        for m in molecules
+    ]
+
+
+def simulate_dataset(
+    output: Path | str,
+    settings: SimulationSettings,
+    provenance_json: str | None = None,
+    preview: Path | str | None = None,
+    on_sample: Callable[[SimulatedSample], None] | None = None,
+    preview_rows: int = 4,
+    molecules: Sequence[Molecule] | None = None,
+) -> dict[str, Any]:
+    """Simulate every sample of ``settings`` into a dataset file (streamed, written atomically).
+
+    Bad settings or structures raise VoxudaInputError before anything is written. Returns a summary.
+    """
+    from voxuda_cli.io.dataset import DatasetWriter
+
+    start = time.perf_counter()
+    molecules = list(molecules) if molecules is not None else prepare_molecules(settings)
+    specs = plan_samples(settings, molecules)
+    attrs: dict[str, Any] = {
+        "params_doc": json.dumps(PARAMS_DOC),
+        "molecules": json.dumps(molecule_summary(molecules)),
+    }
+    if provenance_json is not None:
+        attrs["provenance"] = provenance_json
+    shown: list[SimulatedSample] = []
+    with DatasetWriter(output, (settings.box,) * 3, settings.voxel_size, settings.kind, attrs) as writer:
+        for sample in iter_samples(settings, molecules, specs):
+            writer.append(
+                sample.image,
+                sample.name,
+                mask=sample.mask,
+                density=sample.density,
+                class_name=sample.class_name,
+                params=sample.params,
+            )
+            _keep_for_preview(shown, sample, preview_rows)
+            if on_sample is not None:
+                on_sample(sample)
+    seconds = time.perf_counter() - start
+    if preview is not None:
+        save_preview(preview, shown)
+    return {
+        "output": str(output),
+        "samples": len(specs),
+        "kind": settings.kind,
+        "box": settings.box,
+        "voxel_size": settings.voxel_size,
+        "tilts": settings.n_tilts,
+        "workers": settings.workers,
+        "seconds": round(seconds, 2),
+        "samples_per_second": round(len(specs) / seconds, 2),
+        "molecules": molecule_summary(molecules),
+        "preview": str(preview) if preview is not None else None,
+    }
+
+
+def _keep_for_preview(shown: list[SimulatedSample], sample: SimulatedSample, rows: int) -> None:
+    """The first sample of each class, up to ``rows`` of them."""
+    if len(shown) < rows and all(s.class_name != sample.class_name for s in shown):
+        shown.append(sample)
+
+
+def save_preview(path: Path | str, samples: Sequence[SimulatedSample]) -> Path:
+    """Montage of central slices: image, density, mask, one row per sample."""
+    from voxuda_cli.plots import save_montage
+
+    return save_montage(
+        path,
+        {
+            "image": [s.image for s in samples],
+            "density": [s.density for s in samples],
+            "mask": [s.mask for s in samples],
+        },
+        row_labels=[s.name for s in samples],
+        title="simulate-prep: central z slices",
+    )
+
+
+def simulate_in_memory(settings: SimulationSettings) -> Any:
+    """A small simulated set as an in-memory ``Dataset`` (for tests and notebooks; no file)."""
+    from voxuda_cli.io.dataset import Dataset
+
+    samples = list(iter_samples(settings))
+    params = {key: np.stack([np.asarray(s.params[key], dtype=np.float32) for s in samples]) for key in PARAMS_DOC}
+    return Dataset(
+        images=np.stack([s.image for s in samples]),
+        names=[s.name for s in samples],
+        voxel_size=settings.voxel_size,
+        kind=settings.kind,
+        masks=np.stack([s.mask for s in samples]),
+        classes=[s.class_name for s in samples],
+        density=np.stack([s.density for s in samples]),
+        params=params,
+    )
