@@ -1,0 +1,22 @@
+"""Training: one loop for Vox-UDA and its baselines (source-only, supervised, dann), resumable, DDP-aware.
+
+``train(settings, run_dir, *, resume=False, overwrite=False, progress=None) -> dict`` is what
+``voxuda train`` calls; ``TrainSettings`` holds every setting and its default. torch is imported
+only when ``train`` or ``Trainer`` is first used, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voxuda_cli.training.settings import METHODS, TrainSettings
+
+__all__ = ["METHODS", "TrainProgress", "TrainSettings", "Trainer", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("train", "Trainer", "TrainProgress"):
+        from voxuda_cli.training import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,519 @@
+"""One training loop for Vox-UDA and its baselines; a method is the set of losses it switches on.
+
+| method      | student batch         | losses                      |
+|-------------|-----------------------|-----------------------------|
+| vox-uda     | [x_s, x_s', x_t]      | L_seg + L_con + L_dis + L_pl |
+| dann        | [x_s, x_t]            | L_seg + L_dis               |
+| source-only | [x_s]                 | L_seg                       |
+| supervised  | [x_t] (target masks)  | L_seg                       |
+
+Decisions (METHOD.md leaves them open):
+
+- One student forward per step over the concatenated batch. Its batch-norm statistics are those
+  of the mix of clean source, noised source and target. That is deliberate: x_s and x_s' are
+  normalised with the same statistics, so L_con compares the features the noise actually changes
+  (separate passes would renormalise the noise away); and the running statistics the saved model
+  predicts with cover the target domain, not the source alone. It also makes a vox-uda step
+  about three source-only steps (plus one teacher forward), instead of three passes' overhead.
+- The student trains in train mode (batch statistics). The teacher runs in eval mode: its
+  pseudo-labels come from the same function `voxuda predict` later applies (running statistics,
+  per-sample, independent of the batch). The teacher is an exponential moving average of the
+  student's parameters and of its batch-norm running statistics, with the decay warmed up as in
+  Mean Teacher (Tarvainen & Valpola 2017): min(--ema, 1 - 1/(step + 1)), so for its first
+  steps the teacher is the plain average of the student so far rather than mostly its random
+  initialisation.
+- L_dis sees f_v6 of every sample of the batch (x_s and x_s' as source, x_t as target).
+- The reversal weight ramps 2/(1+exp(-10p))-1 with p = epochs done / ramp horizon, the horizon
+  being --ramp-epochs or else the --epochs the run started with (kept across --resume).
+- The augmentation (random flips) applies to the labelled batch only; the target is sampled with
+  replacement, each step, from its own seeded stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from voxuda_cli.config import dump_toml, settings_to_dict
+from voxuda_cli.device import resolve_device, seed_everything
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.atomic import atomic_write_text
+from voxuda_cli.models.discriminator import DomainDiscriminator, dann_ramp, reverse_gradient
+from voxuda_cli.models.serialization import ModelInfo, save_model
+from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
+from voxuda_cli.training import checkpoint as ckpt
+from voxuda_cli.training.data import Batch, EpochBatches, EpochPlan, LabelledSet, TrainingData, load_training_data
+from voxuda_cli.training.distributed import DistributedContext
+from voxuda_cli.training.losses import (
+    consistency_loss,
+    domain_loss,
+    pseudo_label_loss,
+    pseudo_labels,
+    segmentation_loss,
+)
+from voxuda_cli.training.settings import TrainSettings
+
+log = logging.getLogger("voxuda")
+
+LOSS_TERMS = {
+    "vox-uda": ("seg", "con", "dis", "pl"),
+    "dann": ("seg", "dis"),
+    "source-only": ("seg",),
+    "supervised": ("seg",),
+}
+CURVE_GROUPS = {
+    "losses": ("loss", "seg", "con", "dis", "pl"),
+    "pseudo-labels": ("pl_coverage", "pl_foreground", "reversal_weight"),
+    "validation": ("val_dice", "val_iou", "val_dice_student"),
+    "learning rate": ("lr",),
+}
+
+
+class TrainProgress(Protocol):
+    """What the loop reports as it goes (only the process of rank 0 reports)."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def advance(self, running: Mapping[str, float]) -> None: ...
+
+    def end_epoch(self, record: Mapping[str, Any]) -> None: ...
+
+
+class Segmenter(nn.Module):
+    """Student and (for vox-uda, dann) the domain discriminator behind a gradient-reversal layer.
+
+    One module with one forward, so DistributedDataParallel sees and synchronises every parameter.
+    """
+
+    def __init__(self, student: VoxResNet, discriminator: DomainDiscriminator | None) -> None:
+        super().__init__()
+        self.student = student
+        self.discriminator = discriminator
+
+    def forward(
+        self, x: torch.Tensor, reversal_weight: float = 0.0
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        output = self.student.forward_features(x)
+        domain = None
+        if self.discriminator is not None:
+            domain = self.discriminator(reverse_gradient(output.features[-1], reversal_weight))
+        return output.logits, output.features, domain
+
+
+class Trainer:
+    """Networks, optimiser and one training step of ``settings.method``."""
+
+    def __init__(
+        self, settings: TrainSettings, device: torch.device, context: DistributedContext | None = None
+    ) -> None:
+        self.settings = settings
+        self.device = device
+        self.context = context or DistributedContext()
+        seed_everything(settings.seed)
+        config = VoxResNetConfig(width=settings.width)
+        student = VoxResNet(config)
+        discriminator = DomainDiscriminator(2 * settings.width) if settings.uses_discriminator else None
+        self.teacher: VoxResNet | None = None
+        if settings.uses_teacher:
+            self.teacher = copy.deepcopy(student).to(device).eval()
+            self.teacher.requires_grad_(False)
+        self.model = self.context.wrap(Segmenter(student, discriminator).to(device), device)
+        self.net: Segmenter = getattr(self.model, "module", self.model)  # type: ignore[assignment]
+        self.net.train()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=settings.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma
+        )
+        self.amp_dtype = _amp_dtype(settings.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self._ema_pairs = self._teacher_pairs() if self.teacher is not None else None
+        self.steps_done = 0
+
+    @property
+    def student(self) -> VoxResNet:
+        return self.net.student
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _teacher_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """(teacher floats, student floats, teacher counters, student counters), matched by name."""
+        student = {**dict(self.student.named_parameters()), **dict(self.student.named_buffers())}
+        floats_t, floats_s, counters_t, counters_s = [], [], [], []
+        assert self.teacher is not None
+        for name, tensor in [*self.teacher.named_parameters(), *self.teacher.named_buffers()]:
+            if tensor.is_floating_point():
+                floats_t.append(tensor)
+                floats_s.append(student[name])
+            else:
+                counters_t.append(tensor)
+                counters_s.append(student[name])
+        return floats_t, floats_s, counters_t, counters_s
+
+    @torch.no_grad()
+    def update_teacher(self) -> None:
+        """teacher <- decay * teacher + (1 - decay) * student (parameters and BN running statistics)."""
+        if self._ema_pairs is None:
+            return
+        decay = min(self.settings.ema, 1.0 - 1.0 / (self.steps_done + 1))
+        floats_t, floats_s, counters_t, counters_s = self._ema_pairs
+        torch._foreach_lerp_(floats_t, [s.detach() for s in floats_s], 1.0 - decay)
+        for teacher_counter, student_counter in zip(counters_t, counters_s):
+            teacher_counter.copy_(student_counter)
+
+    def step(self, batch: Batch, progress: float) -> dict[str, float]:
+        """One optimisation step; returns the loss terms and pseudo-label figures as floats."""
+        settings, method = self.settings, self.settings.method
+        n = batch.images.shape[0]
+        parts = [batch.images]
+        if method == "vox-uda":
+            parts += [batch.noisy, batch.target]
+        elif method == "dann":
+            parts += [batch.target]
+        inputs = torch.cat(parts) if len(parts) > 1 else parts[0]  # type: ignore[arg-type]
+        reversal = dann_ramp(progress) if settings.uses_discriminator else 0.0
+        figures: dict[str, float] = {}
+        with self._autocast():
+            logits, features, domain = self.model(inputs, reversal)
+            teacher_logits = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = self.teacher(batch.denoised)
+        losses: dict[str, torch.Tensor] = {}
+        if method == "vox-uda":
+            losses["seg"] = 0.5 * (
+                segmentation_loss(logits[:n], batch.masks) + segmentation_loss(logits[n : 2 * n], batch.masks)
+            )
+            losses["con"] = consistency_loss(
+                [f[:n] for f in features], [f[n : 2 * n] for f in features], settings.con_lambdas
+            )
+            is_target = torch.arange(3 * n, device=inputs.device) >= 2 * n
+            losses["dis"] = domain_loss(domain, is_target)  # type: ignore[arg-type]
+            targets = pseudo_labels(teacher_logits, settings.eta)  # type: ignore[arg-type]
+            losses["pl"] = pseudo_label_loss(logits[2 * n :], targets)
+            figures["pl_coverage"] = targets.coverage
+            figures["pl_foreground"] = targets.foreground_fraction
+        else:
+            losses["seg"] = segmentation_loss(logits[:n], batch.masks)
+            if method == "dann":
+                is_target = torch.arange(2 * n, device=inputs.device) >= n
+                losses["dis"] = domain_loss(domain, is_target)  # type: ignore[arg-type]
+        weights = {
+            "seg": settings.seg_weight,
+            "con": settings.con_weight,
+            "dis": settings.dis_weight,
+            "pl": settings.pl_weight,
+        }
+        total = torch.stack([weights[k] * v for k, v in losses.items()]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.update_teacher()
+        self.steps_done += 1
+        figures["loss"] = float(total.detach())
+        figures.update({k: float(v.detach()) for k, v in losses.items()})
+        if settings.uses_discriminator:
+            figures["reversal_weight"] = reversal
+        return figures
+
+    @torch.no_grad()
+    def evaluate(self, validation: LabelledSet, batch_size: int) -> dict[str, float]:
+        """Validation Dice/IoU (means over samples) of the weights predict uses, and of the student."""
+        from voxuda_cli.metrics import score_masks
+
+        if validation.masks is None:
+            return {}
+        models = {"": self.teacher if self.teacher is not None else self.student}
+        if self.teacher is not None:
+            models["_student"] = self.student
+        results: dict[str, float] = {}
+        self.net.eval()
+        try:
+            for suffix, model in models.items():
+                predictions = []
+                for start in range(0, len(validation), batch_size):
+                    images = validation.images[start : start + batch_size].unsqueeze(1).to(self.device)
+                    with self._autocast():
+                        predictions.append(model(images).argmax(dim=1).to(torch.uint8).cpu())
+                report = score_masks(
+                    validation.names, torch.cat(predictions).numpy(), validation.masks.numpy(), validation.classes
+                )
+                results[f"val_dice{suffix}"] = report["mean"]["dice"]
+                results[f"val_iou{suffix}"] = report["mean"]["iou"]
+        finally:
+            self.net.train()
+        return results
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "student": self.student.state_dict(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "discriminator": None if self.net.discriminator is None else self.net.discriminator.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "steps_done": self.steps_done,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.student.load_state_dict(state["student"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        if self.net.discriminator is not None:
+            self.net.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.steps_done = int(state["steps_done"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def _amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
+    if not amp:
+        return None
+    if device.type != "cuda":
+        log.warning("--amp: mixed precision is for CUDA; ignored on %s", device)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def train(
+    settings: TrainSettings,
+    run_dir: Path | str,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: TrainProgress | None = None,
+) -> dict[str, Any]:
+    """Train ``settings.method`` into ``run_dir``; returns the run summary (what ``--json`` prints).
+
+    Inputs, the run directory and a checkpoint to resume are all checked before anything is
+    written: a bad input raises VoxudaInputError and leaves ``run_dir`` as it was. Under torchrun
+    every process calls this; rank 0 writes the files and reports progress.
+    """
+    run_dir = Path(run_dir).absolute()
+    context = DistributedContext.from_env()
+    device = context.device_for(resolve_device(settings.device))
+    context.start(device)
+    try:
+        prepared: tuple[TrainingData, dict[str, Any] | None] | None = None
+        error: BaseException | None = None
+        try:
+            prepared = _prepare(settings, run_dir, resume, overwrite, device, context)
+        except Exception as exc:  # every process must hear of any process's failure
+            error = exc
+        context.agree(error)
+        assert prepared is not None
+        data, state = prepared
+        return _run(settings, run_dir, data, state, overwrite, device, context, progress if context.is_main else None)
+    finally:
+        context.stop()
+
+
+def _prepare(
+    settings: TrainSettings,
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    device: torch.device,
+    context: DistributedContext,
+) -> tuple[TrainingData, dict[str, Any] | None]:
+    """Every check that can fail, before anything is written."""
+    if resume and overwrite:
+        raise VoxudaInputError("--resume and --overwrite: choose one (continue the run, or start it again)")
+    if settings.batch_size % context.world_size:
+        raise VoxudaInputError(
+            f"--batch-size {settings.batch_size}: must be a multiple of the {context.world_size} processes"
+        )
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    state = ckpt.load_checkpoint(run_dir, settings) if resume else None
+    if not resume:
+        ckpt.check_fresh_run_dir(run_dir, overwrite)
+    data = load_training_data(settings, device)
+    for warning in data.warnings:
+        log.warning(warning)
+    return data, state
+
+
+def _run(
+    settings: TrainSettings,
+    run_dir: Path,
+    data: TrainingData,
+    state: dict[str, Any] | None,
+    overwrite: bool,
+    device: torch.device,
+    context: DistributedContext,
+    progress: TrainProgress | None,
+) -> dict[str, Any]:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    trainer = Trainer(settings, device, context)
+    if state is not None:
+        trainer.load_state_dict(state)
+        start_epoch, history, ramp_epochs = int(state["epoch"]), list(state["history"]), int(state["ramp_epochs"])
+        ckpt.restore_rng_states(state["rng"])
+    else:
+        start_epoch, history, ramp_epochs = 0, [], settings.ramp_epochs or settings.epochs
+    if context.is_main:
+        if state is None and overwrite:
+            ckpt.remove_run_files(run_dir)
+        ckpt.remove_stale_temporaries(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / ckpt.CONFIG, dump_toml(settings_to_dict(settings)))
+    per_process_batch = settings.batch_size // context.world_size
+    started = time.perf_counter()
+    for epoch in range(start_epoch, settings.epochs):
+        record = _train_epoch(trainer, data, settings, epoch, ramp_epochs, per_process_batch, context, progress)
+        if context.is_main:
+            if data.validation is not None:
+                record.update(trainer.evaluate(data.validation, per_process_batch))
+            history.append(record)
+            ckpt.save_checkpoint(
+                run_dir / ckpt.CHECKPOINT,
+                {
+                    **trainer.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "ramp_epochs": ramp_epochs,
+                    "settings": settings_to_dict(settings),
+                    "rng": ckpt.rng_states(),
+                },
+            )
+            _write_outputs(run_dir, trainer, settings, data, history)
+            if progress is not None:
+                progress.end_epoch(record)
+        context.barrier()
+    if context.is_main and start_epoch >= settings.epochs and not (run_dir / ckpt.MODEL).is_file():
+        _write_outputs(run_dir, trainer, settings, data, history)
+    return _summary(settings, run_dir, data, history, start_epoch, time.perf_counter() - started, device, context)
+
+
+def _train_epoch(
+    trainer: Trainer,
+    data: TrainingData,
+    settings: TrainSettings,
+    epoch: int,
+    ramp_epochs: int,
+    batch_size: int,
+    context: DistributedContext,
+    progress: TrainProgress | None,
+) -> dict[str, Any]:
+    plan = EpochPlan.build(len(data.labelled), batch_size, settings.seed, epoch, context.rank, context.world_size)
+    batches = EpochBatches(data, settings, plan, epoch, context.rank)
+    if settings.workers > 0:
+        loader: Any = torch.utils.data.DataLoader(
+            batches, batch_size=None, num_workers=settings.workers, pin_memory=trainer.device.type == "cuda"
+        )
+    else:
+        loader = (batches[step] for step in range(len(batches)))
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    if progress is not None:
+        progress.start_epoch(epoch + 1, settings.epochs, plan.steps)
+    sums: dict[str, float] = {}
+    started = time.perf_counter()
+    for step, batch in enumerate(loader):
+        figures = trainer.step(batch.to(trainer.device, non_blocking=True), (epoch + step / plan.steps) / ramp_epochs)
+        for key, value in figures.items():
+            sums[key] = sums.get(key, 0.0) + value
+        if progress is not None:
+            progress.advance({k: v / (step + 1) for k, v in sums.items()})
+    trainer.scheduler.step()
+    sums["steps"] = float(plan.steps)
+    sums["samples"] = float(len(plan.order))
+    totals = context.sum(sums, trainer.device)
+    seconds = time.perf_counter() - started
+    steps = totals.pop("steps")
+    samples = totals.pop("samples")
+    record: dict[str, Any] = {"epoch": epoch + 1}
+    record.update({k: v / steps for k, v in totals.items()})
+    record.update(
+        {
+            "noise_sigma": data.noise_sigma,
+            "lr": lr,
+            "seconds": seconds,
+            "samples_per_s": samples / seconds if seconds > 0 else None,
+        }
+    )
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def model_info(settings: TrainSettings, data: TrainingData) -> ModelInfo:
+    return ModelInfo(
+        architecture=VoxResNetConfig(width=settings.width),
+        box=data.box,
+        voxel_size=data.voxel_size,
+        normalisation="zscore",
+        invert=settings.invert,
+        method=settings.method,
+        denoiser=settings.denoiser,
+        denoiser_params={"sigma_d": settings.sigma_d, "sigma_r": settings.sigma_r, "keep_rate": settings.keep_rate},
+        eta=settings.eta,
+        settings=settings_to_dict(settings),
+        weights=("teacher", "student") if settings.uses_teacher else ("student",),
+    )
+
+
+def _write_outputs(
+    run_dir: Path, trainer: Trainer, settings: TrainSettings, data: TrainingData, history: list[dict[str, Any]]
+) -> None:
+    from voxuda_cli.plots import save_curves
+
+    teacher = None if trainer.teacher is None else trainer.teacher.state_dict()
+    save_model(run_dir / ckpt.MODEL, model_info(settings, data), trainer.student.state_dict(), teacher)
+    atomic_write_text(run_dir / ckpt.METRICS, "".join(json.dumps(r) + "\n" for r in history))
+    if history:
+        save_curves(
+            run_dir / ckpt.CURVES, history, groups=CURVE_GROUPS, title=f"voxuda train --method {settings.method}"
+        )
+
+
+def _summary(
+    settings: TrainSettings,
+    run_dir: Path,
+    data: TrainingData,
+    history: list[dict[str, Any]],
+    start_epoch: int,
+    seconds: float,
+    device: torch.device,
+    context: DistributedContext,
+) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    losses = {k: last[k] for k in ("loss", *LOSS_TERMS[settings.method]) if k in last}
+    validation = {k: last[k] for k in last if k.startswith("val_")}
+    return {
+        "run_dir": str(run_dir),
+        "model": str(run_dir / ckpt.MODEL),
+        "method": settings.method,
+        "epochs": settings.epochs,
+        "epochs_run": max(settings.epochs - start_epoch, 0),
+        "resumed_from": start_epoch if start_epoch else None,
+        "samples": len(data.labelled),
+        "target_samples": None if data.target is None else len(data.target),
+        "box": list(data.box),
+        "voxel_size": data.voxel_size,
+        "noise_sigma": data.noise_sigma,
+        "final": losses,
+        "pseudo_labels": {k: last[k] for k in ("pl_coverage", "pl_foreground") if k in last},
+        "validation": validation or None,
+        "seconds": seconds,
+        "samples_per_s": float(np.mean([r["samples_per_s"] for r in history[start_epoch:] if "samples_per_s" in r]))
+        if len(history) > start_epoch
+        else None,
+        "device": str(device),
+        "processes": context.world_size,
+        "warnings": data.warnings,
+    }
