@@ -133,6 +133,4 @@ def test_auto_chunk_respects_budget() -> None:
 def test_cuda_matches_cpu() -> None:
     x = torch.randn(2, 12, 13, 14)
     for method in ("bf", "ibf"):
-        np.testing.assert_allclose(
-            FILTERS[method](x.cuda()).cpu().numpy(), FILTERS[method](x).numpy(), atol=1e-5
-        )
+        np.testing.assert_allclose(FILTERS[method](x.cuda()).cpu().numpy(), FILTERS[method](x).numpy(), atol=1e-5)

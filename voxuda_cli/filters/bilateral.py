@@ -31,11 +31,7 @@ DEFAULT_SIGMA_R = 1.2
 BILATERAL_METHODS = ("ibf", "bf")
 # The 13 offsets o > 0 (lexicographically); -o covers the other 13 neighbours.
 HALF_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
-    (dz, dy, dx)
-    for dz in (-1, 0, 1)
-    for dy in (-1, 0, 1)
-    for dx in (-1, 0, 1)
-    if (dz, dy, dx) > (0, 0, 0)
+    (dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dz, dy, dx) > (0, 0, 0)
 )
 HALO = {"bf": 1, "ibf": 2, "none": 0}
 _BLOCK_VOXELS_CPU = 1 << 19  # voxels per block on CPU: temporaries stay in cache (measured best 2^18-2^20)

@@ -124,7 +124,9 @@ def sample_indices(n_total: int, n_sampled: int, seed: int) -> np.ndarray:
 
 def residual_variances(volumes: torch.Tensor, keep_rate: float = DEFAULT_KEEP_RATE) -> torch.Tensor:
     """Variance of the high-pass residual of each z-scored volume; (N, D, H, W) -> (N,) float64."""
-    standardised = zscore(volumes.to(torch.float64))
+    # float64 where it is cheap; a whole tomogram in float32 (its variance needs no more)
+    precise = volumes.shape[-3:].numel() <= _BATCH_VOXELS // 4
+    standardised = zscore(volumes.to(torch.float64 if precise else torch.float32))
     residual = high_pass_residual(standardised, keep_rate)
     return residual.var(dim=(-3, -2, -1), unbiased=False)
 

@@ -1,0 +1,196 @@
+"""Denoisers and the noise estimate applied to files: MRC volumes of any size, datasets, folders.
+
+Output is on the input's scale: each volume is z-scored (its own mean and std), denoised, and the
+z-scoring undone, so sigma_r stays in z-score units while the numbers keep their meaning. Bilateral
+filters stream whole tomograms through memory maps in z-chunks; NGM needs the whole volume (one FFT).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.filters import DenoiseSettings, denoise
+from voxuda_cli.filters.bilateral import BILATERAL_METHODS, filter_volume
+from voxuda_cli.filters.noise import (
+    NoiseEstimate,
+    NoiseSettings,
+    estimate_noise,
+    estimate_noise_from_volumes,
+    ngm_denoise,
+    sample_indices,
+)
+from voxuda_cli.io.dataset import is_h5_path, read_h5_dataset, write_dataset
+from voxuda_cli.io.mrc import create_mrc_memmap, is_mrc_path, read_mrc
+from voxuda_cli.io.sources import expand_mrc_paths
+
+_STATS_ROWS = 16  # z-rows per step when computing a volume's mean and std
+_DATASET_BATCH_VOXELS = 1 << 22  # voxels per denoising batch for datasets
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DenoiseJob:
+    """What `ibf-denoise` will do: ``mode`` is mrc (one file), folder (several MRC files) or dataset."""
+
+    mode: str
+    inputs: list[Path]
+    output: Path
+
+    def target(self, path: Path) -> Path:
+        return self.output / path.name if self.mode == "folder" else self.output
+
+
+def plan_denoise(inputs: Sequence[Path | str], output: Path | str) -> DenoiseJob:
+    """Check inputs and output before anything is written; one MRC -> MRC, a dataset -> dataset, else a folder."""
+    output = Path(output)
+    if not inputs:
+        raise VoxudaInputError("no input given; pass MRC files, a folder of MRC files or one HDF5 dataset")
+    if len(inputs) == 1 and is_h5_path(Path(inputs[0])):
+        if not is_h5_path(output):
+            raise VoxudaInputError(f"{output}: a dataset in gives a dataset out; name the output .h5")
+        job = DenoiseJob("dataset", [Path(inputs[0])], output)
+    else:
+        files = expand_mrc_paths(inputs)
+        single = len(files) == 1 and Path(inputs[0]).is_file() and not output.is_dir()
+        if single and is_mrc_path(output):
+            job = DenoiseJob("mrc", files, output)
+        elif output.suffix and (is_mrc_path(output) or is_h5_path(output) or output.is_file()):
+            raise VoxudaInputError(
+                f"{output}: {len(files)} MRC inputs need an output folder (an MRC output takes one MRC input)"
+            )
+        else:
+            job = DenoiseJob("folder", files, output)
+    for path in job.inputs:
+        if job.target(path).resolve() == path.resolve():
+            raise VoxudaInputError(f"{job.target(path)}: would overwrite its input; choose another output")
+    return job
+
+
+def volume_stats(data: np.ndarray) -> tuple[float, float]:
+    """Mean and std of a (possibly memory-mapped) volume, slab by slab in float64; std 0 becomes 1."""
+    count, total, total_sq = 0, 0.0, 0.0
+    for start in range(0, data.shape[0], _STATS_ROWS):
+        slab = np.asarray(data[start : start + _STATS_ROWS], dtype=np.float64)
+        count += slab.size
+        total += float(slab.sum())
+        total_sq += float(np.square(slab).sum())
+    mean = total / count
+    std = float(np.sqrt(max(total_sq / count - mean * mean, 0.0)))
+    return mean, std if std > 0 else 1.0
+
+
+def denoise_array(
+    volume: np.ndarray,
+    settings: DenoiseSettings,
+    device: torch.device,
+    out: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Denoise one (D, H, W) volume (a memory map is fine) into ``out``, on the input's scale."""
+    settings.validate()
+    out = np.empty(volume.shape, dtype=np.float32) if out is None else out
+    stats = volume_stats(volume) if settings.zscore else None
+    depth = int(volume.shape[0])
+    if settings.method in BILATERAL_METHODS:
+        return filter_volume(
+            volume, settings.method, settings.sigma_d, settings.sigma_r, settings.chunk, device, out, stats, progress
+        )
+    data = torch.from_numpy(np.array(volume, dtype=np.float32)).to(device)
+    mean, std = stats if stats is not None else (0.0, 1.0)
+    if settings.method == "ngm":
+        data = ngm_denoise((data - mean) / std, settings.keep_rate) * std + mean
+    out[...] = data.cpu().numpy()
+    if progress is not None:
+        progress(depth, depth)
+    return out
+
+
+def denoise_mrc(
+    source: Path, target: Path, settings: DenoiseSettings, device: torch.device, progress: Progress | None = None
+) -> dict[str, Any]:
+    """One MRC file in, one out (voxel size, origin and labels kept), streamed through memory maps."""
+    volume = read_mrc(source, mmap=True)
+    start = time.perf_counter()
+    label = f"voxuda ibf-denoise --method {settings.method} --sigma-d {settings.sigma_d} --sigma-r {settings.sigma_r}"
+    with create_mrc_memmap(target, volume.shape, like=volume, label=label) as out:
+        denoise_array(volume.data, settings, device, out=out, progress=progress)
+    return _record(source.stem, volume.shape, time.perf_counter() - start, target)
+
+
+def denoise_dataset(
+    source: Path,
+    target: Path,
+    settings: DenoiseSettings,
+    device: torch.device,
+    provenance: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """A dataset in, a dataset out: /images denoised volume by volume (input scale), everything else carried over."""
+    settings.validate()
+    dataset = read_h5_dataset(source)
+    start = time.perf_counter()
+    images = np.empty_like(dataset.images)
+    n = len(dataset)
+    step = max(1, _DATASET_BATCH_VOXELS // int(np.prod(dataset.box)))
+    for first in range(0, n, step):
+        batch = torch.from_numpy(dataset.images[first : first + step]).to(device)
+        mean = batch.mean(dim=(-3, -2, -1), keepdim=True) if settings.zscore else torch.zeros(())
+        std = batch.std(dim=(-3, -2, -1), keepdim=True, unbiased=False) if settings.zscore else torch.ones(())
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        cleaned = denoise((batch - mean) / std, settings.method, settings.sigma_d, settings.sigma_r, settings.keep_rate)
+        images[first : first + step] = (cleaned * std + mean).cpu().numpy()
+        if progress is not None:
+            progress(min(n, first + step), n)
+    dataset.images = images
+    write_dataset(target, dataset, extra_attrs={"provenance": provenance})
+    return _record(source.stem, (n, *dataset.box), time.perf_counter() - start, target)
+
+
+def _record(name: str, shape: tuple[int, ...], seconds: float, target: Path) -> dict[str, Any]:
+    voxels = int(np.prod(shape))
+    return {
+        "name": name,
+        "output": str(target),
+        "shape": list(shape),
+        "seconds": round(seconds, 3),
+        "mvoxel_per_s": round(voxels / max(seconds, 1e-9) / 1e6, 2),
+    }
+
+
+def check_mrc_inputs(paths: Sequence[Path]) -> None:
+    """Open every MRC input (header, size, NaN check) before writing anything."""
+    for path in paths:
+        read_mrc(path, mmap=True)
+
+
+def estimate_noise_files(inputs: Sequence[Path | str], settings: NoiseSettings) -> NoiseEstimate:
+    """sigma_t from one HDF5 dataset or MRC files/folders (any shapes; only the sampled files are read)."""
+    settings.validate()
+    if not inputs:
+        raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
+    if len(inputs) == 1 and is_h5_path(Path(inputs[0])):
+        dataset = read_h5_dataset(inputs[0])
+        return estimate_noise(dataset.images, dataset.names, settings)
+    files = expand_mrc_paths(inputs)
+    chosen = sample_indices(len(files), int(settings.n_sampled), int(settings.seed))
+    return estimate_noise_from_volumes(((files[i].stem, read_mrc(files[i]).data) for i in chosen), settings.keep_rate)
+
+
+__all__ = [
+    "DenoiseJob",
+    "check_mrc_inputs",
+    "denoise_array",
+    "denoise_dataset",
+    "denoise_mrc",
+    "estimate_noise_files",
+    "plan_denoise",
+    "volume_stats",
+]
