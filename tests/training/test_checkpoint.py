@@ -36,9 +36,9 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path: Path) -> None:
     assert expected[2:] == again[2:]
 
 
-def test_only_epochs_device_threads_workers_may_change() -> None:
+def test_only_epochs_device_amp_threads_workers_may_change() -> None:
     saved = settings_to_dict(TrainSettings(epochs=3))
-    assert settings_differences(saved, TrainSettings(epochs=5, device="cpu", threads=1, workers=2)) == []
+    assert settings_differences(saved, TrainSettings(epochs=5, device="cpu", amp=True, threads=1, workers=2)) == []
     assert settings_differences(saved, TrainSettings(eta=0.9)) == ["eta (0.85 -> 0.9)"]
 
 

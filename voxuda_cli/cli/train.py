@@ -14,6 +14,7 @@ Example: voxuda train --src source.h5 --tgt target.h5 -o run/ --noise noise.json
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -156,6 +157,8 @@ def command(
             workers=workers,
         )
         is_main = DistributedContext.from_env().is_main
+        if not is_main:  # one voice: the other processes only speak up about problems
+            logging.getLogger("voxuda").setLevel(logging.WARNING)
         with progress_bar() as bar:
             reporter = EpochProgress(bar) if is_main else None
             summary = train(settings, output, resume=resume, overwrite=overwrite, progress=reporter)

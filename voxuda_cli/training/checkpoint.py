@@ -59,7 +59,7 @@ def comparable_settings(settings: TrainSettings | dict[str, Any]) -> dict[str, A
 
 
 def settings_differences(saved: dict[str, Any], settings: TrainSettings) -> list[str]:
-    """Settings (other than epochs, device, threads, workers) whose value differs from the checkpoint's."""
+    """Settings (other than epochs, device, amp, threads, workers) whose value differs from the checkpoint's."""
     old, new = comparable_settings(saved), comparable_settings(settings)
     return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
@@ -81,7 +81,7 @@ def load_checkpoint(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     if differences:
         raise VoxudaInputError(
             f"--resume {path}: settings differ from the checkpoint's: {'; '.join(differences)}; "
-            "resume with the same settings (only --epochs, --device, --threads, --workers may change)"
+            "resume with the same settings (only --epochs, --device, --amp, --threads, --workers may change)"
         )
     if settings.epochs < state["epoch"]:
         raise VoxudaInputError(

@@ -13,8 +13,8 @@ METHODS = ("vox-uda", "source-only", "supervised", "dann")
 DENOISERS = ("ibf", "bf", "ngm", "none")
 DEVICES = ("auto", "cpu", "cuda")
 
-# What may change between a run and its --resume; anything else must match the checkpoint.
-RESUMABLE_CHANGES = ("epochs", "device", "threads", "workers")
+# What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
+RESUMABLE_CHANGES = ("epochs", "device", "amp", "threads", "workers")
 
 
 @dataclass
