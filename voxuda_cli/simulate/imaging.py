@@ -6,6 +6,8 @@ tilt series (tilts, c, d, d). Conventions (checked by tests/simulate/test_imagin
 * Rotation matrices act on (x, y, z) column vectors (torch-fourier-slice's default). The tilt
   axis is y (volume axis 1); the beam runs along z (volume axis 0) at tilt 0, so the missing
   wedge is the cone about k_z, within the (k_x, k_z) plane, of half-angle 90 - max|tilt|.
+  R(t) rotates the central slice: the detector axes at tilt t are R e_x = (cos t, 0, -sin t) and
+  e_y, so a point (x, y, z) lands at (x cos t - z sin t, y).
 * Projection is torch-fourier-slice's ``project_3d_to_2d`` (central slices of the padded 3D DFT).
 * CTF: torch-ctf's ``calculate_ctf_2d``, one defocus per sample for all its tilts (no defocus
   gradient across the tilted field: the box is a few tens of nm). torch-ctf's CTF is positive at
