@@ -47,4 +47,4 @@ def test_dump_round_trips(tmp_path: Path) -> None:
 
 
 def test_help_shows_the_dataclass_default() -> None:
-    assert describe(Example, "epochs", "Epochs.") == "Epochs. (default: 300)"
+    assert describe(Example, "epochs", "Epochs.") == "Epochs. [default: 300]"

@@ -34,7 +34,7 @@ def describe(settings_cls: type, field_name: str, text: str) -> str:
     default = default_of(settings_cls, field_name)
     if isinstance(default, (list, tuple)):
         default = " ".join(str(v) for v in default)
-    return f"{text} (default: {default})"
+    return f"{text} [default: {default}]"
 
 
 def load_config(path: Path, section: str) -> dict[str, Any]:
