@@ -1,18 +1,149 @@
-"""(pseudo-label: not available yet; issue 6 builds it.)"""
+"""Write the teacher's pseudo-labels of a target dataset, exactly as Vox-UDA training makes them.
+
+Each target sample is normalised as in training, denoised (--denoiser; the model file's denoiser
+and filter parameters by default) and segmented by the teacher; voxels whose class probability
+is at least --eta (the model file's eta by default, else 0.85) are confident. OUT.h5 holds
+/images (the target as given), /masks (1 = confident foreground, 0 elsewhere), /confidence (the
+max class probability) and /params/confident (1 = labelled, 0 = ignored by training). Prints the
+coverage (fraction of confident voxels) and the foreground fraction among them; with target
+masks, also the pseudo-labels' accuracy on the confident voxels.
+
+Example: voxuda pseudo-label run/ target.h5 -o pseudo.h5 --eta 0.85 --preview pseudo.png
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
-from voxuda_cli.cli.common import not_available
+from voxuda_cli.cli.common import (
+    ConfigOpt,
+    DeviceOpt,
+    JsonOpt,
+    VerboseOpt,
+    cli_errors,
+    emit,
+    fmt,
+    progress_bar,
+    setup_logging,
+)
+from voxuda_cli.config import describe
+from voxuda_cli.inference.settings import PseudoLabelSettings
 
 NAME = "pseudo-label"
+S = PseudoLabelSettings
 
 
 def command(
-    inputs: Annotated[list[Path] | None, typer.Argument(help="Inputs.")] = None,
+    model: Annotated[Path, typer.Argument(help="Training run folder (with model.pt) or a model file.")],
+    target: Annotated[
+        list[Path], typer.Argument(help="Target dataset: one HDF5 dataset, MRC files or folders (model box).")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dataset of pseudo-labels.")],
+    eta: Annotated[
+        float | None,
+        typer.Option(help=describe(S, "eta", "Confidence threshold (None: the model file's, else 0.85).")),
+    ] = None,
+    denoiser: Annotated[
+        str | None,
+        typer.Option(help=describe(S, "denoiser", "Teacher's input filter: ibf, bf, ngm, none (None: model file's).")),
+    ] = None,
+    sigma_d: Annotated[
+        float | None, typer.Option("--sigma-d", help=describe(S, "sigma_d", "(I)BF spatial sigma."))
+    ] = None,
+    sigma_r: Annotated[
+        float | None, typer.Option("--sigma-r", help=describe(S, "sigma_r", "(I)BF range sigma."))
+    ] = None,
+    keep_rate: Annotated[
+        float | None, typer.Option("--keep-rate", help=describe(S, "keep_rate", "NGM high-pass fraction."))
+    ] = None,
+    use: Annotated[
+        str | None, typer.Option(help=describe(S, "use", "Weights of the model file: teacher or student."))
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help=describe(S, "batch_size", "Samples per forward pass."))
+    ] = None,
+    preview: Annotated[
+        Path | None,
+        typer.Option("--preview", help="Also save a PNG montage: target / denoised / confidence / pseudo-label."),
+    ] = None,
+    device: DeviceOpt = None,
+    amp: Annotated[
+        bool | None, typer.Option("--amp/--no-amp", help=describe(S, "amp", "Mixed precision on CUDA."))
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    not_available(NAME, "issue 6")
+    setup_logging(verbose)
+    with cli_errors(NAME):
+        import numpy as np
+
+        from voxuda_cli.config import resolve_settings, settings_to_dict
+        from voxuda_cli.errors import VoxudaInputError
+        from voxuda_cli.inference.pseudo_labels import (
+            make_pseudo_labels,
+            pseudo_label_predictor,
+            resolve_pseudo_label_settings,
+            summarise,
+            write_pseudo_labels,
+        )
+        from voxuda_cli.io.dataset import is_h5_path, provenance
+        from voxuda_cli.io.sources import read_dataset
+
+        if not is_h5_path(output):
+            raise VoxudaInputError(f"{output}: pseudo-labels are written as an HDF5 dataset; name it .h5")
+        settings = resolve_settings(
+            PseudoLabelSettings,
+            config,
+            NAME,
+            eta=eta,
+            denoiser=denoiser,
+            sigma_d=sigma_d,
+            sigma_r=sigma_r,
+            keep_rate=keep_rate,
+            use=use,
+            batch_size=batch_size,
+            device=device,
+            amp=amp,
+        )
+        predictor = pseudo_label_predictor(model, settings)
+        settings = resolve_pseudo_label_settings(settings, predictor.info)
+        dataset = read_dataset(target)
+        with progress_bar() as bar:
+            task = bar.add_task(NAME, total=len(dataset), status=Path(dataset.source).name)
+            labels = make_pseudo_labels(predictor, dataset, settings, lambda n: bar.update(task, advance=n))
+        origin = provenance(NAME, settings_to_dict(settings), [str(model), *(str(p) for p in target)])
+        write_pseudo_labels(output, dataset, labels, settings, origin)
+        summary = summarise(dataset, labels, settings, output, str(predictor.model_path))
+        if preview is not None:
+            from voxuda_cli.plots import save_montage
+
+            picks = np.unique(np.linspace(0, len(dataset) - 1, min(4, len(dataset))).astype(int))
+            columns = {
+                "target": [dataset.images[i] for i in picks],
+                "denoised": labels.denoised_preview,
+                "confidence": [labels.confidence[i] for i in picks],
+                "pseudo-label": [labels.masks[i] for i in picks],
+            }
+            save_montage(preview, columns, [dataset.names[i] for i in picks], title=f"pseudo-labels, eta {labels.eta}")
+            summary["preview"] = str(preview)
+        emit(summary, as_json, _table(summary))
+
+
+def _table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"pseudo-label -> {summary['output']} ({summary['samples']} samples)")
+    for column in ("eta", "denoiser", "coverage %", "foreground % of labelled", "accuracy on labelled %"):
+        table.add_column(column, justify="right")
+    accuracy = summary["accuracy_on_confident"]
+    table.add_row(
+        fmt(summary["eta"], 3),
+        str(summary["denoiser"]),
+        fmt(100 * summary["coverage"], 2),
+        fmt(100 * summary["foreground_fraction"], 2),
+        fmt(None if accuracy is None else 100 * accuracy, 2),
+    )
+    return table

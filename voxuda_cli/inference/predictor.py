@@ -1,0 +1,418 @@
+"""Predictor: a trained model file -> foreground probabilities and masks of subtomograms, datasets and tomograms.
+
+Usable from Python without the CLI (nnU-Net's predictor is the model)::
+
+    from voxuda_cli.inference import Predictor, PredictSettings
+    predictor = Predictor("run/", PredictSettings(tta=True, device="cpu"))
+    probabilities = predictor.predict_volume(volume)               # any (D, H, W) at least the box
+    result = predictor.predict_dataset(read_dataset(["target.h5"]))
+    predictor.predict_tomogram("tomo.mrc", "tomo_mask.mrc")        # streamed, bounded memory
+
+Inputs are normalised as in training (METHOD.md): contrast flipped when the model was trained
+with ``--invert``, then each subtomogram z-scored on its own. A whole tomogram is z-scored window
+by window by default: each window is a subtomogram of the box size, so the network sees exactly
+the statistics it was trained on (``benchmarks/bench_predict.py`` compares this with z-scoring
+the tomogram once; see its output). Foreground is class 1; masks are ``probability > threshold``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from voxuda_cli.device import resolve_device
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.inference.components import remove_small_components, remove_small_components_chunked
+from voxuda_cli.inference.memory import release_rows
+from voxuda_cli.inference.settings import PredictSettings
+from voxuda_cli.inference.sliding_window import WindowPlan, importance_map, sliding_window, sliding_window_array
+from voxuda_cli.io.dataset import Dataset
+from voxuda_cli.io.mrc import create_mrc_memmap, read_mrc
+from voxuda_cli.io.volume import Volume
+from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
+
+log = logging.getLogger("voxuda")
+
+FOREGROUND = 1
+_FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
+_SCAN_ROWS = 16  # z-rows per read when checking or measuring a tomogram
+VOXEL_SIZE_TOLERANCE = 0.05  # relative; beyond it the data's scale differs from the training data's
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class DatasetPrediction:
+    """Per-sample foreground probabilities (float32) and masks (uint8), aligned with the dataset."""
+
+    probabilities: np.ndarray
+    masks: np.ndarray
+
+    @property
+    def foreground_fraction(self) -> float:
+        return float(self.masks.mean()) if self.masks.size else 0.0
+
+
+@dataclass
+class TomogramPrediction:
+    """What :meth:`Predictor.predict_tomogram` wrote and measured."""
+
+    name: str
+    shape: tuple[int, int, int]
+    windows: int
+    foreground_fraction: float
+    seconds: float
+    outputs: list[str]
+    removed_voxels: int = 0
+    preview: dict[str, np.ndarray] = field(default_factory=dict)  # central z-slices: input, probability, mask
+
+    @property
+    def mvoxel_per_s(self) -> float:
+        return math.prod(self.shape) / 1e6 / max(self.seconds, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "windows": self.windows,
+            "foreground_fraction": self.foreground_fraction,
+            "removed_voxels": self.removed_voxels,
+            "seconds": self.seconds,
+            "mvoxel_per_s": self.mvoxel_per_s,
+            "outputs": self.outputs,
+        }
+
+
+@dataclass
+class TomogramScan:
+    """A tomogram checked for NaN/Inf, with its mean and std (after the model's inversion)."""
+
+    mean: float
+    std: float
+
+
+class Predictor:
+    """Loads a model file once and predicts subtomograms, datasets and whole tomograms."""
+
+    def __init__(self, model: Path | str, settings: PredictSettings | None = None) -> None:
+        self.settings = settings or PredictSettings()
+        self.device = resolve_device(self.settings.device)
+        self.model_path = resolve_model_path(model)
+        network, info = load_model(self.model_path, self.settings.use, self.device)
+        self._setup(network, info)
+
+    @classmethod
+    def from_network(cls, network: nn.Module, info: ModelInfo, settings: PredictSettings | None = None) -> Predictor:
+        """A predictor around a network already in memory (e.g. during training or in a benchmark)."""
+        predictor = cls.__new__(cls)
+        predictor.settings = settings or PredictSettings()
+        predictor.device = resolve_device(predictor.settings.device)
+        predictor.model_path = None  # type: ignore[assignment]
+        predictor._setup(network.to(predictor.device).eval(), info)
+        return predictor
+
+    def _setup(self, network: nn.Module, info: ModelInfo) -> None:
+        self.network = network
+        self.info = info
+        if info.normalisation != "zscore":
+            raise VoxudaInputError(
+                f"{self.model_path}: model expects normalisation {info.normalisation!r}; this version knows zscore"
+            )
+        if self.settings.amp and self.device.type != "cuda":
+            log.info("--amp is for CUDA; predicting in float32 on %s", self.device)
+
+    def with_settings(self, **changes: Any) -> Predictor:
+        """The same loaded network with some settings changed (no reload)."""
+        other = Predictor.__new__(Predictor)
+        other.__dict__.update(self.__dict__)
+        other.settings = replace(self.settings, **changes)
+        return other
+
+    @property
+    def box(self) -> tuple[int, int, int]:
+        return tuple(int(b) for b in self.info.box)  # type: ignore[return-value]
+
+    # ---- windows -------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.settings.amp and self.device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    def _foreground(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) normalised -> (B, D, H, W) foreground probability; 8-flip average with TTA."""
+        flip_sets = _FLIP_SETS if self.settings.tta else [()]
+        total: torch.Tensor | None = None
+        for dims in flip_sets:
+            logits = self.network(x.flip(dims) if dims else x)
+            probability = torch.softmax(logits.float(), dim=1)[:, FOREGROUND]
+            if dims:
+                probability = probability.flip([d - 1 for d in dims])
+            total = probability if total is None else total + probability
+        assert total is not None
+        return total / len(flip_sets)
+
+    def normalise(self, windows: torch.Tensor, stats: TomogramScan | None = None) -> torch.Tensor:
+        """As in training: flip contrast if the model was trained so, then z-score each window on its own.
+
+        With ``stats`` (a whole tomogram's mean and std) every window shares those instead.
+        """
+        x = -windows if self.info.invert else windows
+        if stats is not None:
+            return (x - stats.mean) / stats.std
+        dims = tuple(range(1, x.ndim))
+        mean = x.mean(dim=dims, keepdim=True, dtype=torch.float64)
+        std = x.double().std(dim=dims, keepdim=True, correction=0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return ((x - mean) / std).float()
+
+    def predict_windows(
+        self, windows: np.ndarray, normalised: bool = False, stats: TomogramScan | None = None
+    ) -> np.ndarray:
+        """(B, *box) windows -> (B, *box) float32 foreground probabilities, in one forward pass (per flip).
+
+        ``normalised`` skips the normalisation (for inputs already z-scored, e.g. denoised targets).
+        """
+        x = torch.as_tensor(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        if not normalised:
+            x = self.normalise(x, stats)
+        with torch.inference_mode(), self._autocast():
+            probability = self._foreground(x.unsqueeze(1))
+        return probability.float().cpu().numpy()
+
+    def predict_batches(
+        self, images: np.ndarray, normalised: bool = False, on_progress: ProgressFn | None = None
+    ) -> np.ndarray:
+        """(N, *box) subtomograms -> (N, *box) probabilities, ``batch_size`` at a time."""
+        out = np.empty(images.shape, dtype=np.float32)
+        step = self.settings.batch_size
+        for start in range(0, images.shape[0], step):
+            out[start : start + step] = self.predict_windows(images[start : start + step], normalised)
+            if on_progress is not None:
+                on_progress(min(step, images.shape[0] - start))
+        return out
+
+    # ---- masks ---------------------------------------------------------------------------------
+
+    def segment(self, probabilities: np.ndarray) -> np.ndarray:
+        """Probabilities of one volume -> binary uint8 mask (threshold, then --min-size)."""
+        mask = (np.asarray(probabilities) > self.settings.threshold).astype(np.uint8)
+        if self.settings.min_size > 1:
+            mask = remove_small_components(mask, self.settings.min_size)
+        return mask
+
+    # ---- volumes and datasets ------------------------------------------------------------------
+
+    def check_volume_shape(self, shape: Sequence[int], source: str) -> None:
+        """A volume must be at least the model box along every axis."""
+        if len(shape) != 3 or any(int(n) < b for n, b in zip(shape, self.box)):
+            raise VoxudaInputError(
+                f"{source}: volume shape {tuple(shape)} is smaller than the model box {self.box}; "
+                f"resample it (voxuda patchify --resize) or use a model trained on a smaller box"
+            )
+
+    def check_dataset_box(self, dataset: Dataset) -> None:
+        if dataset.box != self.box:
+            raise VoxudaInputError(
+                f"{dataset.source}: samples are {dataset.box} but the model box is {self.box}; cut them to the "
+                f"model box (voxuda patchify --patch {self.box[0]}, with --resize to rescale), or pass the "
+                "volumes as MRC files to predict them whole with sliding windows"
+            )
+
+    def warn_voxel_size(self, voxel_size: float, source: str) -> None:
+        reference = float(self.info.voxel_size)
+        if reference > 0 and abs(voxel_size - reference) > VOXEL_SIZE_TOLERANCE * reference:
+            log.warning(
+                "%s: voxel size %.3f A differs from the model's training data (%.3f A); "
+                "resample the data for faithful predictions",
+                source,
+                voxel_size,
+                reference,
+            )
+
+    def predict_volume(self, volume: np.ndarray, on_progress: ProgressFn | None = None) -> np.ndarray:
+        """Foreground probabilities of one (D, H, W) volume held in memory; sliding windows when larger than the box."""
+        volume = np.asarray(volume, dtype=np.float32)
+        self.check_volume_shape(volume.shape, "volume")
+        if not np.isfinite(volume).all():
+            raise VoxudaInputError("volume: contains NaN or Inf values; clean the data")
+        if tuple(volume.shape) == self.box:
+            probabilities = self.predict_windows(volume[None])[0]
+            if on_progress is not None:
+                on_progress(1)
+            return probabilities
+        stats = self._stats_of(volume) if self.settings.normalise == "tomogram" else None
+        return sliding_window_array(
+            volume,
+            lambda windows: self.predict_windows(windows, stats=stats),
+            self.box,
+            self.settings.overlap,
+            self.settings.batch_size,
+            on_progress,
+        )
+
+    def predict_dataset(self, dataset: Dataset, on_progress: ProgressFn | None = None) -> DatasetPrediction:
+        """Every sample of a dataset (its box must be the model's) -> probabilities and masks."""
+        self.check_dataset_box(dataset)
+        self.warn_voxel_size(dataset.voxel_size, dataset.source)
+        probabilities = self.predict_batches(dataset.images, on_progress=on_progress)
+        masks = np.stack([self.segment(p) for p in probabilities])
+        return DatasetPrediction(probabilities=probabilities, masks=masks)
+
+    def stitch_parents(self, dataset: Dataset, probabilities: np.ndarray) -> Iterator[tuple[str, Volume, np.ndarray]]:
+        """Patch probabilities of a patchified dataset -> ``(parent, probability Volume, mask)`` per parent.
+
+        Patches are blended with the same Gaussian weights as sliding windows (they matter only
+        where patches overlap), then resampled back to the parent's original grid when patchify
+        resized it; the Volume carries the original voxel size and origin.
+        """
+        from voxuda_cli.patches import group_by_parent, parents_info, stitch
+
+        if not dataset.is_patchified:
+            raise VoxudaInputError(f"{dataset.source}: not a patchified dataset (no /coords and /parents)")
+        infos = parents_info(dataset.attrs)
+        weights = importance_map(self.box)
+        assert dataset.parents is not None and dataset.coords is not None
+        for parent, indices in group_by_parent(dataset.parents):
+            coords = dataset.coords[indices]
+            info = infos.get(parent)
+            shape = info.shape if info else tuple(int(v) for v in (coords.max(axis=0) + np.array(self.box)))
+            stitched = stitch(probabilities[indices], coords, shape, weights)
+            if info is not None and tuple(info.original_shape) != tuple(info.shape):
+                stitched = resample_probabilities(stitched, info.original_shape)
+            voxel_size = info.original_voxel_size if info else (dataset.voxel_size,) * 3
+            origin = info.origin if info else (0.0, 0.0, 0.0)
+            volume = Volume(data=stitched, voxel_size=voxel_size, origin=origin)
+            yield parent, volume, self.segment(stitched)
+
+    # ---- whole tomograms -----------------------------------------------------------------------
+
+    def _stats_of(self, volume: np.ndarray, release: bool = False) -> TomogramScan:
+        return scan_tomogram(volume, self.info.invert, "volume", release)
+
+    def predict_tomogram(
+        self,
+        input_path: Path | str,
+        output_path: Path | str,
+        probabilities_path: Path | str | None = None,
+        on_progress: ProgressFn | None = None,
+        scan: TomogramScan | None = None,
+        label: str | None = None,
+    ) -> TomogramPrediction:
+        """Segment an MRC volume of any size (each axis at least the box) into an MRC mask of the same grid.
+
+        The input is read slab by slab from a memory map and the outputs are written into memory
+        maps (renamed into place at the end), so memory stays bounded by one slab of windows.
+        ``probabilities_path`` also writes the float32 foreground probability. The outputs keep the
+        input's voxel size, origin and labels. ``scan`` is a :func:`scan_tomogram` result if one
+        was made already (the input is checked for NaN first otherwise).
+        """
+        started = time.perf_counter()
+        input_path = Path(input_path)
+        volume = read_mrc(input_path, mmap=True, check=False)
+        data = volume.data
+        self.check_volume_shape(data.shape, str(input_path))
+        self.warn_voxel_size(volume.isotropic_voxel_size, str(input_path))
+        if scan is None:
+            scan = scan_tomogram(data, self.info.invert, str(input_path), release=True)
+        stats = scan if self.settings.normalise == "tomogram" else None
+        shape = tuple(int(n) for n in data.shape)
+        plan = WindowPlan.make(shape, self.box, self.settings.overlap)
+        label = label or f"voxuda predict {self.model_path.name if self.model_path else 'model'}"
+        middle = shape[0] // 2
+        preview: dict[str, np.ndarray] = {}
+        counts = {"foreground": 0}
+        released = {"input": 0}
+        outputs = [str(output_path)] + ([str(probabilities_path)] if probabilities_path else [])
+        with contextlib.ExitStack() as stack:
+            mask_map = stack.enter_context(create_mrc_memmap(output_path, shape, volume, np.int8, label))
+            probability_map = None
+            if probabilities_path is not None:
+                probability_map = stack.enter_context(
+                    create_mrc_memmap(probabilities_path, shape, volume, np.float32, label)
+                )
+
+            def emit(z0: int, rows: np.ndarray) -> None:
+                z1 = z0 + rows.shape[0]
+                mask = rows > self.settings.threshold
+                mask_map[z0:z1] = mask
+                counts["foreground"] += int(mask.sum())
+                release_rows(mask_map, z0, z1)
+                if probability_map is not None:
+                    probability_map[z0:z1] = rows
+                    release_rows(probability_map, z0, z1)
+                if z0 <= middle < z1:
+                    preview["input"] = np.array(data[middle], dtype=np.float32)[None]
+                    preview["probability"] = rows[middle - z0][None].copy()
+
+            def release_input(z: int) -> None:
+                release_rows(data, released["input"], z)
+                released["input"] = z
+
+            sliding_window(
+                data,
+                lambda windows: self.predict_windows(windows, stats=stats),
+                self.box,
+                self.settings.overlap,
+                self.settings.batch_size,
+                emit,
+                on_progress,
+                release_input,
+            )
+            removed = 0
+            if self.settings.min_size > 1:
+                removed = remove_small_components_chunked(
+                    mask_map, self.settings.min_size, release=lambda a, b: release_rows(mask_map, a, b)
+                )
+            preview["mask"] = np.array(mask_map[middle], dtype=np.uint8)[None]
+        voxels = math.prod(shape)
+        return TomogramPrediction(
+            name=input_path.stem,
+            shape=shape,  # type: ignore[arg-type]
+            windows=plan.n_windows,
+            foreground_fraction=(counts["foreground"] - removed) / voxels,
+            seconds=time.perf_counter() - started,
+            outputs=outputs,
+            removed_voxels=removed,
+            preview=preview,
+        )
+
+
+def scan_tomogram(data: np.ndarray, invert: bool, source: str, release: bool = False) -> TomogramScan:
+    """Check a (memory-mapped) volume for NaN/Inf and measure mean and std, slab by slab."""
+    count = 0
+    total = 0.0
+    total_sq = 0.0
+    for start in range(0, data.shape[0], _SCAN_ROWS):
+        rows = np.asarray(data[start : start + _SCAN_ROWS], dtype=np.float64)
+        if not np.isfinite(rows).all():
+            raise VoxudaInputError(f"{source}: contains NaN or Inf values; clean or re-export the volume")
+        count += rows.size
+        total += float(rows.sum())
+        total_sq += float(np.square(rows).sum())
+        if release:
+            release_rows(data, start, start + rows.shape[0])
+    mean = total / max(count, 1)
+    std = math.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0))
+    return TomogramScan(mean=-mean if invert else mean, std=std if std > 0 else 1.0)
+
+
+def resample_probabilities(probabilities: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Linear resampling of a probability map to ``shape`` (same grid convention as patches.resize_mask)."""
+    from scipy import ndimage
+
+    factors = [new / old for new, old in zip(shape, probabilities.shape)]
+    resampled = ndimage.zoom(probabilities.astype(np.float32), factors, order=1, mode="nearest", grid_mode=True)
+    return np.clip(resampled, 0.0, 1.0).astype(np.float32)

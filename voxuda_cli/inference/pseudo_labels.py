@@ -1,0 +1,177 @@
+"""Pseudo-labels as Vox-UDA training makes them, written out to inspect or to train from offline.
+
+The teacher (EMA) network sees each target sample normalised as in training (contrast flipped if
+the model was trained with ``--invert``, z-scored on its own) and then denoised
+(``--denoiser``, IBF by default, with the model file's filter parameters). A voxel whose
+foreground or background probability is at least ``eta`` is confident; the pseudo-label is its
+argmax class there (METHOD.md, ``L_pl``).
+
+Output dataset (kind ``pseudo-labels``), aligned with the target:
+- ``/images``: the target images as given (not normalised, not denoised);
+- ``/masks``: uint8, 1 where confidently foreground, 0 elsewhere (confident background *and*
+  unconfident voxels; use ``/params/confident`` to tell them apart);
+- ``/confidence``: float32, the teacher's max class probability, in [0.5, 1];
+- ``/params/confident``: float32 0/1 (stored as the format stores per-sample arrays): 1 where a
+  voxel carries a pseudo-label, 0 where training ignores it (confidence < eta);
+- names, classes, /coords, /parents (and patch attributes) carried; attributes ``eta``,
+  ``denoiser``, ``coverage``, ``foreground_fraction``, ``provenance``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxuda_cli.inference.predictor import Predictor
+from voxuda_cli.inference.settings import DEFAULT_ETA, PredictSettings, PseudoLabelSettings
+from voxuda_cli.io.dataset import Dataset, DatasetWriter
+from voxuda_cli.models.serialization import ModelInfo
+
+PREVIEW_ROWS = 4
+FILTER_DEFAULTS = {"sigma_d": 120.0, "sigma_r": 1.2, "keep_rate": 0.244}  # the filters' own defaults (METHOD.md)
+
+
+@dataclass
+class PseudoLabels:
+    """Per-voxel pseudo-labels of a dataset (all arrays (N, D, H, W))."""
+
+    masks: np.ndarray  # uint8: 1 where confident foreground
+    confidence: np.ndarray  # float32: max class probability
+    confident: np.ndarray  # bool: confidence >= eta
+    eta: float
+    denoised_preview: list[np.ndarray]  # a few denoised inputs, for --preview
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of voxels that carry a pseudo-label (confident either way)."""
+        return float(self.confident.mean())
+
+    @property
+    def foreground_fraction(self) -> float:
+        """Fraction of the pseudo-labelled voxels that are foreground (0 when none is confident); as training logs."""
+        count = int(self.confident.sum())
+        return float(self.masks.sum()) / count if count else 0.0
+
+    def accuracy(self, truth: np.ndarray) -> float | None:
+        """Agreement with ground-truth masks over the confident voxels (None when none is confident)."""
+        count = int(self.confident.sum())
+        if count == 0:
+            return None
+        return float(((self.masks > 0) == (truth > 0))[self.confident].mean())
+
+
+def resolve_pseudo_label_settings(settings: PseudoLabelSettings, info: ModelInfo) -> PseudoLabelSettings:
+    """Fill what the user left unset from the model file (what training used), then the defaults."""
+    params = {**FILTER_DEFAULTS, **{k: float(v) for k, v in info.denoiser_params.items()}}
+    return replace(
+        settings,
+        eta=settings.eta if settings.eta is not None else float(info.eta or DEFAULT_ETA),
+        denoiser=settings.denoiser or info.denoiser or "ibf",
+        sigma_d=settings.sigma_d if settings.sigma_d is not None else params["sigma_d"],
+        sigma_r=settings.sigma_r if settings.sigma_r is not None else params["sigma_r"],
+        keep_rate=settings.keep_rate if settings.keep_rate is not None else params["keep_rate"],
+    )
+
+
+def pseudo_label_predictor(model: Path | str, settings: PseudoLabelSettings) -> Predictor:
+    """The network that makes pseudo-labels: no test-time augmentation, as in training."""
+    predict_settings = PredictSettings(
+        batch_size=settings.batch_size, device=settings.device, amp=settings.amp, use=settings.use
+    )
+    return Predictor(model, predict_settings)
+
+
+def make_pseudo_labels(
+    predictor: Predictor,
+    dataset: Dataset,
+    settings: PseudoLabelSettings,
+    on_progress: Callable[[int], None] | None = None,
+) -> PseudoLabels:
+    """The teacher's pseudo-labels of every sample; ``settings`` resolved (eta, denoiser and its parameters)."""
+    from voxuda_cli.filters import denoise
+
+    assert settings.eta is not None and settings.denoiser is not None
+    predictor.check_dataset_box(dataset)
+    predictor.warn_voxel_size(dataset.voxel_size, dataset.source)
+    shape = dataset.images.shape
+    masks = np.empty(shape, dtype=np.uint8)
+    confidence = np.empty(shape, dtype=np.float32)
+    previews: list[np.ndarray] = []
+    preview_picks = set(np.linspace(0, len(dataset) - 1, min(PREVIEW_ROWS, len(dataset))).astype(int).tolist())
+    step = settings.batch_size
+    for start in range(0, len(dataset), step):
+        images = torch.as_tensor(np.asarray(dataset.images[start : start + step], dtype=np.float32))
+        normalised = predictor.normalise(images.to(predictor.device))
+        denoised = denoise(
+            normalised,
+            method=settings.denoiser,
+            sigma_d=float(settings.sigma_d),  # type: ignore[arg-type]
+            sigma_r=float(settings.sigma_r),  # type: ignore[arg-type]
+            keep_rate=float(settings.keep_rate),  # type: ignore[arg-type]
+        )
+        denoised_np = denoised.float().cpu().numpy()
+        foreground = predictor.predict_windows(denoised_np, normalised=True)
+        stop = start + foreground.shape[0]
+        confidence[start:stop] = np.maximum(foreground, 1.0 - foreground)
+        masks[start:stop] = foreground > 0.5
+        previews.extend(denoised_np[i - start] for i in range(start, stop) if i in preview_picks)
+        if on_progress is not None:
+            on_progress(stop - start)
+    confident = confidence >= settings.eta
+    masks &= confident
+    return PseudoLabels(masks, confidence, confident, float(settings.eta), previews)
+
+
+def write_pseudo_labels(
+    path: Path | str,
+    dataset: Dataset,
+    labels: PseudoLabels,
+    settings: PseudoLabelSettings,
+    provenance: str = "",
+) -> None:
+    """The pseudo-label dataset (format in this module's docstring), written atomically."""
+    keep = {k: v for k, v in dataset.attrs.items() if k in ("parents_info", "patch", "stride")}
+    attrs = {
+        "provenance": provenance,
+        "eta": labels.eta,
+        "denoiser": str(settings.denoiser),
+        "coverage": labels.coverage,
+        "foreground_fraction": labels.foreground_fraction,
+        **keep,
+    }
+    with DatasetWriter(path, dataset.box, dataset.voxel_size, "pseudo-labels", attrs) as writer:
+        for index, name in enumerate(dataset.names):
+            writer.append(
+                dataset.images[index],
+                name,
+                mask=labels.masks[index],
+                confidence=labels.confidence[index],
+                class_name=dataset.classes[index] if dataset.classes else None,
+                coords=tuple(int(c) for c in dataset.coords[index]) if dataset.coords is not None else None,
+                parent=dataset.parents[index] if dataset.parents else None,
+                params={"confident": labels.confident[index].astype(np.float32)},
+            )
+
+
+def summarise(
+    dataset: Dataset, labels: PseudoLabels, settings: PseudoLabelSettings, output: Path, model: str
+) -> dict[str, Any]:
+    """The figures ``pseudo-label`` prints."""
+    return {
+        "model": model,
+        "weights": settings.use,
+        "output": str(output),
+        "samples": len(dataset),
+        "eta": labels.eta,
+        "denoiser": settings.denoiser,
+        "denoiser_params": {"sigma_d": settings.sigma_d, "sigma_r": settings.sigma_r, "keep_rate": settings.keep_rate},
+        "coverage": labels.coverage,
+        "foreground_fraction": labels.foreground_fraction,
+        "confident_foreground_fraction": float(labels.masks.mean()),
+        "accuracy_on_confident": labels.accuracy(dataset.masks) if dataset.masks is not None else None,
+    }

@@ -1,0 +1,272 @@
+"""``predict`` as one job: classify the inputs, check everything, then write the outputs.
+
+Inputs and what comes out (decided by the output's suffix):
+
+- an HDF5 dataset of model-box samples -> ``-o X.h5``: a prediction dataset (/masks, /probabilities
+  with --probabilities, /images, names, classes, /coords and /parents carried);
+  ``-o FOLDER``: one ``<name>.mrc`` per sample;
+- a patchified dataset (/coords, /parents) -> ``-o FOLDER`` (or ``X.mrc`` for one parent): stitched
+  back to one MRC per parent on its original grid, with its voxel size and origin;
+  ``-o X.h5``: per-patch predictions, coordinates carried;
+- MRC files of the model box -> as a dataset (``X.h5``) or ``FOLDER/<stem>.mrc`` keeping each header;
+- MRC files larger than the box (whole tomograms) -> ``FOLDER/<stem>.mrc`` (or ``X.mrc`` for one),
+  sliding windows, streamed in bounded memory.
+
+``--probabilities`` adds ``<stem>_probabilities.mrc`` (float32) next to each MRC mask. Every input
+is read and checked (model box, NaN, shapes) before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, TomogramScan, scan_tomogram
+from voxuda_cli.inference.sliding_window import WindowPlan
+from voxuda_cli.io.dataset import Dataset, DatasetWriter, is_h5_path, read_h5_dataset
+from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
+from voxuda_cli.io.sources import expand_mrc_paths, read_dataset
+from voxuda_cli.io.volume import Volume
+
+PREVIEW_ROWS = 4
+ProgressFn = Callable[[int, str], None]
+
+
+def output_kind(output: Path) -> str:
+    """``h5`` (a dataset), ``mrc`` (one MRC file) or ``folder`` (MRC files named by input)."""
+    if is_h5_path(output):
+        return "h5"
+    if is_mrc_path(output):
+        return "mrc"
+    if output.exists() and not output.is_dir():
+        raise VoxudaInputError(f"{output}: exists and is not a folder; pass a folder, an .h5 or an .mrc path")
+    return "folder"
+
+
+def probabilities_path(mask_path: Path) -> Path:
+    return mask_path.with_name(f"{mask_path.stem}_probabilities{mask_path.suffix}")
+
+
+@dataclass
+class PredictionJob:
+    """Checked inputs of one ``predict`` run; :meth:`run` writes the outputs."""
+
+    predictor: Predictor
+    output: Path
+    kind: str  # output kind: h5 | mrc | folder
+    dataset: Dataset | None = None  # an HDF5 dataset, or the model-box MRC files read as one
+    headers: dict[str, Volume] = field(default_factory=dict)  # MRC inputs' geometry (no data), by name
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # MRC inputs' shapes, by name
+    tomograms: list[tuple[Path, TomogramScan]] = field(default_factory=list)
+    provenance: str = ""
+
+    @property
+    def total(self) -> int:
+        """Work units for a progress bar: dataset samples plus tomogram windows."""
+        samples = len(self.dataset) if self.dataset is not None else 0
+        windows = 0
+        for path, _ in self.tomograms:
+            shape = self.shapes[path.stem]
+            windows += WindowPlan.make(shape, self.predictor.box, self.predictor.settings.overlap).n_windows
+        return samples + windows
+
+    def run(self, on_progress: ProgressFn | None = None, preview: Path | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        settings = self.predictor.settings
+        records: list[dict[str, Any]] = []
+        written: list[str] = []
+        previews: dict[str, list[np.ndarray]] = {"input": [], "probability": [], "mask": []}
+        labels: list[str] = []
+        if self.dataset is not None:
+            records, written = self._run_dataset(on_progress, previews, labels)
+        for path, scan in self.tomograms:
+            target = self.output if self.kind == "mrc" else self.output / f"{path.stem}.mrc"
+            advance = (lambda n, name=path.stem: on_progress(n, name)) if on_progress else None
+            result = self.predictor.predict_tomogram(
+                path,
+                target,
+                probabilities_path(target) if settings.probabilities else None,
+                advance,
+                scan,
+                label=self._label(),
+            )
+            records.append(result.to_dict())
+            written.extend(result.outputs)
+            if len(labels) < PREVIEW_ROWS:
+                labels.append(result.name)
+                for key in previews:
+                    previews[key].append(result.preview[key])
+        if preview is not None and labels:
+            from voxuda_cli.plots import save_montage
+
+            save_montage(preview, previews, labels, title=f"predict: {self._model_name()}")
+            written.append(str(preview))
+        voxels = sum(math.prod(r["shape"]) for r in records)
+        foreground = sum(r["foreground_fraction"] * math.prod(r["shape"]) for r in records)
+        return {
+            "model": self._model_name(),
+            "weights": settings.use,
+            "device": str(self.predictor.device),
+            "output": str(self.output),
+            "outputs": written,
+            "threshold": settings.threshold,
+            "overlap": settings.overlap,
+            "tta": settings.tta,
+            "min_size": settings.min_size,
+            "normalise": settings.normalise,
+            "volumes": records,
+            "foreground_fraction": foreground / voxels if voxels else 0.0,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def _model_name(self) -> str:
+        path = self.predictor.model_path
+        return str(path) if path is not None else "<network>"
+
+    def _label(self) -> str:
+        name = self.predictor.model_path.parent.name if self.predictor.model_path else "network"
+        return f"voxuda predict {name} thr {self.predictor.settings.threshold}"
+
+    def _run_dataset(
+        self, on_progress: ProgressFn | None, previews: dict[str, list[np.ndarray]], labels: list[str]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        dataset = self.dataset
+        assert dataset is not None
+        advance = (lambda n: on_progress(n, Path(dataset.source).name)) if on_progress else None
+        prediction = self.predictor.predict_dataset(dataset, advance)
+        picks = np.unique(np.linspace(0, len(dataset) - 1, min(PREVIEW_ROWS, len(dataset))).astype(int))
+        for index in picks:
+            labels.append(dataset.names[index])
+            previews["input"].append(dataset.images[index])
+            previews["probability"].append(prediction.probabilities[index])
+            previews["mask"].append(prediction.masks[index])
+        if self.kind == "h5":
+            self._write_dataset(dataset, prediction)
+            return [_sample_record(dataset, prediction, i) for i in range(len(dataset))], [str(self.output)]
+        if dataset.is_patchified:
+            return self._write_parents(dataset, prediction)
+        return self._write_samples(dataset, prediction)
+
+    def _write_dataset(self, dataset: Dataset, prediction: DatasetPrediction) -> None:
+        keep = {k: v for k, v in dataset.attrs.items() if k in ("parents_info", "patch", "stride")}
+        attrs = {"provenance": self.provenance, "threshold": self.predictor.settings.threshold, **keep}
+        with_probabilities = self.predictor.settings.probabilities
+        with DatasetWriter(self.output, dataset.box, dataset.voxel_size, "prediction", attrs) as writer:
+            for index, name in enumerate(dataset.names):
+                writer.append(
+                    dataset.images[index],
+                    name,
+                    mask=prediction.masks[index],
+                    probabilities=prediction.probabilities[index] if with_probabilities else None,
+                    class_name=dataset.classes[index] if dataset.classes else None,
+                    coords=tuple(int(c) for c in dataset.coords[index]) if dataset.coords is not None else None,
+                    parent=dataset.parents[index] if dataset.parents else None,
+                )
+
+    def _mrc_target(self, name: str) -> Path:
+        return self.output if self.kind == "mrc" else self.output / f"{name}.mrc"
+
+    def _write_volume(self, name: str, like: Volume, probabilities: np.ndarray, mask: np.ndarray) -> list[str]:
+        target = self._mrc_target(name)
+        write_mrc(target, like.with_data(mask.astype(np.int8)), label=self._label())
+        written = [str(target)]
+        if self.predictor.settings.probabilities:
+            write_mrc(probabilities_path(target), like.with_data(probabilities.astype(np.float32)), self._label())
+            written.append(str(probabilities_path(target)))
+        return written
+
+    def _write_samples(self, dataset: Dataset, prediction: DatasetPrediction) -> tuple[list[dict[str, Any]], list[str]]:
+        records, written = [], []
+        for index, name in enumerate(dataset.names):
+            like = self.headers.get(name) or Volume(dataset.images[index], voxel_size=dataset.voxel_size)
+            written += self._write_volume(name, like, prediction.probabilities[index], prediction.masks[index])
+            records.append(_sample_record(dataset, prediction, index))
+        return records, written
+
+    def _write_parents(self, dataset: Dataset, prediction: DatasetPrediction) -> tuple[list[dict[str, Any]], list[str]]:
+        records, written = [], []
+        for parent, volume, mask in self.predictor.stitch_parents(dataset, prediction.probabilities):
+            written += self._write_volume(parent, volume, volume.data, mask)
+            records.append({"name": parent, "shape": list(mask.shape), "foreground_fraction": float(mask.mean())})
+        return records, written
+
+
+def _sample_record(dataset: Dataset, prediction: DatasetPrediction, index: int) -> dict[str, Any]:
+    return {
+        "name": dataset.names[index],
+        "shape": list(dataset.box),
+        "foreground_fraction": float(prediction.masks[index].mean()),
+    }
+
+
+def plan_prediction(predictor: Predictor, inputs: list[Path], output: Path, provenance: str = "") -> PredictionJob:
+    """Read and check every input (nothing is written); raise VoxudaInputError on the first problem."""
+    if not inputs:
+        raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
+    kind = output_kind(output)
+    job = PredictionJob(predictor, output, kind, provenance=provenance)
+    if len(inputs) == 1 and is_h5_path(Path(inputs[0])):
+        job.dataset = read_h5_dataset(inputs[0])
+        predictor.check_dataset_box(job.dataset)
+    else:
+        _plan_mrc_inputs(job, inputs)
+    _check_outputs(job)
+    return job
+
+
+def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
+    predictor = job.predictor
+    subtomograms: list[Path] = []
+    for path in expand_mrc_paths(inputs):
+        header = read_mrc(path, mmap=True, check=False)
+        predictor.check_volume_shape(header.shape, str(path))
+        job.headers[path.stem] = _header_only(header)
+        job.shapes[path.stem] = header.shape
+        if header.shape == predictor.box:
+            subtomograms.append(path)
+        else:
+            job.tomograms.append((path, scan_tomogram(header.data, predictor.info.invert, str(path), release=True)))
+            predictor.warn_voxel_size(header.isotropic_voxel_size, str(path))
+    if subtomograms:
+        job.dataset = read_dataset(subtomograms)
+
+
+def _header_only(volume: Volume) -> Volume:
+    return Volume(np.empty((0, 0, 0), np.float32), volume.voxel_size, volume.origin, list(volume.labels))
+
+
+def _check_outputs(job: PredictionJob) -> None:
+    if job.kind == "h5":
+        if job.tomograms:
+            names = ", ".join(p.name for p, _ in job.tomograms[:3])
+            raise VoxudaInputError(
+                f"{job.output}: {names} larger than the model box {job.predictor.box} is predicted whole into an "
+                "MRC file; pass a folder (or an .mrc path) to -o"
+            )
+        return
+    count = len(job.tomograms)
+    if job.dataset is not None:
+        parents = set(job.dataset.parents or []) if job.dataset.is_patchified else None
+        count += len(parents) if parents is not None else len(job.dataset)
+    if job.kind == "mrc" and count != 1:
+        raise VoxudaInputError(
+            f"{job.output}: one MRC file cannot hold {count} output volumes; pass a folder or an .h5 path to -o"
+        )
+
+
+def describe_inputs(job: PredictionJob) -> str:
+    """One line on what a job will do (for logs)."""
+    parts = []
+    if job.dataset is not None:
+        what = "patches" if job.dataset.is_patchified else "samples"
+        parts.append(f"{len(job.dataset)} {what} of {job.dataset.box}")
+    if job.tomograms:
+        parts.append(f"{len(job.tomograms)} volume(s) by sliding window")
+    return ", ".join(parts) + f" -> {job.output}"
