@@ -7,6 +7,8 @@ filters stream whole tomograms through memory maps in z-chunks; NGM needs the wh
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +76,21 @@ def plan_denoise(inputs: Sequence[Path | str], output: Path | str) -> DenoiseJob
     return job
 
 
+def release_pages(array: np.ndarray) -> None:
+    """Unmap a memory map's resident pages (touched again, they come back from the page cache).
+
+    Streaming a tomogram through memory maps would otherwise leave every page it read or wrote in
+    this process's resident set; dirty pages of a shared file mapping stay in the page cache and are
+    written back as usual, so nothing is lost.
+    """
+    base = array
+    while isinstance(base, np.ndarray) and not isinstance(getattr(base, "_mmap", None), mmap.mmap):
+        base = base.base
+    if isinstance(base, np.ndarray) and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            base._mmap.madvise(mmap.MADV_DONTNEED)  # type: ignore[attr-defined]
+
+
 def volume_stats(data: np.ndarray) -> tuple[float, float]:
     """Mean and std of a (possibly memory-mapped) volume, slab by slab in float64; std 0 becomes 1."""
     count, total, total_sq = 0, 0.0, 0.0
@@ -82,6 +99,7 @@ def volume_stats(data: np.ndarray) -> tuple[float, float]:
         count += slab.size
         total += float(slab.sum())
         total_sq += float(np.square(slab).sum())
+    release_pages(data)
     mean = total / count
     std = float(np.sqrt(max(total_sq / count - mean * mean, 0.0)))
     return mean, std if std > 0 else 1.0
@@ -120,8 +138,17 @@ def denoise_mrc(
     volume = read_mrc(source, mmap=True)
     start = time.perf_counter()
     label = f"voxuda ibf-denoise --method {settings.method} --sigma-d {settings.sigma_d} --sigma-r {settings.sigma_r}"
+    release_pages(volume.data)
     with create_mrc_memmap(target, volume.shape, like=volume, label=label) as out:
-        denoise_array(volume.data, settings, device, out=out, progress=progress)
+
+        def after_chunk(done: int, total: int) -> None:
+            release_pages(volume.data)
+            release_pages(out)
+            if progress is not None:
+                progress(done, total)
+
+        denoise_array(volume.data, settings, device, out=out, progress=after_chunk)
+        release_pages(out)
     return _record(source.stem, volume.shape, time.perf_counter() - start, target)
 
 

@@ -98,22 +98,44 @@ def sobel_gradient(x: torch.Tensor) -> torch.Tensor:
     return gradient.movedim(0, -4)
 
 
-class _Workspace:
-    """Flat buffers for one block of rows, reused block after block (fresh tensors per op would page-fault)."""
+class _Block:
+    """One block of rows in a flat layout: (B, t+4, H+2, W+2) per channel, contiguous, reused block after block.
+
+    Row j of an item holds volume row r0-2+j; the 2-row and 1-column borders carry halo or replicate
+    padding. In this layout a neighbour offset (oz, oy, ox) is one flat offset, so every term of
+    the filter is a contiguous 1-D slice: the fastest loops torch has, also for small batched volumes.
+    Positions on the borders compute garbage that is never read back into a kept voxel.
+    """
 
     def __init__(self, batch: int, rows: int, height: int, width: int, dtype: torch.dtype, device: torch.device):
-        self.dtype, self.device = dtype, device
-        padded = batch * (rows + 4) * (height + 2) * (width + 2)
-        region = batch * (rows + 1) * (height + 1) * (width + 1)
-        self.sizes = {"values": padded, "features": 3 * padded, "smooth": padded, "temp": padded}
-        self.sizes.update({"norms": padded, "weight": region, "delta": region})
-        self.sizes.update({"numerator": batch * rows * height * width, "denominator": batch * rows * height * width})
-        self._buffers: dict[str, torch.Tensor] = {}
+        self.batch, self.height, self.width = batch, height, width
+        self.plane = (height + 2) * (width + 2)
+        capacity = batch * (rows + 4) * self.plane
+        # zeros, not empty: rows never written (batch seams) must hold finite numbers
+        self._flat = {
+            name: torch.zeros(count * capacity, dtype=dtype, device=device)
+            for name, count in (("values", 1), ("features", 3), ("norms", 1), ("a", 1), ("b", 1))
+            + (("weight", 1), ("delta", 1), ("num", 1), ("den", 1))
+        }
 
-    def view(self, name: str, *shape: int) -> torch.Tensor:
-        if name not in self._buffers:
-            self._buffers[name] = torch.empty(self.sizes[name], dtype=self.dtype, device=self.device)
-        return self._buffers[name][: math.prod(shape)].view(shape)
+    def shape(self, rows: int) -> tuple[int, int, int, int]:
+        return (self.batch, rows + 4, self.height + 2, self.width + 2)
+
+    def flat(self, name: str, rows: int, channels: int = 1) -> torch.Tensor:
+        size = math.prod(self.shape(rows))
+        buffer = self._flat[name][: channels * size]
+        return buffer.view(channels, size) if channels > 1 else buffer
+
+    def grid(self, name: str, rows: int, channels: int = 1) -> torch.Tensor:
+        shape = self.shape(rows)
+        return self.flat(name, rows, channels).view(*((channels,) if channels > 1 else ()), *shape)
+
+    def span(self, rows: int, first_row: int, last_row: int) -> tuple[int, int]:
+        """Flat range from (item 0, row ``first_row``, 1, 1) to (last item, row ``last_row``, H, W), inclusive."""
+        _, depth, hp, wp = self.shape(rows)
+        start = first_row * self.plane + wp + 1
+        stop = ((self.batch - 1) * depth + last_row) * self.plane + self.height * wp + self.width + 1
+        return start, stop
 
 
 def _replicate_edges(t: torch.Tensor) -> None:
@@ -139,87 +161,74 @@ def _load_rows(dest: torch.Tensor, rows: torch.Tensor, first_row: int, start: in
     _replicate_edges(dest)
 
 
-def _sobel_into(padded: torch.Tensor, gradient: torch.Tensor, scale: float, work: _Workspace) -> None:
-    """Separable Sobel of ``padded`` (B, n+2, h+2, w+2) into ``gradient`` (3, B, n, h, w), times ``scale``/32."""
-    batch, n2, h2, w2 = padded.shape
-    h, w = h2 - 2, w2 - 2
-    along_w = work.view("smooth", batch, n2, h2, w)
-    temp = work.view("temp", batch, n2, h, w)
+def _sobel_block(block: _Block, t: int, scale: float) -> None:
+    """Separable Sobel of the values into the features (rows 1..t+2), times ``scale``/32, as flat slices."""
+    values = block.flat("values", t)
+    features = block.flat("features", t, 3)
+    a, b = block.flat("a", t), block.flat("b", t)
+    x_step, y_step, z_step = 1, block.width + 2, block.plane
+    start, stop = block.span(t, 1, t + 2)
 
-    def smooth(src: torch.Tensor, dim: int, out: torch.Tensor) -> None:
-        torch.add(src.narrow(dim, 0, out.shape[dim]), src.narrow(dim, 2, out.shape[dim]), out=out)
-        out.add_(src.narrow(dim, 1, out.shape[dim]), alpha=2.0)
+    def smooth(src: torch.Tensor, step: int, lo: int, hi: int, out: torch.Tensor) -> None:
+        torch.add(src[lo - step : hi - step], src[lo + step : hi + step], out=out[lo:hi])
+        out[lo:hi].add_(src[lo:hi], alpha=2.0)
 
-    def diff(src: torch.Tensor, dim: int, out: torch.Tensor) -> None:
-        torch.sub(src.narrow(dim, 2, out.shape[dim]), src.narrow(dim, 0, out.shape[dim]), out=out)
+    def diff(src: torch.Tensor, step: int, lo: int, hi: int, out: torch.Tensor) -> None:
+        torch.sub(src[lo + step : hi + step], src[lo - step : hi - step], out=out[lo:hi])
 
-    smooth(padded, -1, along_w)
-    smooth(along_w, -2, temp)
-    diff(temp, -3, gradient[0])
-    diff(along_w, -2, temp)
-    smooth(temp, -3, gradient[1])
-    diff(padded, -1, along_w)
-    smooth(along_w, -2, temp)
-    smooth(temp, -3, gradient[2])
-    gradient.mul_(scale / 32.0)
+    wide = (start - z_step - y_step, stop + z_step + y_step)
+    mid = (start - z_step, stop + z_step)
+    smooth(values, x_step, *wide, a)
+    smooth(a, y_step, *mid, b)
+    diff(b, z_step, start, stop, features[0])
+    diff(a, y_step, *mid, b)
+    smooth(b, z_step, start, stop, features[1])
+    diff(values, x_step, *wide, a)
+    smooth(a, y_step, *mid, b)
+    smooth(b, z_step, start, stop, features[2])
+    features[:, start:stop].mul_(scale / 32.0)
 
 
-def _window_block(
-    values: torch.Tensor,
-    features: torch.Tensor | None,
-    out: torch.Tensor,
-    weights: tuple[float, list[float]],
-    scale: float,
-    work: _Workspace,
-) -> None:
-    """The bilateral sum over the 3x3x3 window for every voxel of ``out`` (B, t, H, W).
-
-    ``values`` (B, t+2, H+2, W+2) carries a 1-voxel border. ``features`` (C, B, t+2, H+2, W+2), pre-scaled
-    by 1/(sqrt(2) sigma_r), give the range distance (IBF); None means the values themselves (BF).
-    """
-    batch, t, height, width = out.shape
+def _window_block(block: _Block, t: int, ibf: bool, weights: tuple[float, list[float]], scale: float) -> None:
+    """num/den of the bilateral sum for every voxel of rows 2..t+1 (and garbage on the borders)."""
+    values = block.flat("values", t)
+    start, stop = block.span(t, 2, t + 1)
+    length = stop - start
     centre_weight, offset_weights = weights
-    num = work.view("numerator", batch, t, height, width)
-    den = work.view("denominator", batch, t, height, width)
+    num, den = block.flat("num", t)[start:stop], block.flat("den", t)[start:stop]
     num.zero_()
     den.fill_(centre_weight)
-    zero = torch.zeros((), dtype=out.dtype, device=out.device)
-    everything = slice(None)
-    if features is not None:
-        neg_norms = work.view("norms", *features.shape[1:])
-        torch.mul(features[0], features[0], out=neg_norms)
-        for c in range(1, features.shape[0]):
-            neg_norms.addcmul_(features[c], features[c])
-        neg_norms.neg_()
+    zero = torch.zeros((), dtype=values.dtype, device=values.device)
+    if ibf:
+        features = block.flat("features", t, 3)
+        neg_norms = block.flat("norms", t)
+        lo, hi = block.span(t, 1, t + 2)
+        lo, hi = lo - block.width - 3, hi + block.width + 3
+        torch.mul(features[0, lo:hi], features[0, lo:hi], out=neg_norms[lo:hi])
+        for c in (1, 2):
+            neg_norms[lo:hi].addcmul_(features[c, lo:hi], features[c, lo:hi])
+        neg_norms[lo:hi].neg_()
     for (oz, oy, ox), spatial in zip(HALF_OFFSETS, offset_weights):
-        lz, ly, lx = t + abs(oz), height + abs(oy), width + abs(ox)
-        # The weights of offset o are needed at p (neighbour p+o) and at p-o (neighbour p-o): one region,
-        # extended by a row on the side opposite o, covers both.
-        zs, ys, xs = 1 + min(0, -oz), 1 + min(0, -oy), 1 + min(0, -ox)
-        here = (slice(zs, zs + lz), slice(ys, ys + ly), slice(xs, xs + lx))
-        there = (slice(zs + oz, zs + oz + lz), slice(ys + oy, ys + oy + ly), slice(xs + ox, xs + ox + lx))
-        delta = work.view("delta", batch, lz, ly, lx)
-        torch.sub(values[(everything, *here)], values[(everything, *there)], out=delta)
-        weight = work.view("weight", batch, lz, ly, lx)
-        if features is None:
-            torch.addcmul(zero, delta, delta, value=-scale * scale, out=weight)
+        k = oz * block.plane + oy * (block.width + 2) + ox  # > 0 for the 13 half offsets
+        # Weights of offset o over [start - k, stop): read at p (neighbour p+o) and at p - o (neighbour p-o).
+        here, there = slice(start - k, stop), slice(start, stop + k)
+        weight = block.flat("weight", t)[: length + k]
+        delta = block.flat("delta", t)[: length + k]
+        torch.sub(values[here], values[there], out=delta)
+        if ibf:
+            # -||f_p - f_q||^2 = -|f_p|^2 - |f_q|^2 + 2 f_p.f_q: no 3-channel difference to write
+            torch.add(neg_norms[here], neg_norms[there], out=weight)
+            for c in range(3):
+                weight.addcmul_(features[c, here], features[c, there], value=2.0)
         else:
-            # -||f_p - f_q||^2 = -|f_p|^2 - |f_q|^2 + 2 f_p.f_q: no 3-channel difference to write.
-            torch.add(neg_norms[(everything, *here)], neg_norms[(everything, *there)], out=weight)
-            for c in range(features.shape[0]):
-                weight.addcmul_(features[(c, everything, *here)], features[(c, everything, *there)], value=2.0)
+            torch.addcmul(zero, delta, delta, value=-scale * scale, out=weight)
         weight.exp_()
-        fz, fy, fx = max(0, oz), max(0, oy), max(0, ox)
-        forward = (everything, slice(fz, fz + t), slice(fy, fy + height), slice(fx, fx + width))
-        bz, by, bx = max(0, -oz), max(0, -oy), max(0, -ox)
-        backward = (everything, slice(bz, bz + t), slice(by, by + height), slice(bx, bx + width))
-        # delta = v_p - v_(p+o); used at p-o it reads v_(p-o) - v_p: the sign flips between the two uses.
-        num.addcmul_(weight[forward], delta[forward], value=-spatial)
-        den.add_(weight[forward], alpha=spatial)
-        num.addcmul_(weight[backward], delta[backward], value=spatial)
-        den.add_(weight[backward], alpha=spatial)
-    torch.div(num, den, out=num)
-    torch.add(values[:, 1 : 1 + t, 1 : 1 + height, 1 : 1 + width], num, out=out)
+        # delta = v_p - v_(p+o); used at p - o it reads v_(p-o) - v_p: the sign flips between the two uses
+        num.addcmul_(weight[k:], delta[k:], value=-spatial)
+        den.add_(weight[k:], alpha=spatial)
+        num.addcmul_(weight[:length], delta[:length], value=spatial)
+        den.add_(weight[:length], alpha=spatial)
+    num.div_(den)
 
 
 def _block_rows(batch: int, height: int, width: int, device: torch.device) -> int:
@@ -246,27 +255,29 @@ def _filter_rows(
     z0, z1 = target
     batch, _, height, width = rows.shape
     out = torch.empty((batch, z1 - z0, height, width), dtype=rows.dtype, device=rows.device)
-    block = min(_block_rows(batch, height, width, rows.device), z1 - z0)
-    work = _Workspace(batch, block, height, width, rows.dtype, rows.device)
+    block_rows = min(_block_rows(batch, height, width, rows.device), z1 - z0)
+    block = _Block(batch, block_rows, height, width, rows.dtype, rows.device)
     weights = spatial_weights(sigma_d)
     scale = 1.0 / (math.sqrt(2.0) * float(sigma_r))
-    halo = HALO[method]
-    for r0 in range(z0, z1, block):
-        r1 = min(z1, r0 + block)
+    ibf = method == "ibf"
+    for r0 in range(z0, z1, block_rows):
+        r1 = min(z1, r0 + block_rows)
         t = r1 - r0
-        loaded = work.view("values", batch, t + 2 * halo, height + 2, width + 2)
-        _load_rows(loaded, rows, first_row, r0 - halo, depth)
-        features = None
-        if method == "ibf":
-            features = work.view("features", 3, batch, t + 2, height + 2, width + 2)
-            _sobel_into(loaded, features[:, :, :, 1:-1, 1:-1], scale, work)
+        values = block.grid("values", t)
+        if ibf:
+            _load_rows(values, rows, first_row, r0 - 2, depth)
+            _sobel_block(block, t, scale)
+            features = block.grid("features", t, 3)[:, :, 1 : t + 3]
             if r0 == 0:  # the gradient beyond the volume is the edge's gradient (replicate), not Sobel of padding
                 features[:, :, 0].copy_(features[:, :, 1])
             if r1 == depth:
                 features[:, :, -1].copy_(features[:, :, -2])
             _replicate_edges(features)
-        values = loaded[:, halo - 1 : halo + t + 1]
-        _window_block(values, features, out[:, r0 - z0 : r1 - z0], weights, scale, work)
+        else:
+            _load_rows(values[:, 1 : t + 3], rows, first_row, r0 - 1, depth)
+        _window_block(block, t, ibf, weights, scale)
+        core = (slice(None), slice(2, t + 2), slice(1, height + 1), slice(1, width + 1))
+        torch.add(values[core], block.grid("num", t)[core], out=out[:, r0 - z0 : r1 - z0])
     return out
 
 
