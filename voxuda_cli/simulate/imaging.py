@@ -10,19 +10,23 @@ tilt series (tilts, c, d, d). Conventions (checked by tests/simulate/test_imagin
   e_y, so a point (x, y, z) lands at (x cos t - z sin t, y).
 * Projection is torch-fourier-slice's ``project_3d_to_2d`` (central slices of the padded 3D DFT).
 * CTF: torch-ctf's ``calculate_ctf_2d``, one defocus per sample for all its tilts (no defocus
-  gradient across the tilted field: the box is a few tens of nm). torch-ctf's CTF is positive at
-  low frequency (+A cos chi + sqrt(1 - A^2) sin chi), so protein comes out bright with no sign flip.
+  gradient across the tilted field: the box is a few tens of nm). torch-ctf's CTF is +A at zero
+  frequency and positive up to the first zero (its sign convention), so protein comes out bright
+  with no sign flip (a test checks the image follows the density).
   The projections are zero-padded to twice their size for the CTF, so the CTF's delocalisation
   (~5 pixels at 5 um, 10 A) does not wrap around. ``ctf_correction="none"`` leaves the CTF in the
   data, as the AITom simulator the paper used does (contrast reverses beyond the first zero);
   ``"phase-flip"`` multiplies by sign(CTF), as many tomogram pipelines do.
 * Noise: white Gaussian noise on every projection (after the CTF: shot noise is not filtered by
   the optics), one level for all tilts.
-* Reconstruction: ``backproject_2d_to_3d``. Note: it is not a plain back-projection — it divides
-  every 3D Fourier voxel by the summed weights of the slices inserted there (clamped at 1), which
-  is the sampling-density compensation that R-weighting approximates. A ramp filter on top would
-  weight twice (a full-range reconstruction of a blob correlates 0.9995 with the blob without a
-  ramp, 0.88 with one), so no ramp is applied; the test keeps that claim honest.
+* Reconstruction: weighted Fourier back-projection, the method of torch-fourier-slice's
+  ``backproject_2d_to_3d``: each projection's spectrum is inserted on its central slice and every
+  Fourier voxel is divided by the summed insertion weights there (clamped at 1), which is the
+  sampling-density compensation that R-weighting approximates. A ramp filter on top would weight
+  twice (a full-range reconstruction of a blob correlates 0.9995 with it without a ramp, 0.88
+  with one), so none is applied. ``reconstruct`` is that method specialised to a y tilt axis (10x
+  faster); tests compare it with the library. (The library's ``_multichannel`` variant, 0.6.0,
+  also applies its sinc^2 correction along the channel axis, scaling channels unequally.)
 * SNR = var(signal) / var(noise) of the reconstruction, over the whole box. Reconstruction is
   linear, so signal and noise are reconstructed separately (one call, two channels per sample)
   and the noise is scaled to give exactly the requested SNR for that sample's realisation.
@@ -30,6 +34,7 @@ tilt series (tilts, c, d, d). Conventions (checked by tests/simulate/test_imagin
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,11 +108,64 @@ def apply_ctf(projections: torch.Tensor, defocus_um: np.ndarray, voxel_size: flo
     return filtered[..., pad : pad + d, pad : pad + d].contiguous()
 
 
-def reconstruct(tilt_series: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """(tilts, c, d, d) -> (c, d, d, d) by weighted Fourier back-projection (see the module docstring)."""
-    from torch_fourier_slice import backproject_2d_to_3d_multichannel
+@functools.lru_cache(maxsize=8)
+def _gridding(
+    angles_deg: tuple[float, ...], size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear gridding of every tilt's 1D spectrum onto the padded (k_z, k_x) plane.
 
-    return backproject_2d_to_3d_multichannel(tilt_series, rotations)
+    Returns corner indices (4, tilts * P) into the flattened P x P plane (fftshifted, P = 2 size),
+    corner weights (4, tilts * P), the summed weight per plane point (clamped at 1, as
+    torch-fourier-slice does) and the sinc^2 correction of linear interpolation along one axis.
+    """
+    padded = 2 * size
+    theta = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
+    k = np.fft.fftfreq(padded) * padded  # integer frequencies of the 1D FFT, unshifted order
+    # the detector x axis at tilt t is (cos t, 0, -sin t): spectrum sample k lands at k_x = k cos t, k_z = -k sin t
+    x = np.cos(theta)[:, None] * k[None, :] + padded // 2
+    z = -np.sin(theta)[:, None] * k[None, :] + padded // 2
+    x0, z0 = np.floor(x), np.floor(z)
+    indices, weights = [], []
+    for dz, wz in ((0, 1 - (z - z0)), (1, z - z0)):
+        for dx, wx in ((0, 1 - (x - x0)), (1, x - x0)):
+            zz, xx = z0 + dz, x0 + dx
+            inside = (zz >= 0) & (zz < padded) & (xx >= 0) & (xx < padded)
+            indices.append(np.where(inside, zz * padded + xx, 0).astype(np.int64).ravel())
+            weights.append(np.where(inside, wz * wx, 0.0).ravel())
+    index = torch.from_numpy(np.stack(indices))
+    weight = torch.from_numpy(np.stack(weights))
+    total = torch.zeros(padded * padded, dtype=torch.float64)
+    for corner_index, corner_weight in zip(index, weight):
+        total.index_add_(0, corner_index, corner_weight)
+    sinc2 = torch.sinc(torch.fft.fftshift(torch.fft.fftfreq(padded, dtype=torch.float64))) ** 2
+    return index, weight.to(torch.float32), total.clamp(min=1.0).to(torch.float32), sinc2.to(torch.float32)
+
+
+def reconstruct(tilt_series: torch.Tensor, angles_deg: np.ndarray) -> torch.Tensor:
+    """(tilts, c, d, d) -> (c, d, d, d): weighted Fourier back-projection for a tilt axis along y.
+
+    The method of torch-fourier-slice's ``backproject_2d_to_3d`` (padding to 2d, linear insertion
+    of each projection's spectrum on its central slice, division by the summed insertion weights
+    clamped at 1, sinc^2 correction), specialised to single-axis tilt about y: y needs no
+    interpolation, so every y row is an independent 2D problem and all rows share one gridding.
+    ~10x faster, and it leaves out the library's sinc^2 correction along y, where nothing was
+    interpolated (tests/simulate/test_imaging.py compares both).
+    """
+    tilts, channels, size, _ = tilt_series.shape
+    padded = 2 * size
+    pad = (padded - size) // 2
+    index, weight, total, sinc2 = _gridding(tuple(float(a) for a in angles_deg), size)
+    rows = torch.nn.functional.pad(tilt_series, (pad, padded - size - pad))
+    spectra = torch.fft.fft(torch.fft.ifftshift(rows, dim=-1), dim=-1)  # (tilts, c, y, P)
+    values = spectra.permute(0, 3, 1, 2).reshape(tilts * padded, channels * size)
+    plane = torch.zeros(padded * padded, channels * size, dtype=values.dtype)
+    for corner_index, corner_weight in zip(index, weight):
+        plane.index_add_(0, corner_index, values * corner_weight[:, None])
+    plane = (plane / total[:, None]).reshape(padded, padded, channels, size)  # (k_z, k_x, c, y)
+    slices = torch.fft.ifft2(torch.fft.ifftshift(plane, dim=(0, 1)), dim=(0, 1)).real
+    slices = torch.fft.fftshift(slices, dim=(0, 1))[pad : pad + size, pad : pad + size]  # (z, x, c, y)
+    correction = sinc2[pad : pad + size, None] * sinc2[None, pad : pad + size]
+    return (slices / correction[:, :, None, None]).permute(2, 0, 3, 1).contiguous()
 
 
 def noise_scale_for_snr(signal: torch.Tensor, unit_noise: torch.Tensor, snr: np.ndarray) -> torch.Tensor:
@@ -145,7 +203,7 @@ def image_batch(
     volumes = torch.from_numpy(np.ascontiguousarray(densities, dtype=np.float32))
     clean = apply_ctf(project(volumes, rotations), defocus_um, voxel_size, optics)
     noise = torch.from_numpy(np.ascontiguousarray(projection_noise, dtype=np.float32))
-    both = reconstruct(torch.cat([clean, noise], dim=1), rotations)
+    both = reconstruct(torch.cat([clean, noise], dim=1), angles_deg)
     count = volumes.shape[0]
     signal, unit_noise = both[:count], both[count:]
     scale = noise_scale_for_snr(signal, unit_noise, snr)

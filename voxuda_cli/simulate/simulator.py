@@ -310,7 +310,7 @@ def molecule_summary(molecules: Sequence[Molecule]) -> list[dict[str, Any]]:
             "radius_a": round(m.template.radius, 1),
             "beads": m.template.n_beads,
             "iso_level": round(m.iso_level, 1),
-            "source": m.template.source or "built-in",
+            "source": m.template.source,
         }
         for m in molecules
     ]

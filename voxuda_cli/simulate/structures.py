@@ -17,6 +17,7 @@ for the molecular volume counts hydrogens, so the total mass must count them too
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import re
 from dataclasses import dataclass
@@ -281,7 +282,8 @@ def load_builtin(pdb_id: str) -> Template:
         raise VoxudaInputError(f"{pdb_id}: neither a file nor a built-in structure; built-in ids: {', '.join(known)}")
     resource = resources.files(_TEMPLATE_PACKAGE).joinpath(_TEMPLATE_FOLDER, f"{key}.npz")
     with resources.as_file(resource) as path:
-        return load_template_file(path)
+        template = load_template_file(path)
+    return dataclasses.replace(template, source=f"built-in ({template.source})")
 
 
 def _looks_like_id(spec: str) -> bool:
