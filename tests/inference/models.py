@@ -79,11 +79,11 @@ def ball(shape: tuple[int, int, int], center: tuple[float, float, float], radius
     return (distance <= radius).astype(np.uint8)
 
 
-def sphere_batch(rng: np.random.Generator, count: int, box: int = 32, noise: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+def sphere_batch(
+    rng: np.random.Generator, count: int, box: int = 32, noise: float = 0.6
+) -> tuple[np.ndarray, np.ndarray]:
     """Noisy bright balls of random size and place, z-scored: (images, masks)."""
-    masks = np.stack(
-        [ball((box,) * 3, tuple(rng.uniform(10, box - 10, 3)), rng.uniform(4, 8)) for _ in range(count)]
-    )
+    masks = np.stack([ball((box,) * 3, tuple(rng.uniform(10, box - 10, 3)), rng.uniform(4, 8)) for _ in range(count)])
     images = masks + rng.normal(0, noise, masks.shape)
     images = (images - images.mean(axis=(1, 2, 3), keepdims=True)) / images.std(axis=(1, 2, 3), keepdims=True)
     return images.astype(np.float32), masks

@@ -31,10 +31,11 @@ from voxuda_cli.cli.common import (
     setup_logging,
 )
 from voxuda_cli.config import describe
-from voxuda_cli.inference.settings import PseudoLabelSettings
+from voxuda_cli.inference.settings import DEFAULT_ETA, PseudoLabelSettings
 
 NAME = "pseudo-label"
 S = PseudoLabelSettings
+FROM_MODEL = "[default: the model file's, else the filter's default]"
 
 
 def command(
@@ -45,20 +46,18 @@ def command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dataset of pseudo-labels.")],
     eta: Annotated[
         float | None,
-        typer.Option(help=describe(S, "eta", "Confidence threshold (None: the model file's, else 0.85).")),
+        typer.Option(
+            help=f"Confidence threshold (class probability). [default: the model file's eta, else {DEFAULT_ETA}]"
+        ),
     ] = None,
     denoiser: Annotated[
         str | None,
-        typer.Option(help=describe(S, "denoiser", "Teacher's input filter: ibf, bf, ngm, none (None: model file's).")),
+        typer.Option(help="Teacher's input filter: ibf, bf, ngm or none. [default: the model file's]"),
     ] = None,
-    sigma_d: Annotated[
-        float | None, typer.Option("--sigma-d", help=describe(S, "sigma_d", "(I)BF spatial sigma."))
-    ] = None,
-    sigma_r: Annotated[
-        float | None, typer.Option("--sigma-r", help=describe(S, "sigma_r", "(I)BF range sigma."))
-    ] = None,
+    sigma_d: Annotated[float | None, typer.Option("--sigma-d", help=f"(I)BF spatial sigma. {FROM_MODEL}")] = None,
+    sigma_r: Annotated[float | None, typer.Option("--sigma-r", help=f"(I)BF range sigma. {FROM_MODEL}")] = None,
     keep_rate: Annotated[
-        float | None, typer.Option("--keep-rate", help=describe(S, "keep_rate", "NGM high-pass fraction."))
+        float | None, typer.Option("--keep-rate", help=f"NGM high-pass fraction. {FROM_MODEL}")
     ] = None,
     use: Annotated[
         str | None, typer.Option(help=describe(S, "use", "Weights of the model file: teacher or student."))
