@@ -1,0 +1,161 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.inference.models import ball, random_network, sphere_batch, threshold_network, write_model
+from voxuda_cli.cli.app import app
+from voxuda_cli.io.dataset import Dataset, read_h5_dataset, write_dataset
+from voxuda_cli.io.mrc import read_mrc, write_mrc
+from voxuda_cli.io.volume import Volume
+from voxuda_cli.patches import PatchifySettings, write_patches
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    return write_model(tmp_path / "run" / "model.pt", threshold_network(width=2))
+
+
+@pytest.fixture
+def spheres(tmp_path: Path, rng: np.random.Generator) -> Path:
+    images, masks = sphere_batch(rng, 3)
+    dataset = Dataset(images=images, names=["s0", "s1", "s2"], voxel_size=10.0, masks=masks, classes=["a", "b", "b"])
+    write_dataset(tmp_path / "spheres.h5", dataset)
+    return tmp_path / "spheres.h5"
+
+
+def _tomogram(path: Path, rng: np.random.Generator, shape=(40, 48, 56)) -> np.ndarray:  # type: ignore[no-untyped-def]
+    truth = ball(shape, (20, 20, 20), 7) | ball(shape, (20, 30, 40), 6)
+    volume = (truth + rng.normal(0, 0.4, shape)).astype(np.float32)
+    write_mrc(path, Volume(volume, voxel_size=12.0, origin=(3.0, 2.0, 1.0), labels=["acquired"]))
+    return truth
+
+
+def _invoke(runner, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["predict", *args])
+
+
+def test_dataset_to_dataset_with_probabilities_then_score(runner, tmp_path: Path, model: Path, spheres: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "pred.h5"
+    result = _invoke(runner, str(model.parent), str(spheres), "-o", str(out), "--probabilities", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outputs"] == [str(out)] and len(summary["volumes"]) == 3
+    predicted, source = read_h5_dataset(out), read_h5_dataset(spheres)
+    assert predicted.kind == "prediction" and predicted.names == source.names and predicted.classes == source.classes
+    assert np.allclose(predicted.images, source.images)
+    assert 0.0 <= predicted.probabilities.min() and predicted.probabilities.max() <= 1.0
+    assert np.array_equal(predicted.masks, (predicted.probabilities.astype(np.float32) > 0.5).astype(np.uint8))
+    scored = runner.invoke(app, ["score", str(out), str(spheres), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["mean"]["dice"] > 0.8
+
+
+def test_dataset_to_a_folder_of_mrc_files_with_preview(runner, tmp_path: Path, model: Path, spheres: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "masks"
+    result = _invoke(runner, str(model), str(spheres), "-o", str(out), "--preview", str(tmp_path / "p.png"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["s0.mrc", "s1.mrc", "s2.mrc"]
+    assert read_mrc(out / "s0.mrc").voxel_size == (10.0, 10.0, 10.0)
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_box_mrc_files_keep_their_headers(runner, tmp_path: Path, model: Path, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    images, _ = sphere_batch(rng, 2)
+    for index, image in enumerate(images):
+        write_mrc(tmp_path / "in" / f"sub{index}.mrc", Volume(image, voxel_size=9.0, origin=(index, 0.0, 0.0)))
+    result = _invoke(runner, str(model), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--probabilities")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["sub0.mrc", "sub0_probabilities.mrc", "sub1.mrc", "sub1_probabilities.mrc"]
+    mask = read_mrc(tmp_path / "out" / "sub1.mrc")
+    assert mask.origin == (1.0, 0.0, 0.0) and mask.voxel_size == (9.0, 9.0, 9.0)
+
+
+def test_whole_tomogram_keeps_shape_voxel_size_and_origin(runner, tmp_path: Path, model: Path, rng) -> None:  # type: ignore[no-untyped-def]
+    truth = _tomogram(tmp_path / "tomo.mrc", rng)
+    result = _invoke(
+        runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "out"), "--probabilities",
+        "--tta", "--min-size", "20", "--batch-size", "6", "--json", "--preview", str(tmp_path / "t.png"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [record] = json.loads(result.stdout)["volumes"]
+    assert record["windows"] == 2 * 2 * 3 and record["shape"] == [40, 48, 56]
+    mask, probabilities = read_mrc(tmp_path / "out" / "tomo.mrc"), read_mrc(tmp_path / "out" / "tomo_probabilities.mrc")
+    for output in (mask, probabilities):
+        assert output.shape == (40, 48, 56) and output.voxel_size == (12.0, 12.0, 12.0)
+        assert output.origin == (3.0, 2.0, 1.0) and output.labels[0] == "acquired"
+    assert 0.0 <= probabilities.data.min() and probabilities.data.max() <= 1.0
+    overlap = np.logical_and(mask.data > 0, truth > 0).sum()
+    assert 2 * overlap / (int((mask.data > 0).sum()) + int(truth.sum())) > 0.8
+    assert (tmp_path / "t.png").exists()
+
+
+def test_patchified_dataset_is_stitched_to_its_parent(runner, tmp_path: Path, model: Path, rng) -> None:  # type: ignore[no-untyped-def]
+    truth = _tomogram(tmp_path / "tomo.mrc", rng, shape=(40, 48, 48))
+    write_patches(
+        tmp_path / "patches.h5",
+        [("tomo", read_mrc(tmp_path / "tomo.mrc"))],
+        PatchifySettings(patch=32, resize=64),
+        json.dumps({}),
+    )
+    result = _invoke(runner, str(model), str(tmp_path / "patches.h5"), "-o", str(tmp_path / "tomo_mask.mrc"))
+    assert result.exit_code == 0, result.output
+    mask = read_mrc(tmp_path / "tomo_mask.mrc")
+    assert mask.shape == (40, 48, 48) and mask.voxel_size == (12.0, 12.0, 12.0) and mask.origin == (3.0, 2.0, 1.0)
+    overlap = np.logical_and(mask.data > 0, truth > 0).sum()
+    assert 2 * overlap / (int((mask.data > 0).sum()) + int(truth.sum())) > 0.75
+    per_patch = _invoke(runner, str(model), str(tmp_path / "patches.h5"), "-o", str(tmp_path / "patches_pred.h5"))
+    assert per_patch.exit_code == 0, per_patch.output
+    predicted = read_h5_dataset(tmp_path / "patches_pred.h5")
+    assert predicted.is_patchified and len(predicted) == 8 and "parents_info" in predicted.attrs
+
+
+def test_config_file_sets_the_threshold(runner, tmp_path: Path, model: Path, spheres: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "c.toml").write_text("[predict]\nthreshold = 0.9\nmin_size = 5\n")
+    out = tmp_path / "pred.h5"
+    result = _invoke(runner, str(model), str(spheres), "-o", str(out), "--config", str(tmp_path / "c.toml"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["threshold"] == 0.9
+    assert json.loads(read_h5_dataset(out).attrs["provenance"])["options"]["min_size"] == 5
+
+
+def test_bad_inputs_exit_2_and_write_nothing(runner, tmp_path: Path, model: Path, spheres: Path, rng) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    big = Dataset(images=rng.normal(size=(2, 40, 40, 40)).astype(np.float32), names=["a", "b"])
+    write_dataset(tmp_path / "big.h5", big)
+    nan = rng.normal(size=(40, 40, 48)).astype(np.float32)
+    nan[39, 3, 3] = np.nan
+    write_mrc(tmp_path / "nan.mrc", Volume(nan))
+    _tomogram(tmp_path / "tomo.mrc", rng)
+    write_mrc(tmp_path / "small.mrc", Volume(np.zeros((24, 24, 24), np.float32)))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    cases = [
+        ([str(tmp_path / "junk.pt"), str(spheres)], "not a voxuda model file"),
+        ([str(tmp_path / "nothing"), str(spheres)], "no model file"),
+        ([str(model), str(tmp_path / "big.h5")], "model box"),
+        ([str(model), str(tmp_path / "nan.mrc")], "NaN"),
+        ([str(model), str(tmp_path / "small.mrc")], "smaller than the model box"),
+        ([str(model), str(tmp_path / "tomo.mrc"), "--overlap", "1.5"], "--overlap"),
+        ([str(model), str(spheres), "--normalise", "median"], "--normalise"),
+    ]
+    for args, message in cases:
+        result = _invoke(runner, *args, "-o", str(tmp_path / "out"))
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+    tomogram_to_dataset = _invoke(runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "o.h5"))
+    assert tomogram_to_dataset.exit_code == 2 and "MRC" in tomogram_to_dataset.output
+    many_to_one = _invoke(runner, str(model), str(spheres), "-o", str(tmp_path / "one.mrc"))
+    assert many_to_one.exit_code == 2 and "one MRC file" in many_to_one.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_student_weights_and_help(runner, tmp_path: Path, spheres: Path) -> None:  # type: ignore[no-untyped-def]
+    write_model(tmp_path / "model.pt", random_network(width=2), teacher=threshold_network(width=2))
+    student = _invoke(runner, str(tmp_path), str(spheres), "-o", str(tmp_path / "s.h5"), "--use", "student", "--json")
+    teacher = _invoke(runner, str(tmp_path), str(spheres), "-o", str(tmp_path / "t.h5"), "--json")
+    assert student.exit_code == 0 and teacher.exit_code == 0, student.output + teacher.output
+    assert json.loads(student.stdout)["weights"] == "student"
+    assert not np.array_equal(read_h5_dataset(tmp_path / "s.h5").masks, read_h5_dataset(tmp_path / "t.h5").masks)
+    assert "--overlap" in runner.invoke(app, ["predict", "--help"]).output
