@@ -40,6 +40,7 @@ def test_options_override_the_preset_and_the_config(tmp_path: Path) -> None:
         ({"snr": (0.0,)}, "--snr 0"),
         ({"snr": (-0.1, 0.05)}, "--snr"),
         ({"snr_distribution": "log-uniform", "snr": (0.05,)}, "two values"),
+        ({"snr": (0.05, 0.05)}, "repeated"),
         ({"tilt_range": (60.0, -60.0)}, "--tilt-range"),
         ({"defocus": (-1.0, 2.0)}, "--defocus"),
         ({"box": 4}, "--box"),

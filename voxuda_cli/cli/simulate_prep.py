@@ -11,6 +11,7 @@ target draws SNR per sample (0.01-0.1) on three other molecules, for benchmarks 
 Import mode (--import-images with --import-masks): greyscale masks become binary at
 --mask-threshold (paper: 300), then images and masks are resized (or --crop'ed) to --box.
 
+\b
 Examples:
   voxuda simulate-prep source.h5 --workers 2 --preview source.png
   voxuda simulate-prep target.h5 --preset target --n-per-structure 200
@@ -59,7 +60,10 @@ def command(
         typer.Option(help=describe(S, "structures", "Built-in PDB ids or PDB/mmCIF files (gzip ok); repeat or comma.")),
     ] = None,
     n_per_structure: Annotated[
-        int | None, typer.Option(help=describe(S, "n_per_structure", "Samples per structure and SNR level."))
+        int | None,
+        typer.Option(
+            help=describe(S, "n_per_structure", "Samples per structure and SNR level (per structure if log-uniform).")
+        ),
     ] = None,
     snr: Annotated[
         list[str] | None,

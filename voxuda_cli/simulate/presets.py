@@ -78,6 +78,8 @@ class SimulationSettings:
         for value in self.snr:
             if not (math.isfinite(value) and value > 0):
                 raise VoxudaInputError(f"--snr {value:g}: must be a positive number (var(signal) / var(noise))")
+        if self.snr_distribution == "levels" and len({f"{v:g}" for v in self.snr}) != len(self.snr):
+            raise VoxudaInputError(f"--snr {' '.join(f'{v:g}' for v in self.snr)}: a level is repeated; give each once")
         if self.snr_distribution == "log-uniform" and len(self.snr) != 2:
             raise VoxudaInputError(
                 f"--snr {' '.join(f'{v:g}' for v in self.snr)}: --snr-distribution log-uniform needs two values "
