@@ -7,6 +7,7 @@ import scipy.ndimage as ndi
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.filters import bilateral
 from voxuda_cli.filters.bilateral import (
     auto_chunk,
     bilateral_filter,
@@ -57,6 +58,21 @@ def test_thin_volumes_equal_loop(method) -> None:  # type: ignore[no-untyped-def
         np.testing.assert_allclose(
             FILTERS[method](torch.from_numpy(x), 1.0, 0.5).numpy(), loop_filter(x, method, 1.0, 0.5), atol=1e-10
         )
+
+
+@pytest.mark.parametrize("method", ["bf", "ibf"])
+def test_blocks_and_threads_change_nothing(method, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(7).normal(size=(11, 5, 6))
+    expected = loop_filter(x, method, 2.0, 0.8)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(bilateral, "_BLOCK_VOXELS_CPU", 60)  # two rows per block: many blocks, split over threads
+    try:
+        torch.set_num_threads(2)
+        got = FILTERS[method](torch.from_numpy(x), 2.0, 0.8).numpy()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(got, expected, atol=1e-10)
 
 
 def test_sobel_matches_scipy_and_ramp() -> None:

@@ -7,10 +7,11 @@ replicate-extended for the window.
 
 How it is fast without a compiler: the range weight is symmetric, w(p, p+o) = w(p+o, p), so it is
 computed for the 13 "positive" offsets only and used twice, at p (neighbour p+o) and shifted, at p-o
-(neighbour p-o). Every term is a shifted view of one padded tensor; the spatial weights are
-constants folded into the accumulating ops; and the volume is processed in blocks of a few z-rows
-so the temporaries stay in cache. The output is written as v_p + sum w (v_q - v_p) / sum w, which is
-the same number but leaves a constant volume exactly unchanged.
+(neighbour p-o). The volume goes through in blocks of a few z-rows (temporaries stay in cache), each
+copied into a padded, flat layout where a neighbour offset is a constant flat offset: every term is
+a contiguous 1-D slice, also for batches of small volumes. The spatial weights are constants folded
+into the accumulating ops, and the Sobel gradient is computed per block, in place. The output is
+written as v_p + sum w (v_q - v_p) / sum w: the same number, but a constant volume stays exactly as it is.
 
 Whole volumes larger than memory: ``filter_volume`` runs in z-chunks with a halo (1 row for BF,
 2 for IBF: one for the window, one for the Sobel), and gives the same result as one pass.
@@ -248,7 +249,10 @@ def _filter_rows(
 ) -> torch.Tensor:
     """Filter volume rows ``target = (z0, z1)``, given ``rows`` (B, R, H, W): volume rows from ``first_row``.
 
-    ``rows`` must hold the halo rows that exist in the volume (HALO[method] on each side).
+    ``rows`` must hold the halo rows that exist in the volume (HALO[method] on each side). On a CPU
+    with several torch threads, the blocks go to that many Python threads, each running its torch
+    ops single-threaded: a thread never waits for the others between ops, which keeps the speed when
+    other processes share the cores (one barrier per op costs a scheduler time slice there).
     """
     if method not in BILATERAL_METHODS:
         raise VoxudaInputError(f"--method {method}: unknown bilateral method; use {' or '.join(BILATERAL_METHODS)}")
@@ -256,10 +260,53 @@ def _filter_rows(
     batch, _, height, width = rows.shape
     out = torch.empty((batch, z1 - z0, height, width), dtype=rows.dtype, device=rows.device)
     block_rows = min(_block_rows(batch, height, width, rows.device), z1 - z0)
-    block = _Block(batch, block_rows, height, width, rows.dtype, rows.device)
+    workers = torch.get_num_threads() if rows.device.type == "cpu" else 1
+    jobs: list[tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = []
+    if workers > 1 and z1 - z0 >= workers * block_rows:
+        bounds = [z0 + round(i * (z1 - z0) / workers) for i in range(workers + 1)]
+        jobs = [(rows, (a, b), out[:, a - z0 : b - z0]) for a, b in zip(bounds, bounds[1:])]
+    elif workers > 1 and batch >= workers:
+        bounds = [round(i * batch / workers) for i in range(workers + 1)]
+        jobs = [(rows[a:b], target, out[a:b]) for a, b in zip(bounds, bounds[1:])]
+    if not jobs:
+        _filter_blocks(rows, first_row, target, depth, method == "ibf", sigma_d, sigma_r, block_rows, out)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            futures = [
+                pool.submit(
+                    _filter_blocks, part, first_row, span, depth, method == "ibf", sigma_d, sigma_r, block_rows, dest
+                )
+                for part, span, dest in jobs
+            ]
+            for future in futures:
+                future.result()
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _filter_blocks(
+    rows: torch.Tensor,
+    first_row: int,
+    target: tuple[int, int],
+    depth: int,
+    ibf: bool,
+    sigma_d: float,
+    sigma_r: float,
+    block_rows: int,
+    out: torch.Tensor,
+) -> None:
+    """Rows ``target`` of the volume into ``out`` (B, z1-z0, H, W), one block of ``block_rows`` at a time."""
+    z0, z1 = target
+    batch, _, height, width = rows.shape
+    block = _Block(batch, min(block_rows, z1 - z0), height, width, rows.dtype, rows.device)
     weights = spatial_weights(sigma_d)
     scale = 1.0 / (math.sqrt(2.0) * float(sigma_r))
-    ibf = method == "ibf"
     for r0 in range(z0, z1, block_rows):
         r1 = min(z1, r0 + block_rows)
         t = r1 - r0
@@ -278,7 +325,6 @@ def _filter_rows(
         _window_block(block, t, ibf, weights, scale)
         core = (slice(None), slice(2, t + 2), slice(1, height + 1), slice(1, width + 1))
         torch.add(values[core], block.grid("num", t)[core], out=out[:, r0 - z0 : r1 - z0])
-    return out
 
 
 def _filter_tensor(x: torch.Tensor, method: str, sigma_d: float, sigma_r: float) -> torch.Tensor:
