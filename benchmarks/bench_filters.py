@@ -4,7 +4,7 @@
    views) and SimpleITK's 3D bilateral filter at the same 3x3x3 window, all run here, best of a few
    runs (other jobs share this machine), with ratios.
 2. Peak memory of `voxuda ibf-denoise` on a 512x512x256 float32 tomogram (256 MiB), in a child process
-   (ru_maxrss from wait4), next to a child that only imports the same modules.
+   (its own VmHWM), next to a child that only imports the same modules.
 3. Denoising quality where the clean density is known: the simulator's subtomograms (simulate-prep's
    engine, CTF included) and a synthetic phantom (blobs + white noise). Correlation with the clean
    density, and Dice of the thresholded result with the true mask (threshold: the mask's voxel count,
@@ -38,13 +38,14 @@ from voxuda_cli.filters.bilateral import DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 SITK_DOMAIN_SIGMA_3X3X3 = 0.4
 
 
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    times = []
+def best_time(run: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process) of the fastest of ``repeats`` runs."""
+    best = (float("inf"), float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    return best
 
 
 def numpy_ibf(x: np.ndarray, sigma_d: float, sigma_r: float) -> np.ndarray:
@@ -97,28 +98,51 @@ def throughput(shape: tuple[int, int, int], repeats: int) -> None:
     threads = (
         f"torch threads {torch.get_num_threads()}, ITK threads {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}"
     )
-    print(f"({threads}, {os.cpu_count()} CPUs)")
-    print(f"{'filter':28s} {'seconds':>8s} {'Mvoxel/s':>9s}")
-    for name, seconds in rows:
-        print(f"{name:28s} {seconds:8.3f} {voxels / seconds / 1e6:9.1f}")
-    ibf = rows[0][1]
-    print(f"ratio IBF vs numpy IBF:          {rows[2][1] / ibf:6.1f}x")
-    print(f"ratio IBF vs SimpleITK (BF):     {rows[3][1] / ibf:6.1f}x")
-    print(f"ratio BF  vs SimpleITK (BF):     {rows[3][1] / rows[1][1]:6.1f}x")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"({threads}, {os.cpu_count()} CPUs; load average {load}: other jobs slow every figure alike)")
+    print(f"{'filter':28s} {'seconds':>8s} {'Mvoxel/s':>9s} {'Mvoxel per CPU-s':>17s}")
+    for name, (wall, cpu) in rows:
+        print(f"{name:28s} {wall:8.3f} {voxels / wall / 1e6:9.1f} {voxels / cpu / 1e6:17.1f}")
+    ibf = rows[0][1][0]
+    print(f"ratio IBF vs numpy IBF:          {rows[2][1][0] / ibf:6.1f}x")
+    print(f"ratio IBF vs SimpleITK (BF):     {rows[3][1][0] / ibf:6.1f}x")
+    print(f"ratio BF  vs SimpleITK (BF):     {rows[3][1][0] / rows[1][1][0]:6.1f}x")
     print(f"target: IBF >= 30 Mvoxel/s -> {'met' if voxels / ibf / 1e6 >= 30 else 'NOT met'}; ", end="")
-    print(f">= 5x SimpleITK -> {'met' if rows[3][1] / ibf >= 5 else 'NOT met'}")
+    print(f">= 5x SimpleITK -> {'met' if rows[3][1][0] / ibf >= 5 else 'NOT met'}")
 
 
-def _child_peak_mib(command: list[str]) -> tuple[float, float]:
-    """Run a child; its own peak RSS (MiB, from wait4) and wall seconds."""
+# The child reports its own high-water mark (VmHWM: since its exec, unlike ru_maxrss, which a child
+# inherits from a large parent at fork/exec).
+_CHILD = """
+import sys
+argv = {argv!r}
+try:
+    if argv:
+        sys.argv = ["voxuda", *argv]
+        from voxuda_cli.cli.app import main
+        main()
+    else:
+        import numpy, torch, h5py, mrcfile, typer, rich
+        import voxuda_cli.cli.app, voxuda_cli.filters.apply
+        torch.ones(8).exp()
+finally:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            sys.stderr.write("PEAK_KB " + line.split()[1] + chr(10))
+"""
+
+
+def _child_peak_mib(argv: list[str]) -> tuple[float, float]:
+    """Run the CLI (or, with no arguments, only its imports) in a child: its peak RSS (MiB) and wall seconds."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(argv=argv)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1024, seconds
+    peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("PEAK_KB")]
+    if done.returncode != 0 or not peaks:
+        raise RuntimeError(f"voxuda {' '.join(argv)} failed: {done.stderr[-2000:]}")
+    return int(peaks[-1]) / 1024, seconds
 
 
 def peak_memory(shape: tuple[int, int, int], method: str = "ibf") -> None:
@@ -133,13 +157,10 @@ def peak_memory(shape: tuple[int, int, int], method: str = "ibf") -> None:
         with create_mrc_memmap(source, shape, like=Volume(np.zeros((1, 1, 1), np.float32), voxel_size=10.0)) as data:
             for start in range(0, shape[0], 16):
                 data[start : start + 16] = rng.normal(size=data[start : start + 16].shape)
-        imports = (
-            "import numpy, torch, h5py, mrcfile, typer, rich; import voxuda_cli.cli.app; "
-            "import voxuda_cli.filters.apply; torch.ones(8).exp()"
+        baseline, _ = _child_peak_mib([])
+        peak, seconds = _child_peak_mib(
+            ["ibf-denoise", str(source), "-o", str(target), "--method", method, "--device", "cpu"]
         )
-        baseline, _ = _child_peak_mib([sys.executable, "-c", imports])
-        command = [sys.executable, "-m", "voxuda_cli", "ibf-denoise", str(source), "-o", str(target)]
-        peak, seconds = _child_peak_mib([*command, "--method", method, "--device", "cpu"])
     print(f"volume {size_mib:.0f} MiB; child peak RSS {peak:.0f} MiB = {peak / size_mib:.2f}x the volume")
     print(
         f"(a child that only imports the same modules: {baseline:.0f} MiB; "
