@@ -109,7 +109,7 @@ def main() -> int:
     if device.type == "cuda":
         amp_modes = [True] if args.amp else [False, True]
     print(
-        f"bench_train: device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
+        f"bench_train: device {device} ({torch.cuda.get_device_name(device) + ', ' if device.type == 'cuda' else ''}"
         f"{torch.get_num_threads()} CPU threads), width {args.width}, batch {args.batch_size}, box 32^3, "
         f"{args.steps} timed steps after {args.warmup} warm-up",
         flush=True,

@@ -62,8 +62,8 @@ def test_train_json_summary_and_run_files(runner, data: dict[str, Path], tmp_pat
     resumed = _train(runner, *args, "--config", str(config), "--resume", "--json")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["epochs_run"] == 0
-    # ... and the table is printed without --json.
-    table = _train(runner, *args, "--config", str(config), "--resume", "--epochs", "2")
+    # ... and a resume needs no options but the run directory (its config.toml); the table shows without --json.
+    table = _train(runner, "-o", str(run), "--resume", "--epochs", "2")
     assert table.exit_code == 0, table.output
     assert "final seg" in table.stdout and len((run / "metrics.jsonl").read_text().splitlines()) == 2
 

@@ -5,11 +5,14 @@ folder of MRC files; repeat --src/--tgt for several MRC files). Every volume is 
 own. The run directory gets config.toml (the resolved settings), model.pt (what predict and
 pseudo-label load), checkpoint.pt (every epoch; --resume continues from it), metrics.jsonl and
 curves.png. Defaults are the paper's (300 epochs, batch 16, Adam 1e-3, x0.1 every 100 epochs).
+--resume starts from the run's config.toml (unless --config is given); only --epochs, --device,
+--amp, --threads and --workers may differ from it.
 
 Several processes: torchrun --nproc_per_node=N -m voxuda_cli train ... (DDP; gloo on CPU, nccl on
 CUDA, one GPU per process; --batch-size is the global batch; rank 0 writes).
 
 Example: voxuda train --src source.h5 --tgt target.h5 -o run/ --noise noise.json --epochs 50
+then:    voxuda train -o run/ --resume --epochs 80
 """
 
 from __future__ import annotations
@@ -119,6 +122,8 @@ def command(
         from voxuda_cli.training import train
         from voxuda_cli.training.distributed import DistributedContext
 
+        if resume and config is None and (output / "config.toml").is_file():
+            config = output / "config.toml"  # a resume starts from the run's own settings; options still win
         settings = resolve_settings(
             TrainSettings,
             config,

@@ -363,7 +363,13 @@ def _run(
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(settings, device, context)
     if state is not None:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError) as exc:  # a checkpoint of another version of voxuda
+            raise VoxudaInputError(
+                f"--resume {run_dir / ckpt.CHECKPOINT}: checkpoint does not fit this version of voxuda "
+                f"({type(exc).__name__}: {str(exc)[:200]}); start again with --overwrite"
+            ) from exc
         start_epoch, history, ramp_epochs = int(state["epoch"]), list(state["history"]), int(state["ramp_epochs"])
         ckpt.restore_rng_states(state["rng"])
     else:
