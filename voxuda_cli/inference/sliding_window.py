@@ -86,8 +86,9 @@ def sliding_window(
     """Blend window predictions over ``volume`` (D, H, W; a memory map is fine), z-rows in order.
 
     ``emit(z0, rows)`` receives finished float32 rows ``z0 .. z0 + len(rows)`` exactly once each,
-    in order. ``release(z)`` says no input row below ``z`` will be read again. Every axis must be
-    at least the box.
+    in order; ``rows`` is a view of a reused buffer, valid only during the call (copy to keep it).
+    ``release(z)`` says no input row below ``z`` will be read again. Every axis must be at least
+    the box.
     """
     plan = WindowPlan.make(volume.shape, box, overlap)
     bz, by, bx = plan.box
@@ -110,7 +111,9 @@ def sliding_window(
                 on_windows(len(batch))
         z_next = z_starts[index + 1] if index + 1 < len(z_starts) else depth
         done = z_next - z0
-        emit(z0, numerator[:done] / denominator[:done])
+        finished = numerator[:done]
+        finished /= denominator[:done]  # in place: no third slab-sized buffer
+        emit(z0, finished)
         if release is not None:
             release(z_next)
         # Slide the accumulators down to start at the next row's z.
