@@ -36,7 +36,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_model_file_predicts_a_box_volume_like_its_windows(tmp_path: Path, rng: np.random.Generator) -> None:
     path = write_model(tmp_path / "model.pt", random_network(width=4))
-    predictor = Predictor(tmp_path, PredictSettings(device="cpu"))  # a run folder holding model.pt
+    predictor = Predictor(tmp_path, PredictSettings(tta=True), device="cpu", tta=False)  # a run folder; overrides
+    assert predictor.settings.device == "cpu" and not predictor.settings.tta
     volume = rng.normal(size=(32, 32, 32)).astype(np.float32)
     probabilities = predictor.predict_volume(volume)
     assert probabilities.shape == (32, 32, 32) and probabilities.dtype == np.float32

@@ -3,7 +3,7 @@
 Usable from Python without the CLI (nnU-Net's predictor is the model)::
 
     from voxuda_cli.inference import Predictor, PredictSettings
-    predictor = Predictor("run/", PredictSettings(tta=True, device="cpu"))
+    predictor = Predictor("run/", tta=True, device="cpu")             # or Predictor("run/", PredictSettings(...))
     probabilities = predictor.predict_volume(volume)               # any (D, H, W) at least the box
     result = predictor.predict_dataset(read_dataset(["target.h5"]))
     predictor.predict_tomogram("tomo.mrc", "tomo_mask.mrc")        # streamed, bounded memory
@@ -112,8 +112,12 @@ class TomogramScan:
 class Predictor:
     """Loads a model file once and predicts subtomograms, datasets and whole tomograms."""
 
-    def __init__(self, model: Path | str, settings: PredictSettings | None = None) -> None:
-        self.settings = settings or PredictSettings()
+    def __init__(self, model: Path | str, settings: PredictSettings | None = None, **changes: Any) -> None:
+        """Load ``model`` (a run folder or model.pt); ``changes`` override fields of ``settings``.
+
+        ``Predictor("run/", device="cpu", tta=True)`` is ``Predictor("run/", PredictSettings(device="cpu", tta=True))``.
+        """
+        self.settings = replace(settings or PredictSettings(), **changes)
         self.device = resolve_device(self.settings.device)
         self.model_path = resolve_model_path(model)
         network, info = load_model(self.model_path, self.settings.use, self.device)

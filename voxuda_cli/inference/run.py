@@ -233,7 +233,6 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
             subtomograms.append(path)
         else:
             job.tomograms.append((path, scan_tomogram(header.data, predictor.info.invert, str(path), release=True)))
-            predictor.warn_voxel_size(header.isotropic_voxel_size, str(path))
     if subtomograms:
         job.dataset = read_dataset(subtomograms)
 
