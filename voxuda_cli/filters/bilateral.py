@@ -34,7 +34,8 @@ BILATERAL_METHODS = ("ibf", "bf")
 HALF_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
     (dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dz, dy, dx) > (0, 0, 0)
 )
-HALO = {"bf": 1, "ibf": 2, "none": 0}
+HALO = {"bf": 2, "ibf": 2}  # z-rows a chunk reads beyond itself (IBF: Sobel + window; BF shares its tiles)
+_MIN_TILE_ROWS = 4  # z-rows per tile at least; wide planes are split in y instead
 _BLOCK_VOXELS_CPU = 1 << 18  # voxels per block on CPU: both workers' temporaries (11 buffers each) fit in L3
 _WORKING_FLOATS_PER_VOXEL = 6  # floats held per voxel of a chunk: rows read, their tensor, result, its copy out
 
@@ -100,75 +101,80 @@ def sobel_gradient(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Block:
-    """One block of rows in a flat layout: (B, t+4, H+2, W+2) per channel, contiguous, reused block after block.
+    """One tile (t z-rows x s y-rows x all of W) in a flat layout (B, t+4, s+4, W+2), reused tile after tile.
 
-    Row j of an item holds volume row r0-2+j; the 2-row and 1-column borders carry halo or replicate
-    padding. In this layout a neighbour offset (oz, oy, ox) is one flat offset, so every term of
-    the filter is a contiguous 1-D slice: the fastest loops torch has, also for small batched volumes.
-    Positions on the borders compute garbage that is never read back into a kept voxel.
+    Borders: 2 in z and y (one for the window, one for the Sobel), 1 in x (W is never split, so its
+    border is always replicate padding). In this layout a neighbour offset (oz, oy, ox) is one flat
+    offset, so every term of the filter is a contiguous 1-D slice: the fastest loops torch has, also
+    for small batched volumes. Border positions compute garbage that never reaches a kept voxel.
     """
 
-    def __init__(self, batch: int, rows: int, height: int, width: int, dtype: torch.dtype, device: torch.device):
-        self.batch, self.height, self.width = batch, height, width
-        self.plane = (height + 2) * (width + 2)
-        capacity = batch * (rows + 4) * self.plane
-        # zeros, not empty: rows never written (batch seams) must hold finite numbers
+    def __init__(self, batch: int, rows: int, strip: int, width: int, dtype: torch.dtype, device: torch.device):
+        self.batch, self.width = batch, width
+        capacity = batch * (rows + 4) * (strip + 4) * (width + 2)
+        names = ("values", "features", "norms", "a", "b", "weight", "delta", "num", "den")
+        # zeros, not empty: positions never written (batch seams, outer borders) must hold finite numbers
         self._flat = {
-            name: torch.zeros(count * capacity, dtype=dtype, device=device)
-            for name, count in (("values", 1), ("features", 3), ("norms", 1), ("a", 1), ("b", 1))
-            + (("weight", 1), ("delta", 1), ("num", 1), ("den", 1))
+            name: torch.zeros((3 if name == "features" else 1) * capacity, dtype=dtype, device=device) for name in names
         }
+        self.set_tile(rows, strip)
 
-    def shape(self, rows: int) -> tuple[int, int, int, int]:
-        return (self.batch, rows + 4, self.height + 2, self.width + 2)
+    def set_tile(self, rows: int, strip: int) -> None:
+        self.rows, self.strip = rows, strip
+        self.shape = (self.batch, rows + 4, strip + 4, self.width + 2)
+        self.y_step = self.width + 2
+        self.z_step = (strip + 4) * self.y_step
 
-    def flat(self, name: str, rows: int, channels: int = 1) -> torch.Tensor:
-        size = math.prod(self.shape(rows))
+    def flat(self, name: str, channels: int = 1) -> torch.Tensor:
+        size = math.prod(self.shape)
         buffer = self._flat[name][: channels * size]
         return buffer.view(channels, size) if channels > 1 else buffer
 
-    def grid(self, name: str, rows: int, channels: int = 1) -> torch.Tensor:
-        shape = self.shape(rows)
-        return self.flat(name, rows, channels).view(*((channels,) if channels > 1 else ()), *shape)
+    def grid(self, name: str, channels: int = 1) -> torch.Tensor:
+        return self.flat(name, channels).view(*((channels,) if channels > 1 else ()), *self.shape)
 
-    def span(self, rows: int, first_row: int, last_row: int) -> tuple[int, int]:
-        """Flat range from (item 0, row ``first_row``, 1, 1) to (last item, row ``last_row``, H, W), inclusive."""
-        _, depth, hp, wp = self.shape(rows)
-        start = first_row * self.plane + wp + 1
-        stop = ((self.batch - 1) * depth + last_row) * self.plane + self.height * wp + self.width + 1
-        return start, stop
-
-
-def _replicate_edges(t: torch.Tensor) -> None:
-    """Fill the 1-voxel border of the last two dims by replicating their first/last interior row/column."""
-    t[..., 0, 1:-1].copy_(t[..., 1, 1:-1])
-    t[..., -1, 1:-1].copy_(t[..., -2, 1:-1])
-    t[..., :, 0].copy_(t[..., :, 1])
-    t[..., :, -1].copy_(t[..., :, -2])
+    def span(self, border: int) -> tuple[int, int]:
+        """Flat range over z-rows and y-rows ``border .. size+3-border`` (x: 1..W) of every item."""
+        first = border * self.z_step + border * self.y_step + 1
+        last = ((self.batch - 1) * (self.rows + 4) + self.rows + 3 - border) * self.z_step
+        last += (self.strip + 3 - border) * self.y_step + self.width
+        return first, last + 1
 
 
-def _load_rows(dest: torch.Tensor, rows: torch.Tensor, first_row: int, start: int, depth: int) -> None:
-    """``dest`` (B, n, H+2, W+2) <- volume rows ``start..start+n-1``, clamped to the volume, H and W replicate-padded.
+def _load_tile(block: _Block, rows: torch.Tensor, first_row: int, z_start: int, y_start: int, depth: int) -> None:
+    """Block values <- volume rows z_start.., y_start.. (clamped to the volume: replicate), x padded by 1.
 
     ``rows`` (B, R, H, W) holds volume rows from ``first_row`` on.
     """
-    count = dest.shape[1]
-    low, high = max(start, 0), min(start + count, depth)
-    dest[:, low - start : high - start, 1:-1, 1:-1].copy_(rows[:, low - first_row : high - first_row])
-    for k in range(low - start):
-        dest[:, k].copy_(dest[:, low - start])
-    for k in range(high - start, count):
-        dest[:, k].copy_(dest[:, high - start - 1])
-    _replicate_edges(dest)
+    dest = block.grid("values")
+    height = rows.shape[2]
+    nz, ny = dest.shape[1], dest.shape[2]
+    zl, zh = max(z_start, 0), min(z_start + nz, depth)
+    yl, yh = max(y_start, 0), min(y_start + ny, height)
+    z_valid = slice(zl - z_start, zh - z_start)
+    dest[:, z_valid, yl - y_start : yh - y_start, 1:-1].copy_(rows[:, zl - first_row : zh - first_row, yl:yh])
+    for k in range(yl - y_start):
+        dest[:, z_valid, k].copy_(dest[:, z_valid, yl - y_start])
+    for k in range(yh - y_start, ny):
+        dest[:, z_valid, k].copy_(dest[:, z_valid, yh - y_start - 1])
+    for k in range(zl - z_start):
+        dest[:, k].copy_(dest[:, zl - z_start])
+    for k in range(zh - z_start, nz):
+        dest[:, k].copy_(dest[:, zh - z_start - 1])
+    dest[..., 0].copy_(dest[..., 1])
+    dest[..., -1].copy_(dest[..., -2])
 
 
-def _sobel_block(block: _Block, t: int, scale: float) -> None:
-    """Separable Sobel of the values into the features (rows 1..t+2), times ``scale``/32, as flat slices."""
-    values = block.flat("values", t)
-    features = block.flat("features", t, 3)
-    a, b = block.flat("a", t), block.flat("b", t)
-    x_step, y_step, z_step = 1, block.width + 2, block.plane
-    start, stop = block.span(t, 1, t + 2)
+def _sobel_tile(block: _Block, scale: float, at_border: tuple[bool, bool, bool, bool]) -> None:
+    """Separable Sobel of the values into the features (z and y border 1 and inside), times ``scale``/32.
+
+    Then the features are extended by replicating the gradient (not by the Sobel of padding) where
+    the tile meets the volume's border: ``at_border`` = (z start, z end, y start, y end).
+    """
+    values, features = block.flat("values"), block.flat("features", 3)
+    a, b = block.flat("a"), block.flat("b")
+    x_step, y_step, z_step = 1, block.y_step, block.z_step
+    start, stop = block.span(1)
 
     def smooth(src: torch.Tensor, step: int, lo: int, hi: int, out: torch.Tensor) -> None:
         torch.add(src[lo - step : hi - step], src[lo + step : hi + step], out=out[lo:hi])
@@ -188,33 +194,44 @@ def _sobel_block(block: _Block, t: int, scale: float) -> None:
     smooth(a, y_step, *mid, b)
     smooth(b, z_step, start, stop, features[2])
     features[:, start:stop].mul_(scale / 32.0)
+    region = block.grid("features", 3)[:, :, 1:-1, 1:-1]
+    z_first, z_last, y_first, y_last = at_border
+    if z_first:
+        region[:, :, 0].copy_(region[:, :, 1])
+    if z_last:
+        region[:, :, -1].copy_(region[:, :, -2])
+    if y_first:
+        region[:, :, :, 0].copy_(region[:, :, :, 1])
+    if y_last:
+        region[:, :, :, -1].copy_(region[:, :, :, -2])
+    region[..., 0].copy_(region[..., 1])
+    region[..., -1].copy_(region[..., -2])
 
 
-def _window_block(block: _Block, t: int, ibf: bool, weights: tuple[float, list[float]], scale: float) -> None:
-    """num/den of the bilateral sum for every voxel of rows 2..t+1 (and garbage on the borders)."""
-    values = block.flat("values", t)
-    start, stop = block.span(t, 2, t + 1)
+def _window_tile(block: _Block, ibf: bool, weights: tuple[float, list[float]], scale: float) -> None:
+    """num/den of the bilateral sum for every kept voxel of the tile (and garbage on its borders)."""
+    values = block.flat("values")
+    start, stop = block.span(2)
     length = stop - start
     centre_weight, offset_weights = weights
-    num, den = block.flat("num", t)[start:stop], block.flat("den", t)[start:stop]
+    num, den = block.flat("num")[start:stop], block.flat("den")[start:stop]
     num.zero_()
     den.fill_(centre_weight)
     zero = torch.zeros((), dtype=values.dtype, device=values.device)
     if ibf:
-        features = block.flat("features", t, 3)
-        neg_norms = block.flat("norms", t)
-        lo, hi = block.span(t, 1, t + 2)
-        lo, hi = lo - block.width - 3, hi + block.width + 3
+        features, neg_norms = block.flat("features", 3), block.flat("norms")
+        lo, hi = block.span(1)
+        lo, hi = lo - 1, hi + 1  # x borders too
         torch.mul(features[0, lo:hi], features[0, lo:hi], out=neg_norms[lo:hi])
         for c in (1, 2):
             neg_norms[lo:hi].addcmul_(features[c, lo:hi], features[c, lo:hi])
         neg_norms[lo:hi].neg_()
     for (oz, oy, ox), spatial in zip(HALF_OFFSETS, offset_weights):
-        k = oz * block.plane + oy * (block.width + 2) + ox  # > 0 for the 13 half offsets
+        k = oz * block.z_step + oy * block.y_step + ox  # > 0 for the 13 half offsets
         # Weights of offset o over [start - k, stop): read at p (neighbour p+o) and at p - o (neighbour p-o).
         here, there = slice(start - k, stop), slice(start, stop + k)
-        weight = block.flat("weight", t)[: length + k]
-        delta = block.flat("delta", t)[: length + k]
+        weight = block.flat("weight")[: length + k]
+        delta = block.flat("delta")[: length + k]
         torch.sub(values[here], values[there], out=delta)
         if ibf:
             # -||f_p - f_q||^2 = -|f_p|^2 - |f_q|^2 + 2 f_p.f_q: no 3-channel difference to write
@@ -232,10 +249,15 @@ def _window_block(block: _Block, t: int, ibf: bool, weights: tuple[float, list[f
     num.div_(den)
 
 
-def _block_rows(batch: int, height: int, width: int, device: torch.device) -> int:
+def _tile_shape(batch: int, depth: int, height: int, width: int, device: torch.device) -> tuple[int, int]:
+    """(z-rows, y-rows) per tile: about ``_BLOCK_VOXELS_CPU`` voxels, at least ``_MIN_TILE_ROWS`` z-rows."""
     if device.type != "cpu":
-        return 1 << 30
-    return max(1, _BLOCK_VOXELS_CPU // max(1, batch * height * width))
+        return depth, height
+    plane = max(1, batch * height * width)
+    if plane * _MIN_TILE_ROWS <= _BLOCK_VOXELS_CPU:
+        return min(depth, _BLOCK_VOXELS_CPU // plane), height
+    rows = min(depth, _MIN_TILE_ROWS)
+    return rows, min(height, max(1, _BLOCK_VOXELS_CPU // (rows * batch * width)))
 
 
 def _filter_rows(
@@ -250,7 +272,7 @@ def _filter_rows(
     """Filter volume rows ``target = (z0, z1)``, given ``rows`` (B, R, H, W): volume rows from ``first_row``.
 
     ``rows`` must hold the halo rows that exist in the volume (HALO[method] on each side). On a CPU
-    with several torch threads, the blocks go to that many Python threads, each running its torch
+    with several torch threads, the tiles go to that many Python threads, each running its torch
     ops single-threaded: a thread never waits for the others between ops, which keeps the speed when
     other processes share the cores (one barrier per op costs a scheduler time slice there).
     """
@@ -259,17 +281,17 @@ def _filter_rows(
     z0, z1 = target
     batch, _, height, width = rows.shape
     out = torch.empty((batch, z1 - z0, height, width), dtype=rows.dtype, device=rows.device)
-    block_rows = min(_block_rows(batch, height, width, rows.device), z1 - z0)
     workers = torch.get_num_threads() if rows.device.type == "cpu" else 1
-    jobs: list[tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = []
+    jobs: list[tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = [(rows, target, out)]
     if workers > 1 and batch >= workers:
         bounds = [round(i * batch / workers) for i in range(workers + 1)]
         jobs = [(rows[a:b], target, out[a:b]) for a, b in zip(bounds, bounds[1:])]
     elif workers > 1 and z1 - z0 >= workers:
         bounds = [z0 + round(i * (z1 - z0) / workers) for i in range(workers + 1)]
         jobs = [(rows, (a, b), out[:, a - z0 : b - z0]) for a, b in zip(bounds, bounds[1:])]
-    if not jobs:
-        _filter_blocks(rows, first_row, target, depth, method == "ibf", sigma_d, sigma_r, block_rows, out)
+    settings = (first_row, depth, method == "ibf", sigma_d, sigma_r)
+    if len(jobs) == 1:
+        _filter_tiles(rows, target, out, *settings)
         return out
     from concurrent.futures import ThreadPoolExecutor
 
@@ -277,54 +299,41 @@ def _filter_rows(
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(len(jobs)) as pool:
-            futures = [
-                pool.submit(
-                    _filter_blocks, part, first_row, span, depth, method == "ibf", sigma_d, sigma_r, block_rows, dest
-                )
-                for part, span, dest in jobs
-            ]
-            for future in futures:
+            for future in [pool.submit(_filter_tiles, part, span, dest, *settings) for part, span, dest in jobs]:
                 future.result()
     finally:
         torch.set_num_threads(threads)
     return out
 
 
-def _filter_blocks(
+def _filter_tiles(
     rows: torch.Tensor,
-    first_row: int,
     target: tuple[int, int],
+    out: torch.Tensor,
+    first_row: int,
     depth: int,
     ibf: bool,
     sigma_d: float,
     sigma_r: float,
-    block_rows: int,
-    out: torch.Tensor,
 ) -> None:
-    """Rows ``target`` of the volume into ``out`` (B, z1-z0, H, W), one block of ``block_rows`` at a time."""
+    """Rows ``target`` of the volume into ``out`` (B, z1-z0, H, W), one tile at a time."""
     z0, z1 = target
     batch, _, height, width = rows.shape
-    block = _Block(batch, min(block_rows, z1 - z0), height, width, rows.dtype, rows.device)
+    tile_rows, tile_strip = _tile_shape(batch, z1 - z0, height, width, rows.device)
+    block = _Block(batch, tile_rows, tile_strip, width, rows.dtype, rows.device)
     weights = spatial_weights(sigma_d)
     scale = 1.0 / (math.sqrt(2.0) * float(sigma_r))
-    for r0 in range(z0, z1, block_rows):
-        r1 = min(z1, r0 + block_rows)
-        t = r1 - r0
-        values = block.grid("values", t)
-        if ibf:
-            _load_rows(values, rows, first_row, r0 - 2, depth)
-            _sobel_block(block, t, scale)
-            features = block.grid("features", t, 3)[:, :, 1 : t + 3]
-            if r0 == 0:  # the gradient beyond the volume is the edge's gradient (replicate), not Sobel of padding
-                features[:, :, 0].copy_(features[:, :, 1])
-            if r1 == depth:
-                features[:, :, -1].copy_(features[:, :, -2])
-            _replicate_edges(features)
-        else:
-            _load_rows(values[:, 1 : t + 3], rows, first_row, r0 - 1, depth)
-        _window_block(block, t, ibf, weights, scale)
-        core = (slice(None), slice(2, t + 2), slice(1, height + 1), slice(1, width + 1))
-        torch.add(values[core], block.grid("num", t)[core], out=out[:, r0 - z0 : r1 - z0])
+    for r0 in range(z0, z1, tile_rows):
+        r1 = min(z1, r0 + tile_rows)
+        for y0 in range(0, height, tile_strip):
+            y1 = min(height, y0 + tile_strip)
+            block.set_tile(r1 - r0, y1 - y0)
+            _load_tile(block, rows, first_row, r0 - 2, y0 - 2, depth)
+            if ibf:
+                _sobel_tile(block, scale, (r0 == 0, r1 == depth, y0 == 0, y1 == height))
+            _window_tile(block, ibf, weights, scale)
+            core = (slice(None), slice(2, r1 - r0 + 2), slice(2, y1 - y0 + 2), slice(1, width + 1))
+            torch.add(block.grid("values")[core], block.grid("num")[core], out=out[:, r0 - z0 : r1 - z0, y0:y1])
 
 
 def _filter_tensor(x: torch.Tensor, method: str, sigma_d: float, sigma_r: float) -> torch.Tensor:
