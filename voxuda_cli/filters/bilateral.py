@@ -7,14 +7,17 @@ replicate-extended for the window.
 
 How it is fast without a compiler: the range weight is symmetric, w(p, p+o) = w(p+o, p), so it is
 computed for the 13 "positive" offsets only and used twice, at p (neighbour p+o) and shifted, at p-o
-(neighbour p-o). The volume goes through in blocks of a few z-rows (temporaries stay in cache), each
-copied into a padded, flat layout where a neighbour offset is a constant flat offset: every term is
-a contiguous 1-D slice, also for batches of small volumes. The spatial weights are constants folded
-into the accumulating ops, and the Sobel gradient is computed per block, in place. The output is
-written as v_p + sum w (v_q - v_p) / sum w: the same number, but a constant volume stays exactly as it is.
+(neighbour p-o). The volume goes through in tiles (a few z-rows, and y-strips of wide planes) so the
+temporaries stay in cache; each tile is copied into a padded flat layout where a neighbour offset is
+one constant flat offset, so every term is a contiguous 1-D slice, also for batches of small volumes.
+The spatial weights are constants folded into the accumulating ops; the Sobel gradient is computed
+per tile. On CPU, tiles run on as many Python threads as torch has threads, each op single-threaded.
+The output is written as v_p + sum w (v_q - v_p) / sum w: the same number, but a constant volume
+stays exactly as it is.
 
-Whole volumes larger than memory: ``filter_volume`` runs in z-chunks with a halo (1 row for BF,
-2 for IBF: one for the window, one for the Sobel), and gives the same result as one pass.
+Whole volumes larger than memory: ``filter_volume`` runs in z-chunks that read 2 rows beyond
+themselves (IBF needs both: one for the window, one for the Sobel), and gives exactly the result of
+one pass.
 """
 
 from __future__ import annotations
