@@ -66,7 +66,8 @@ def plan_denoise(inputs: Sequence[Path | str], output: Path | str) -> DenoiseJob
             job = DenoiseJob("mrc", files, output)
         elif output.suffix and (is_mrc_path(output) or is_h5_path(output) or output.is_file()):
             raise VoxudaInputError(
-                f"{output}: {len(files)} MRC inputs need an output folder (an MRC output takes one MRC input)"
+                f"{output}: several MRC inputs (or a folder of them) need an output folder; "
+                "an MRC output takes one MRC file"
             )
         else:
             job = DenoiseJob("folder", files, output)
