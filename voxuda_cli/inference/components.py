@@ -58,7 +58,7 @@ def _slab_labels(mask: np.ndarray, start: int, stop: int, offset: int) -> tuple[
 def remove_small_components_chunked(
     mask: np.ndarray,
     min_size: int,
-    slab: int = 32,
+    slab: int = 8,
     release: Callable[[int, int], None] | None = None,
 ) -> int:
     """Remove small components from a (D, H, W) mask in place, ``slab`` z-rows at a time.

@@ -53,7 +53,7 @@ log = logging.getLogger("voxuda")
 
 FOREGROUND = 1
 _FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
-_SCAN_ROWS = 16  # z-rows per read when checking or measuring a tomogram
+_SCAN_ROWS = 8  # z-rows per read when checking or measuring a tomogram
 VOXEL_SIZE_TOLERANCE = 0.05  # relative; beyond it the data's scale differs from the training data's
 
 ProgressFn = Callable[[int], None]
@@ -348,11 +348,13 @@ class Predictor:
         released = {"input": 0}
         outputs = [str(output_path)] + ([str(probabilities_path)] if probabilities_path else [])
         with contextlib.ExitStack() as stack:
-            mask_map = stack.enter_context(create_mrc_memmap(output_path, shape, volume, np.int8, label))
+            mask_map = stack.enter_context(
+                create_mrc_memmap(output_path, shape, volume, np.int8, label, after_chunk=release_rows)
+            )
             probability_map = None
             if probabilities_path is not None:
                 probability_map = stack.enter_context(
-                    create_mrc_memmap(probabilities_path, shape, volume, np.float32, label)
+                    create_mrc_memmap(probabilities_path, shape, volume, np.float32, label, after_chunk=release_rows)
                 )
 
             def emit(z0: int, rows: np.ndarray) -> None:
@@ -407,12 +409,14 @@ def scan_tomogram(data: np.ndarray, invert: bool, source: str, release: bool = F
     total = 0.0
     total_sq = 0.0
     for start in range(0, data.shape[0], _SCAN_ROWS):
-        rows = np.asarray(data[start : start + _SCAN_ROWS], dtype=np.float64)
+        rows = np.asarray(data[start : start + _SCAN_ROWS])
         if not np.isfinite(rows).all():
             raise VoxudaInputError(f"{source}: contains NaN or Inf values; clean or re-export the volume")
+        for row in rows:  # float64 one z-slice at a time: exact sums, small temporaries
+            row64 = row.astype(np.float64)
+            total += float(row64.sum())
+            total_sq += float(np.dot(row64.ravel(), row64.ravel()))
         count += rows.size
-        total += float(rows.sum())
-        total_sq += float(np.square(rows).sum())
         if release:
             release_rows(data, start, start + rows.shape[0])
     mean = total / max(count, 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mrcfile
@@ -126,11 +126,14 @@ def create_mrc_memmap(
     like: Volume,
     dtype: np.dtype | type = np.float32,
     label: str | None = None,
+    after_chunk: Callable[[np.ndarray, int, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Create an MRC on disk and yield its writable memory map; renamed into place on success.
 
     For outputs larger than memory (whole-tomogram predictions): fill the map slab by slab.
-    ``like`` gives voxel size, origin and labels.
+    ``like`` gives voxel size, origin and labels. ``after_chunk(data, start, stop)``, if given, is
+    called after the closing header-statistics pass has read rows ``start:stop`` (e.g. to drop
+    their pages from memory).
     """
     mode = {np.dtype(np.float32): 2, np.dtype(np.int8): 0, np.dtype(np.float16): 12, np.dtype(np.int16): 1}
     mrc_mode = mode[np.dtype(dtype)]
@@ -140,11 +143,13 @@ def create_mrc_memmap(
             with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=mrc_mode, overwrite=True) as mrc:
                 _set_header(mrc, like, label)
                 yield mrc.data
-                _set_stats_chunked(mrc)
+                _set_stats_chunked(mrc, after_chunk)
                 mrc.flush()
 
 
-def _set_stats_chunked(mrc: mrcfile.mrcfile.MrcFile) -> None:
+def _set_stats_chunked(
+    mrc: mrcfile.mrcfile.MrcFile, after_chunk: Callable[[np.ndarray, int, int], None] | None = None
+) -> None:
     """Header min/max/mean/rms without a full-size temporary (update_header_stats makes one)."""
     data = mrc.data
     count = 0
@@ -157,6 +162,8 @@ def _set_stats_chunked(mrc: mrcfile.mrcfile.MrcFile) -> None:
         total += float(slab.sum())
         total_sq += float(np.square(slab).sum())
         low, high = min(low, float(slab.min())), max(high, float(slab.max()))
+        if after_chunk is not None:
+            after_chunk(data, start, start + _FINITE_CHECK_CHUNK)
     mean = total / max(count, 1)
     mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = low, high, mean
     mrc.header.rms = float(np.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0)))
