@@ -112,6 +112,8 @@ class TomogramScan:
 class Predictor:
     """Loads a model file once and predicts subtomograms, datasets and whole tomograms."""
 
+    model_path: Path | None  # None for a network given in memory (from_network)
+
     def __init__(self, model: Path | str, settings: PredictSettings | None = None, **changes: Any) -> None:
         """Load ``model`` (a run folder or model.pt); ``changes`` override fields of ``settings``.
 
@@ -129,7 +131,7 @@ class Predictor:
         predictor = cls.__new__(cls)
         predictor.settings = settings or PredictSettings()
         predictor.device = resolve_device(predictor.settings.device)
-        predictor.model_path = None  # type: ignore[assignment]
+        predictor.model_path = None
         predictor._setup(network.to(predictor.device).eval(), info)
         return predictor
 
