@@ -8,6 +8,11 @@ target is computed once beforehand, as in training, and not timed.
     python benchmarks/bench_train.py                  # CPU, width 32, batch 16 (the paper's)
     python benchmarks/bench_train.py --quick          # width 8, batch 4: checks that it runs
     python benchmarks/bench_train.py --device cuda    # GPU, with and without --amp
+    python benchmarks/bench_train.py --threads 1      # steadiest figures on a machine others share
+
+The floor of the ratio is about 3.3: three student passes plus one teacher forward (about a third
+of a training pass). On the CPU the rest is mostly the kernel faulting in fresh pages for the
+larger activations (glibc returns allocations of 32 MB and more to the system on free).
 """
 
 from __future__ import annotations

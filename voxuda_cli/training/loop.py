@@ -193,16 +193,18 @@ class Trainer:
                     teacher_logits = self.teacher(batch.denoised)
         losses: dict[str, torch.Tensor] = {}
         if method == "vox-uda":
+            # split, not slicing: its backward writes each tensor's gradient once, where every slice
+            # would allocate (and add) a full-batch gradient of its own.
+            clean_logits, noisy_logits, target_logits = logits.split(n)
+            views = [f.split(n) for f in features]
             losses["seg"] = 0.5 * (
-                segmentation_loss(logits[:n], batch.masks) + segmentation_loss(logits[n : 2 * n], batch.masks)
+                segmentation_loss(clean_logits, batch.masks) + segmentation_loss(noisy_logits, batch.masks)
             )
-            losses["con"] = consistency_loss(
-                [f[:n] for f in features], [f[n : 2 * n] for f in features], settings.con_lambdas
-            )
+            losses["con"] = consistency_loss([v[0] for v in views], [v[1] for v in views], settings.con_lambdas)
             is_target = torch.arange(3 * n, device=inputs.device) >= 2 * n
             losses["dis"] = domain_loss(domain, is_target)  # type: ignore[arg-type]
             targets = pseudo_labels(teacher_logits, settings.eta)  # type: ignore[arg-type]
-            losses["pl"] = pseudo_label_loss(logits[2 * n :], targets)
+            losses["pl"] = pseudo_label_loss(target_logits, targets)
             figures["pl_coverage"] = targets.coverage
             figures["pl_foreground"] = targets.foreground_fraction
         else:
