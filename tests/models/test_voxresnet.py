@@ -45,4 +45,3 @@ def test_every_parameter_gets_a_gradient() -> None:
     model(torch.randn(2, 1, 16, 16, 16)).sum().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
-
