@@ -15,7 +15,7 @@ all: $(OUT)/score_source-only.json $(OUT)/score_vox-uda.json
 	rows=[(m, json.load(open('$(OUT)/score_'+m+'.json'))) for m in ('source-only','vox-uda')]; \
 	print('\nmethod        mIoU   Dice   (target: other molecules, other optics)'); \
 	[print(f'{m:<13} {r[\"mean\"][\"iou\"]*100:5.1f}  {r[\"mean\"][\"dice\"]*100:5.1f}') for m,r in rows]"
-	@echo "PNG figures in $(OUT)/: source.png target.png ibf_preview.png curves_*.png prediction_*.png"
+	@echo "PNG figures in $(OUT)/: source.png target.png ibf_preview.png pseudo.png curves_*.png prediction_*.png montage_*.png (target / prediction / truth)"
 
 $(OUT)/source.h5:
 	$(VOXUDA) simulate-prep $@ --preset source --n-per-structure $(N) --seed $(SEED) --workers 2 --preview $(OUT)/source.png
@@ -36,11 +36,11 @@ $(OUT)/run_%/model.pt: $(OUT)/source.h5 $(OUT)/target_truth.h5 $(OUT)/noise.json
 	cp $(OUT)/run_$*/curves.png $(OUT)/curves_$*.png
 
 $(OUT)/pseudo.h5: $(OUT)/run_vox-uda/model.pt $(OUT)/target_ibf.h5
-	$(VOXUDA) pseudo-label $(OUT)/run_vox-uda $(OUT)/target_truth.h5 -o $@
+	$(VOXUDA) pseudo-label $(OUT)/run_vox-uda $(OUT)/target_truth.h5 -o $@ --preview $(OUT)/pseudo.png
 
 $(OUT)/pred_%.h5: $(OUT)/run_%/model.pt $(OUT)/pseudo.h5
 	$(VOXUDA) predict $(OUT)/run_$* $(OUT)/target_truth.h5 -o $@ --probabilities --preview $(OUT)/prediction_$*.png
 
 $(OUT)/score_%.json: $(OUT)/pred_%.h5
-	$(VOXUDA) score $< $(OUT)/target_truth.h5
+	$(VOXUDA) score $< $(OUT)/target_truth.h5 --preview $(OUT)/montage_$*.png
 	$(VOXUDA) score $< $(OUT)/target_truth.h5 --json > $@.tmp && mv $@.tmp $@

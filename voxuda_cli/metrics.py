@@ -128,3 +128,23 @@ def score_datasets(prediction: Any, truth: Any) -> dict[str, Any]:
     elif prediction.classes:
         classes = list(prediction.classes)
     return score_masks(names, prediction.masks, truth_masks, classes)
+
+
+def save_score_montage(path: Any, report: dict[str, Any], prediction: Any, truth: Any, rows: int = 3) -> None:
+    """Central slices of image / prediction / truth for the best, median and worst samples by Dice."""
+    from voxuda_cli.plots import save_montage
+
+    ranked = sorted(report["samples"], key=lambda s: s["dice"], reverse=True)
+    picks = [ranked[round(i * (len(ranked) - 1) / max(rows - 1, 1))] for i in range(min(rows, len(ranked)))]
+    pred_index = {name: i for i, name in enumerate(prediction.names)}
+    truth_index = {name: i for i, name in enumerate(truth.names)}
+    save_montage(
+        path,
+        {
+            "image": [truth.images[truth_index[s["name"]]] for s in picks],
+            "prediction": [prediction.masks[pred_index[s["name"]]] for s in picks],
+            "truth": [truth.masks[truth_index[s["name"]]] for s in picks],
+        },
+        row_labels=[f"{s['name']} Dice {s['dice']:.2f}" for s in picks],
+        title="score: best, median and worst samples",
+    )

@@ -40,9 +40,12 @@ def test_score_folders_of_mrc(runner, tmp_path: Path) -> None:  # type: ignore[n
         mask = np.zeros((8, 8, 8), np.uint8)
         mask[2:6, 2:6, 2:6] = 1
         write_mrc(tmp_path / side / "x.mrc", Volume(mask))
-    result = runner.invoke(app, ["score", str(tmp_path / "pred"), str(tmp_path / "gt")])
+    result = runner.invoke(
+        app, ["score", str(tmp_path / "pred"), str(tmp_path / "gt"), "--preview", str(tmp_path / "s.png")]
+    )
     assert result.exit_code == 0, result.output
     assert "1.000" in result.stdout
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unmatched_and_missing(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

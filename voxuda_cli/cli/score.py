@@ -23,6 +23,12 @@ def command(
     truth: Annotated[Path, typer.Argument(help="Ground-truth masks: HDF5 dataset, MRC file or folder.")],
     csv: Annotated[Path | None, typer.Option("--csv", help="Also write per-sample scores as CSV.")] = None,
     per_sample: Annotated[bool, typer.Option("--per-sample", help="List every sample in the table.")] = False,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview", help="PNG montage of image / prediction / truth for the best, median and worst samples."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -34,9 +40,13 @@ def command(
         from voxuda_cli.io.sources import read_dataset
         from voxuda_cli.metrics import score_datasets
 
-        report = score_datasets(
-            read_dataset([prediction], require_masks=True), read_dataset([truth], require_masks=True)
-        )
+        predicted = read_dataset([prediction], require_masks=True)
+        actual = read_dataset([truth], require_masks=True)
+        report = score_datasets(predicted, actual)
+        if preview is not None:
+            from voxuda_cli.metrics import save_score_montage
+
+            save_score_montage(preview, report, predicted, actual)
         if csv is not None:
             rows = ["name,class,iou,dice"] + [
                 f"{s['name']},{s['class']},{s['iou']:.6f},{s['dice']:.6f}" for s in report["samples"]
