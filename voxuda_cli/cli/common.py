@@ -32,7 +32,9 @@ DeviceOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (logs go to stderr).")]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="TOML file of settings (a table named after the command, or top-level keys); options win."),
+    typer.Option(
+        "--config", help="TOML file of settings (a table named after the command, or top-level keys); options win."
+    ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="More log output on stderr.")]
 
