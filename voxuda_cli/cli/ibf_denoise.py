@@ -58,7 +58,12 @@ def command(
     keep_rate: Annotated[
         float | None,
         typer.Option(
-            "--keep-rate", help=describe(DenoiseSettings, "keep_rate", "NGM: fraction of Fourier coefficients removed.")
+            "--keep-rate",
+            help=describe(
+                DenoiseSettings,
+                "keep_rate",
+                "NGM: highest-frequency fraction of Fourier coefficients taken as noise (and removed).",
+            ),
         ),
     ] = None,
     chunk: Annotated[
