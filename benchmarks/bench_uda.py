@@ -42,6 +42,8 @@ ROWS = (
     ("Vox-UDA (w BF)", {"method": "vox-uda", "denoiser": "bf"}),
     ("Vox-UDA (w IBF)", {"method": "vox-uda", "denoiser": "ibf"}),
     ("Fully supervised (upper bound)", {"method": "supervised"}),
+    # Not a paper row: METHOD.md's reading plus a Mean Teacher warm-up of L_pl over half the epochs.
+    ("Vox-UDA (w IBF) + L_pl warm-up", {"method": "vox-uda", "denoiser": "ibf", "pl_warmup": "half"}),
 )
 
 
@@ -49,11 +51,11 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs (no figures)")
     parser.add_argument("--work", type=Path, default=HERE / "uda_work", help="data and run directories")
-    parser.add_argument("--n-source", type=int, default=50, help="source samples per molecule and SNR level")
-    parser.add_argument("--n-target", type=int, default=50, help="target samples per molecule (each set)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--n-source", type=int, default=30, help="source samples per molecule and SNR level")
+    parser.add_argument("--n-target", type=int, default=30, help="target samples per molecule (each set)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--width", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr-step", type=int, default=None, help="default: 2/3 of --epochs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -88,11 +90,15 @@ def make_data(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def run_row(args: argparse.Namespace, index: int, label: str, options: dict, paths: dict[str, Path]) -> dict:
-    run_dir = args.work / f"run{index}_{options['method']}{'_' + options['denoiser'] if 'denoiser' in options else ''}"
+    options = dict(options)
+    if options.get("pl_warmup") == "half":
+        options["pl_warmup"] = args.epochs / 2
+    extra = json.loads(args.extra) if args.extra and options["method"] == "vox-uda" else {}
+    name = "_".join([f"run{index}", options["method"], *([options["denoiser"]] if "denoiser" in options else [])])
+    run_dir = args.work / (name + ("_warmup" if "pl_warmup" in options else ""))
     result_path = run_dir / "bench_result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    extra = json.loads(args.extra) if args.extra and options["method"] == "vox-uda" else {}
     settings = TrainSettings(
         src=(paths["source"],),
         tgt=(paths["target_adapt"],),
@@ -110,14 +116,20 @@ def run_row(args: argparse.Namespace, index: int, label: str, options: dict, pat
     summary = train(settings, run_dir, overwrite=True)
     seconds = time.perf_counter() - start
     test = read_dataset([paths["target_test"]])
-    prediction = Predictor(run_dir, PredictSettings(device=args.device)).predict_dataset(test)
+    predictor = Predictor(run_dir, PredictSettings(device=args.device))
+    prediction = predictor.predict_dataset(test)
     report = score_masks(test.names, prediction.masks, test.masks, test.classes)
+    student = None
+    if "teacher" in predictor.info.weights:  # predict's default is the teacher; the student for comparison
+        student_masks = Predictor(run_dir, PredictSettings(device=args.device, use="student")).predict_dataset(test)
+        student = score_masks(test.names, student_masks.masks, test.masks, test.classes)["mean"]
     result = {
         "row": label,
         "options": {**options, **extra},
         "mean": report["mean"],
         "per_class": report["per_class"],
         "global": report["global"],
+        "student": student,
         "train_seconds": seconds,
         "final_losses": summary.get("final"),
         "pseudo_labels": summary.get("pseudo_labels"),
@@ -128,13 +140,22 @@ def run_row(args: argparse.Namespace, index: int, label: str, options: dict, pat
 
 def table(results: list[dict]) -> str:
     classes = sorted({c for r in results for c in r["per_class"]})
-    header = ["Method", "mIoU", *[f"mIoU_{c}" for c in classes], "Dice", *[f"Dice_{c}" for c in classes], "train (min)"]
+    header = [
+        "Method",
+        "mIoU",
+        *[f"mIoU_{c}" for c in classes],
+        "Dice",
+        *[f"Dice_{c}" for c in classes],
+        "Dice (student)",
+        "train (min)",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
         cells = [r["row"], f"{100 * r['mean']['iou']:.1f}"]
         cells += [f"{100 * r['per_class'][c]['iou']:.1f}" for c in classes]
         cells += [f"{100 * r['mean']['dice']:.1f}"]
         cells += [f"{100 * r['per_class'][c]['dice']:.1f}" for c in classes]
+        cells += [f"{100 * r['student']['dice']:.1f}" if r.get("student") else "-"]
         cells += [f"{r['train_seconds'] / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -155,7 +176,9 @@ Settings: source = 3jb9, 4v1w, 7pbl x SNR 0.03, 0.05 x {args.n_source} samples; 
 (the `target` preset); scored on a held-out target set of the same size (other seed). VoxResNet width
 {args.width}, batch {args.batch_size}, {args.epochs} epochs, Adam 1e-3 decayed x0.1 at epoch
 {args.lr_step or max(1, (2 * args.epochs) // 3)}, seed {args.seed}; all else at the defaults of
-`voxuda train`. Figures in percent; per-class columns are the target molecules.
+`voxuda train`. Figures in percent; per-class columns are the target molecules. Masks come from
+`voxuda predict`'s default weights (the teacher where the method has one); "Dice (student)" scores
+the student weights of the same run.
 
 {table(results)}
 """

@@ -90,6 +90,13 @@ def command(
     ramp_epochs: Annotated[
         int | None, typer.Option(help="Horizon of the DANN reversal ramp (epochs). [default: --epochs at start]")
     ] = None,
+    pl_warmup: Annotated[
+        float | None,
+        typer.Option(
+            "--pl-warmup",
+            help=describe(S, "pl_warmup", "Epochs over which the L_pl weight ramps up (Mean Teacher); 0 = off."),
+        ),
+    ] = None,
     augment: Annotated[
         bool | None,
         typer.Option("--augment/--no-augment", help=describe(S, "augment", "Random flips of labelled volumes.")),
@@ -152,6 +159,7 @@ def command(
             pl_weight=pl_weight,
             con_lambdas=con_lambdas,
             ramp_epochs=ramp_epochs,
+            pl_warmup=pl_warmup,
             augment=augment,
             invert=invert,
             strict=strict,

@@ -173,8 +173,12 @@ class Trainer:
         for teacher_counter, student_counter in zip(counters_t, counters_s):
             teacher_counter.copy_(student_counter)
 
-    def step(self, batch: Batch, progress: float) -> dict[str, float]:
-        """One optimisation step; returns the loss terms and pseudo-label figures as floats."""
+    def step(self, batch: Batch, progress: float, epoch_position: float | None = None) -> dict[str, float]:
+        """One optimisation step; returns the loss terms and pseudo-label figures as floats.
+
+        ``progress`` drives the DANN reversal ramp; ``epoch_position`` (epochs done, fractional) the
+        L_pl warm-up.
+        """
         settings, method = self.settings, self.settings.method
         n = batch.images.shape[0]
         parts = [batch.images]
@@ -216,7 +220,7 @@ class Trainer:
             "seg": settings.seg_weight,
             "con": settings.con_weight,
             "dis": settings.dis_weight,
-            "pl": settings.pl_weight,
+            "pl": settings.pl_weight * pl_warmup_factor(settings.pl_warmup, epoch_position),
         }
         total = torch.stack([weights[k] * v for k, v in losses.items()]).sum()
         self.optimizer.zero_grad(set_to_none=True)
@@ -281,6 +285,14 @@ class Trainer:
         self.steps_done = int(state["steps_done"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+
+def pl_warmup_factor(warmup_epochs: float, epoch_position: float | None) -> float:
+    """Mean Teacher's ramp-up exp(-5 (1 - t)^2) over ``warmup_epochs``; 1 when off or done."""
+    if warmup_epochs <= 0 or epoch_position is None or epoch_position >= warmup_epochs:
+        return 1.0
+    t = max(epoch_position, 0.0) / warmup_epochs
+    return float(np.exp(-5.0 * (1.0 - t) ** 2))
 
 
 def _amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
@@ -434,7 +446,8 @@ def _train_epoch(
     sums: dict[str, float] = {}
     started = time.perf_counter()
     for step, batch in enumerate(loader):
-        figures = trainer.step(batch.to(trainer.device, non_blocking=True), (epoch + step / plan.steps) / ramp_epochs)
+        position = epoch + step / plan.steps
+        figures = trainer.step(batch.to(trainer.device, non_blocking=True), position / ramp_epochs, position)
         for key, value in figures.items():
             sums[key] = sums.get(key, 0.0) + value
         if progress is not None:

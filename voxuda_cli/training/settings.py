@@ -45,6 +45,10 @@ class TrainSettings:
     pl_weight: float = 1.0
     con_lambdas: tuple[float, float, float, float] = (0.2, 0.2, 0.3, 0.3)  # f_c, f_v2, f_v4, f_v6
     ramp_epochs: int | None = None  # horizon of the DANN reversal ramp; None: --epochs of the run's start
+    # Epochs over which the L_pl weight ramps up as Mean Teacher's exp(-5 (1 - t)^2); 0 = full weight
+    # from the first step (METHOD.md). A young teacher labels nearly every target voxel confident
+    # background; the ramp keeps those labels from locking the student into predicting nothing.
+    pl_warmup: float = 0.0
     augment: bool = True  # random flips and 90-degree rotations of the labelled volumes
     invert: bool = False  # flip contrast of raw data whose protein is dark (before z-scoring)
     strict: bool = False  # refuse (instead of warn) a target voxel size > 5 % off the source's
@@ -79,6 +83,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "lr_step", "width", "n_sampled"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be at least 1")
+        if self.pl_warmup < 0:
+            raise bad("pl_warmup", "must be 0 (off) or a positive number of epochs")
         if self.ramp_epochs is not None and self.ramp_epochs < 1:
             raise bad("ramp_epochs", "must be at least 1")
         if not self.lr > 0:
