@@ -10,6 +10,7 @@ SEED   ?= 0
 TRAIN  := --epochs $(EPOCHS) --width $(WIDTH) --batch-size $(BATCH) --lr-step 1000 --seed $(SEED) --device auto
 
 .PHONY: all
+.SECONDARY:  # keep every intermediate (models, predictions): users look at them
 all: $(OUT)/score_source-only.json $(OUT)/score_vox-uda.json
 	@python3 -c "import json,sys; \
 	rows=[(m, json.load(open('$(OUT)/score_'+m+'.json'))) for m in ('source-only','vox-uda')]; \
