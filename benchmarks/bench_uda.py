@@ -62,6 +62,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rows", default="all", help="comma-separated row numbers (1-6) to run")
     parser.add_argument("--extra", default="", help="extra TrainSettings for Vox-UDA rows, JSON")
     parser.add_argument("--results", type=Path, default=HERE / "results.md")
+    parser.add_argument("--rescore", action="store_true", help="re-score finished runs (no training)")
     args = parser.parse_args()
     if args.quick:
         args.n_source, args.n_target, args.epochs, args.width, args.batch_size = 4, 4, 1, 4, 4
@@ -97,8 +98,39 @@ def run_row(args: argparse.Namespace, index: int, label: str, options: dict, pat
     name = "_".join([f"run{index}", options["method"], *([options["denoiser"]] if "denoiser" in options else [])])
     run_dir = args.work / (name + ("_warmup" if "pl_warmup" in options else ""))
     result_path = run_dir / "bench_result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    cached = json.loads(result_path.read_text()) if result_path.exists() else None
+    if cached is not None and not args.rescore:
+        return cached
+    if cached is not None:
+        seconds = cached["train_seconds"]
+        summary = {"final": cached["final_losses"], "pseudo_labels": cached["pseudo_labels"]}
+    else:
+        seconds, summary = train_row(args, {**options, **extra}, paths, run_dir)
+    test = read_dataset([paths["target_test"]])
+    predictor = Predictor(run_dir, PredictSettings(device=args.device))
+    report = score_masks(test.names, predictor.predict_dataset(test).masks, test.masks, test.classes)
+    other = None
+    if "teacher" in predictor.info.weights:  # the weights predict does not use by default, for comparison
+        other_use = "teacher" if predictor.settings.use == "student" else "student"
+        masks = Predictor(run_dir, PredictSettings(device=args.device, use=other_use)).predict_dataset(test).masks
+        other = {"weights": other_use, **score_masks(test.names, masks, test.masks, test.classes)["mean"]}
+    result = {
+        "row": label,
+        "options": {**options, **extra},
+        "weights": predictor.settings.use,
+        "mean": report["mean"],
+        "per_class": report["per_class"],
+        "global": report["global"],
+        "other_weights": other,
+        "train_seconds": seconds,
+        "final_losses": summary.get("final"),
+        "pseudo_labels": summary.get("pseudo_labels"),
+    }
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def train_row(args: argparse.Namespace, options: dict, paths: dict[str, Path], run_dir: Path) -> tuple[float, dict]:
     settings = TrainSettings(
         src=(paths["source"],),
         tgt=(paths["target_adapt"],),
@@ -110,32 +142,10 @@ def run_row(args: argparse.Namespace, index: int, label: str, options: dict, pat
         device=args.device,
         seed=args.seed,
         **options,
-        **extra,
     )
     start = time.perf_counter()
     summary = train(settings, run_dir, overwrite=True)
-    seconds = time.perf_counter() - start
-    test = read_dataset([paths["target_test"]])
-    predictor = Predictor(run_dir, PredictSettings(device=args.device))
-    prediction = predictor.predict_dataset(test)
-    report = score_masks(test.names, prediction.masks, test.masks, test.classes)
-    student = None
-    if "teacher" in predictor.info.weights:  # predict's default is the teacher; the student for comparison
-        student_masks = Predictor(run_dir, PredictSettings(device=args.device, use="student")).predict_dataset(test)
-        student = score_masks(test.names, student_masks.masks, test.masks, test.classes)["mean"]
-    result = {
-        "row": label,
-        "options": {**options, **extra},
-        "mean": report["mean"],
-        "per_class": report["per_class"],
-        "global": report["global"],
-        "student": student,
-        "train_seconds": seconds,
-        "final_losses": summary.get("final"),
-        "pseudo_labels": summary.get("pseudo_labels"),
-    }
-    result_path.write_text(json.dumps(result, indent=2))
-    return result
+    return time.perf_counter() - start, summary
 
 
 def table(results: list[dict]) -> str:
@@ -146,7 +156,7 @@ def table(results: list[dict]) -> str:
         *[f"mIoU_{c}" for c in classes],
         "Dice",
         *[f"Dice_{c}" for c in classes],
-        "Dice (student)",
+        "Dice (teacher)",
         "train (min)",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -155,7 +165,8 @@ def table(results: list[dict]) -> str:
         cells += [f"{100 * r['per_class'][c]['iou']:.1f}" for c in classes]
         cells += [f"{100 * r['mean']['dice']:.1f}"]
         cells += [f"{100 * r['per_class'][c]['dice']:.1f}" for c in classes]
-        cells += [f"{100 * r['student']['dice']:.1f}" if r.get("student") else "-"]
+        other = r.get("other_weights")
+        cells += [f"{100 * other['dice']:.1f}" if other else "-"]
         cells += [f"{r['train_seconds'] / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -177,8 +188,8 @@ Settings: source = 3jb9, 4v1w, 7pbl x SNR 0.03, 0.05 x {args.n_source} samples; 
 {args.width}, batch {args.batch_size}, {args.epochs} epochs, Adam 1e-3 decayed x0.1 at epoch
 {args.lr_step or max(1, (2 * args.epochs) // 3)}, seed {args.seed}; all else at the defaults of
 `voxuda train`. Figures in percent; per-class columns are the target molecules. Masks come from
-`voxuda predict`'s default weights (the teacher where the method has one); "Dice (student)" scores
-the student weights of the same run.
+`voxuda predict`'s default weights (the student); "Dice (teacher)" scores the EMA teacher of the
+same run (the weights that make the pseudo-labels).
 
 {table(results)}
 """

@@ -153,9 +153,10 @@ def test_bad_inputs_exit_2_and_write_nothing(runner, tmp_path: Path, model: Path
 
 def test_student_weights_and_help(runner, tmp_path: Path, spheres: Path) -> None:  # type: ignore[no-untyped-def]
     write_model(tmp_path / "model.pt", random_network(width=2), teacher=threshold_network(width=2))
-    student = _invoke(runner, str(tmp_path), str(spheres), "-o", str(tmp_path / "s.h5"), "--use", "student", "--json")
-    teacher = _invoke(runner, str(tmp_path), str(spheres), "-o", str(tmp_path / "t.h5"), "--json")
+    student = _invoke(runner, str(tmp_path), str(spheres), "-o", str(tmp_path / "s.h5"), "--json")
+    teacher = _invoke(runner, str(tmp_path), str(spheres), "-o", str(tmp_path / "t.h5"), "--use", "teacher", "--json")
     assert student.exit_code == 0 and teacher.exit_code == 0, student.output + teacher.output
-    assert json.loads(student.stdout)["weights"] == "student"
+    assert json.loads(student.stdout)["weights"] == "student"  # predict's default
+    assert json.loads(teacher.stdout)["weights"] == "teacher"
     assert not np.array_equal(read_h5_dataset(tmp_path / "s.h5").masks, read_h5_dataset(tmp_path / "t.h5").masks)
     assert "--overlap" in runner.invoke(app, ["predict", "--help"]).output

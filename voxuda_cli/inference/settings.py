@@ -40,7 +40,10 @@ class PredictSettings:
     normalise: str = "window"  # whole tomograms: z-score each window (like training) or the whole tomogram once
     device: str = "auto"
     amp: bool = False  # mixed precision on CUDA (ignored on CPU)
-    use: str = "teacher"  # the teacher (EMA) or the student weights of the model file
+    # The student or the teacher (EMA) weights of the model file. Student: on the project's benchmark
+    # (benchmarks/results.md) the student segmented the held-out target better than the teacher in
+    # every Vox-UDA run; the teacher's job is the pseudo-labels (pseudo-label's default).
+    use: str = "student"
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.threshold) < 1.0:
