@@ -2,8 +2,8 @@
 # Small but real settings so it fits ~15 minutes on 2 CPU cores; scale N, EPOCHS and WIDTH up on a GPU.
 VOXUDA ?= voxuda
 OUT    ?= demo
-N      ?= 30        # simulated subtomograms per molecule and SNR (source) / per molecule (target)
-EPOCHS ?= 4
+N      ?= 40        # simulated subtomograms per molecule and SNR (source) / per molecule (target)
+EPOCHS ?= 8
 WIDTH  ?= 8
 BATCH  ?= 8
 SEED   ?= 0
