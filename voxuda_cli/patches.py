@@ -102,10 +102,10 @@ def resize_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def zscore(data: np.ndarray) -> np.ndarray:
-    """Mean 0, std 1 (a constant volume becomes all zeros)."""
-    data = np.asarray(data, dtype=np.float32)
+    """Mean 0, std 1, statistics in float64 (a constant volume becomes all zeros)."""
+    data = np.asarray(data, dtype=np.float64)
     std = float(data.std())
-    return (data - data.mean()) / (std if std > 0 else 1.0)
+    return ((data - data.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.patches import zscore
 from voxuda_cli.simulate.density import iso_level, molecular_volume, molecule_mask, render_density
 from voxuda_cli.simulate.presets import SimulationSettings
 from voxuda_cli.simulate.structures import Template, load_template
@@ -169,11 +170,6 @@ def _draw(spec: SampleSpec, molecule: Molecule, settings: SimulationSettings, n_
     return _Draws(rotation, shift, defocus, snr, noise)
 
 
-def _zscore(volume: np.ndarray) -> np.ndarray:
-    volume = volume.astype(np.float64)
-    return ((volume - volume.mean()) / volume.std()).astype(np.float32)
-
-
 def simulate_batch(
     specs: Sequence[SampleSpec], molecules: Sequence[Molecule], settings: SimulationSettings
 ) -> list[SimulatedSample]:
@@ -214,7 +210,7 @@ def simulate_batch(
             SimulatedSample(
                 name=spec.name,
                 class_name=molecule.pdb_id,
-                image=_zscore(result.images[position]),
+                image=zscore(result.images[position]),
                 density=densities[position],
                 mask=molecule_mask(densities[position], molecule.iso_level),
                 params={
