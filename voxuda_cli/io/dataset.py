@@ -20,6 +20,7 @@ import numpy as np
 from voxuda_cli import __version__
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import atomic_output
+from voxuda_cli.io.mrc import check_finite
 
 FORMAT_VERSION = 1
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -66,9 +67,6 @@ class Dataset:
     @property
     def is_patchified(self) -> bool:
         return self.coords is not None and self.parents is not None
-
-    def class_of(self, index: int) -> str:
-        return self.classes[index] if self.classes else "all"
 
     def subset(self, indices: np.ndarray | list[int]) -> Dataset:
         """The samples at ``indices`` (a copy), every aligned array included."""
@@ -127,17 +125,10 @@ class Dataset:
             raise VoxudaInputError(f"{where}: voxel_size {self.voxel_size} is not a positive number")
         for name in ("images", "density", "probabilities"):
             array = getattr(self, name)
-            if array is not None and not _all_finite(array):
-                raise VoxudaInputError(f"{where}: /{name} contains NaN or Inf values; clean the data")
+            if array is not None:
+                check_finite(array, f"{where}: /{name}", chunk=256)
         if self.masks is not None:
             _check_binary(self.masks, f"{where}: /masks")
-
-
-def _all_finite(array: np.ndarray) -> bool:
-    for start in range(0, array.shape[0], 256):
-        if not np.isfinite(array[start : start + 256]).all():
-            return False
-    return True
 
 
 def _check_binary(masks: np.ndarray, where: str) -> None:

@@ -42,13 +42,13 @@ def _labels(mrc: mrcfile.mrcfile.MrcFile) -> list[str]:
     return labels
 
 
-def check_finite(data: np.ndarray, source: str) -> None:
-    """Refuse NaN/Inf, checked slab by slab so a memory-mapped tomogram is not loaded at once."""
+def check_finite(data: np.ndarray, source: str, chunk: int = _FINITE_CHECK_CHUNK) -> None:
+    """Refuse NaN/Inf, checked ``chunk`` entries of axis 0 at a time so a memory map is not loaded at once."""
     if not np.issubdtype(data.dtype, np.floating):
         return
-    for start in range(0, data.shape[0], _FINITE_CHECK_CHUNK):
-        if not np.isfinite(data[start : start + _FINITE_CHECK_CHUNK]).all():
-            raise VoxudaInputError(f"{source}: contains NaN or Inf values; clean or re-export the volume")
+    for start in range(0, data.shape[0], chunk):
+        if not np.isfinite(data[start : start + chunk]).all():
+            raise VoxudaInputError(f"{source} contains NaN or Inf values; clean or re-export the data")
 
 
 def read_mrc(path: Path | str, mmap: bool = False, check: bool = True) -> Volume:
@@ -79,7 +79,7 @@ def read_mrc(path: Path | str, mmap: bool = False, check: bool = True) -> Volume
     if not mmap:
         data = np.array(data)
     if check:
-        check_finite(data, str(path))
+        check_finite(data, f"{path}:")
     return Volume(data=data, voxel_size=voxel_size, origin=origin, labels=labels)
 
 
