@@ -61,14 +61,6 @@ def cli_errors(command: str) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def not_available(command: str, issue: str) -> None:
-    """For a subcommand whose engine is not built yet: say so honestly and exit 2."""
-    stderr_console.print(
-        f"[bold red]voxuda {command}: not available yet[/] ({issue}); nothing was written.", highlight=False
-    )
-    raise typer.Exit(EXIT_BAD_INPUT)
-
-
 def emit(result: dict[str, Any], as_json: bool, table: Table | None = None) -> None:
     """Results: JSON on stdout with ``--json``, else a rich table on stdout."""
     if as_json:
