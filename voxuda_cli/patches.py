@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.volume import Volume
+from voxuda_cli.normalise import zscore
 
 
 @dataclass
@@ -99,13 +100,6 @@ def resize_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     factors = [new / old for new, old in zip(shape, mask.shape)]
     resampled = ndimage.zoom(mask.astype(np.float32), factors, order=1, mode="nearest", grid_mode=True)
     return (resampled >= 0.5).astype(np.uint8)
-
-
-def zscore(data: np.ndarray) -> np.ndarray:
-    """Mean 0, std 1, statistics in float64 (a constant volume becomes all zeros)."""
-    data = np.asarray(data, dtype=np.float64)
-    std = float(data.std())
-    return ((data - data.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 @dataclass

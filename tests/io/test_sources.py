@@ -77,3 +77,20 @@ def test_iter_volumes_any_shape(tmp_path: Path) -> None:
     _write(tmp_path, "big", shape=(20, 24, 28))
     shapes = {name: volume.shape for name, volume in iter_volumes([tmp_path])}
     assert shapes == {"big": (20, 24, 28), "small": (8, 8, 8)}
+
+
+def test_input_kind_is_decided_in_one_place(tmp_path: Path) -> None:
+    from voxuda_cli.io.sources import input_kind, single_dataset
+
+    (tmp_path / "a.h5").write_bytes(b"")
+    (tmp_path / "b.mrc").write_bytes(b"")
+    (tmp_path / "c.txt").write_text("x")
+    assert input_kind(tmp_path / "a.h5") == "hdf5"
+    assert input_kind(tmp_path / "b.mrc") == "mrc"
+    assert input_kind(tmp_path) == "folder"
+    assert single_dataset([tmp_path / "a.h5"]) == tmp_path / "a.h5"
+    assert single_dataset([tmp_path / "b.mrc"]) is None
+    with pytest.raises(VoxudaInputError, match="c.txt: unknown file type"):
+        input_kind(tmp_path / "c.txt")
+    with pytest.raises(VoxudaInputError, match="missing.mrc: file not found"):
+        input_kind(tmp_path / "missing.mrc")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,20 +17,8 @@ from voxuda_cli.training.data import (
     check_box,
     load_training_data,
     random_flips,
-    zscore_volumes,
 )
 from voxuda_cli.training.settings import TrainSettings
-
-
-def test_zscore_each_volume_on_its_own() -> None:
-    rng = np.random.default_rng(0)
-    images = np.stack([rng.normal(5, 3, (8, 8, 8)), rng.normal(-2, 0.1, (8, 8, 8)), np.full((8, 8, 8), 7.0)])
-    out = zscore_volumes(images)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out[:2].mean(axis=(1, 2, 3)), 0, atol=1e-5)
-    np.testing.assert_allclose(out[:2].std(axis=(1, 2, 3)), 1, atol=1e-5)
-    assert not out[2].any()  # a constant volume becomes zeros, not NaN
-    np.testing.assert_allclose(zscore_volumes(images, invert=True)[:2], -out[:2], atol=1e-5)
 
 
 def test_box_must_be_a_multiple_of_eight() -> None:

@@ -7,8 +7,6 @@ filters stream whole tomograms through memory maps in z-chunks; NGM needs the wh
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,10 +28,11 @@ from voxuda_cli.filters.noise import (
     sample_indices,
 )
 from voxuda_cli.io.dataset import is_h5_path, read_h5_dataset, write_dataset
+from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, is_mrc_path, read_mrc
-from voxuda_cli.io.sources import expand_mrc_paths
+from voxuda_cli.io.sources import expand_mrc_paths, single_dataset
+from voxuda_cli.normalise import stream_stats, tensor_stats
 
-_STATS_ROWS = 16  # z-rows per step when computing a volume's mean and std
 _DATASET_BATCH_VOXELS = 1 << 22  # voxels per denoising batch for datasets
 Progress = Callable[[int, int], None]
 
@@ -55,10 +54,11 @@ def plan_denoise(inputs: Sequence[Path | str], output: Path | str) -> DenoiseJob
     output = Path(output)
     if not inputs:
         raise VoxudaInputError("no input given; pass MRC files, a folder of MRC files or one HDF5 dataset")
-    if len(inputs) == 1 and is_h5_path(Path(inputs[0])):
+    dataset_path = single_dataset(inputs)
+    if dataset_path is not None:
         if not is_h5_path(output):
             raise VoxudaInputError(f"{output}: a dataset in gives a dataset out; name the output .h5")
-        job = DenoiseJob("dataset", [Path(inputs[0])], output)
+        job = DenoiseJob("dataset", [dataset_path], output)
     else:
         files = expand_mrc_paths(inputs)
         single = len(files) == 1 and Path(inputs[0]).is_file() and not output.is_dir()
@@ -77,35 +77,6 @@ def plan_denoise(inputs: Sequence[Path | str], output: Path | str) -> DenoiseJob
     return job
 
 
-def release_pages(array: np.ndarray) -> None:
-    """Unmap a memory map's resident pages (touched again, they come back from the page cache).
-
-    Streaming a tomogram through memory maps would otherwise leave every page it read or wrote in
-    this process's resident set; dirty pages of a shared file mapping stay in the page cache and are
-    written back as usual, so nothing is lost.
-    """
-    base = array
-    while isinstance(base, np.ndarray) and not isinstance(getattr(base, "_mmap", None), mmap.mmap):
-        base = base.base
-    if isinstance(base, np.ndarray) and hasattr(mmap, "MADV_DONTNEED"):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            base._mmap.madvise(mmap.MADV_DONTNEED)  # type: ignore[attr-defined]
-
-
-def volume_stats(data: np.ndarray) -> tuple[float, float]:
-    """Mean and std of a (possibly memory-mapped) volume, slab by slab in float64; std 0 becomes 1."""
-    count, total, total_sq = 0, 0.0, 0.0
-    for start in range(0, data.shape[0], _STATS_ROWS):
-        slab = np.asarray(data[start : start + _STATS_ROWS], dtype=np.float64)
-        count += slab.size
-        total += float(slab.sum())
-        total_sq += float(np.square(slab).sum())
-    release_pages(data)
-    mean = total / count
-    std = float(np.sqrt(max(total_sq / count - mean * mean, 0.0)))
-    return mean, std if std > 0 else 1.0
-
-
 def denoise_array(
     volume: np.ndarray,
     settings: DenoiseSettings,
@@ -116,14 +87,22 @@ def denoise_array(
     """Denoise one (D, H, W) volume (a memory map is fine) into ``out``, on the input's scale."""
     settings.validate()
     out = np.empty(volume.shape, dtype=np.float32) if out is None else out
-    stats = volume_stats(volume) if settings.zscore else None
+    stats = stream_stats(volume, release=True) if settings.zscore else None
     depth = int(volume.shape[0])
     if settings.method in BILATERAL_METHODS:
         return filter_volume(
-            volume, settings.method, settings.sigma_d, settings.sigma_r, settings.chunk, device, out, stats, progress
+            volume,
+            settings.method,
+            settings.sigma_d,
+            settings.sigma_r,
+            settings.chunk,
+            device,
+            out,
+            None if stats is None else (stats.mean, stats.std),
+            progress,
         )
     data = torch.from_numpy(np.array(volume, dtype=np.float32)).to(device)
-    mean, std = stats if stats is not None else (0.0, 1.0)
+    mean, std = (stats.mean, stats.std) if stats is not None else (0.0, 1.0)
     if settings.method == "ngm":
         data = ngm_denoise((data - mean) / std, settings.keep_rate) * std + mean
     out[...] = data.cpu().numpy()
@@ -139,17 +118,17 @@ def denoise_mrc(
     volume = read_mrc(source, mmap=True)
     start = time.perf_counter()
     label = f"voxuda ibf-denoise --method {settings.method} --sigma-d {settings.sigma_d} --sigma-r {settings.sigma_r}"
-    release_pages(volume.data)
+    release_rows(volume.data)
     with create_mrc_memmap(target, volume.shape, like=volume, label=label) as out:
 
         def after_chunk(done: int, total: int) -> None:
-            release_pages(volume.data)
-            release_pages(out)
+            release_rows(volume.data)
+            release_rows(out)
             if progress is not None:
                 progress(done, total)
 
         denoise_array(volume.data, settings, device, out=out, progress=after_chunk)
-        release_pages(out)
+        release_rows(out)
     return _record(source.stem, volume.shape, time.perf_counter() - start, target)
 
 
@@ -170,9 +149,7 @@ def denoise_dataset(
     step = max(1, _DATASET_BATCH_VOXELS // int(np.prod(dataset.box)))
     for first in range(0, n, step):
         batch = torch.from_numpy(dataset.images[first : first + step]).to(device)
-        mean = batch.mean(dim=(-3, -2, -1), keepdim=True) if settings.zscore else torch.zeros(())
-        std = batch.std(dim=(-3, -2, -1), keepdim=True, unbiased=False) if settings.zscore else torch.ones(())
-        std = torch.where(std > 0, std, torch.ones_like(std))
+        mean, std = tensor_stats(batch) if settings.zscore else (torch.zeros(()), torch.ones(()))
         cleaned = denoise((batch - mean) / std, settings.method, settings.sigma_d, settings.sigma_r, settings.keep_rate)
         images[first : first + step] = (cleaned * std + mean).cpu().numpy()
         if progress is not None:
@@ -204,8 +181,9 @@ def estimate_noise_files(inputs: Sequence[Path | str], settings: NoiseSettings) 
     settings.validate()
     if not inputs:
         raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
-    if len(inputs) == 1 and is_h5_path(Path(inputs[0])):
-        dataset = read_h5_dataset(inputs[0])
+    dataset_path = single_dataset(inputs)
+    if dataset_path is not None:
+        dataset = read_h5_dataset(dataset_path)
         return estimate_noise(dataset.images, dataset.names, settings)
     files = expand_mrc_paths(inputs)
     chosen = sample_indices(len(files), int(settings.n_sampled), int(settings.seed))
@@ -220,5 +198,4 @@ __all__ = [
     "denoise_mrc",
     "estimate_noise_files",
     "plan_denoise",
-    "volume_stats",
 ]

@@ -20,6 +20,7 @@ import torch
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.filters.fourier import DEFAULT_KEEP_RATE, check_keep_rate, high_pass_residual
+from voxuda_cli.normalise import zscore_tensor
 
 log = logging.getLogger("voxuda.filters")
 
@@ -105,14 +106,6 @@ class NoiseEstimate:
         )
 
 
-def zscore(volumes: torch.Tensor) -> torch.Tensor:
-    """Each volume over the last three dims to mean 0, std 1 (a constant volume becomes 0)."""
-    dims = (-3, -2, -1)
-    mean = volumes.mean(dim=dims, keepdim=True)
-    std = volumes.std(dim=dims, keepdim=True, unbiased=False)
-    return (volumes - mean) / torch.where(std > 0, std, torch.ones_like(std))
-
-
 def sample_indices(n_total: int, n_sampled: int, seed: int) -> np.ndarray:
     """The seeded random choice of volumes to estimate from (all of them, in order, if too few)."""
     if n_sampled >= n_total:
@@ -126,7 +119,7 @@ def residual_variances(volumes: torch.Tensor, keep_rate: float = DEFAULT_KEEP_RA
     """Variance of the high-pass residual of each z-scored volume; (N, D, H, W) -> (N,) float64."""
     # float64 where it is cheap; a whole tomogram in float32 (its variance needs no more)
     precise = volumes.shape[-3:].numel() <= _BATCH_VOXELS // 4
-    standardised = zscore(volumes.to(torch.float64 if precise else torch.float32))
+    standardised = zscore_tensor(volumes.to(torch.float64 if precise else torch.float32))
     residual = high_pass_residual(standardised, keep_rate)
     return residual.var(dim=(-3, -2, -1), unbiased=False)
 

@@ -17,7 +17,6 @@ _LAZY = {
     "DatasetPrediction": "predictor",
     "Predictor": "predictor",
     "TomogramPrediction": "predictor",
-    "scan_tomogram": "predictor",
     "PseudoLabels": "pseudo_labels",
     "make_pseudo_labels": "pseudo_labels",
     "pseudo_label_predictor": "pseudo_labels",

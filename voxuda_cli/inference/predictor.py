@@ -41,19 +41,19 @@ from torch import nn
 from voxuda_cli.device import resolve_device
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.components import remove_small_components, remove_small_components_chunked
-from voxuda_cli.inference.memory import release_rows
 from voxuda_cli.inference.settings import PredictSettings
 from voxuda_cli.inference.sliding_window import WindowPlan, importance_map, sliding_window, sliding_window_array
 from voxuda_cli.io.dataset import Dataset
+from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, read_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
+from voxuda_cli.normalise import VolumeStats, stream_stats, zscore_tensor
 
 log = logging.getLogger("voxuda")
 
 FOREGROUND = 1
 _FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
-_SCAN_ROWS = 8  # z-rows per read when checking or measuring a tomogram
 VOXEL_SIZE_TOLERANCE = 0.05  # relative; beyond it the data's scale differs from the training data's
 
 ProgressFn = Callable[[int], None]
@@ -99,14 +99,6 @@ class TomogramPrediction:
             "mvoxel_per_s": self.mvoxel_per_s,
             "outputs": self.outputs,
         }
-
-
-@dataclass
-class TomogramScan:
-    """A tomogram checked for NaN/Inf, with its mean and std (after the model's inversion)."""
-
-    mean: float
-    std: float
 
 
 class Predictor:
@@ -177,22 +169,15 @@ class Predictor:
         assert total is not None
         return total / len(flip_sets)
 
-    def normalise(self, windows: torch.Tensor, stats: TomogramScan | None = None) -> torch.Tensor:
+    def normalise(self, windows: torch.Tensor, stats: VolumeStats | None = None) -> torch.Tensor:
         """As in training: flip contrast if the model was trained so, then z-score each window on its own.
 
         With ``stats`` (a whole tomogram's mean and std) every window shares those instead.
         """
-        x = -windows if self.info.invert else windows
-        if stats is not None:
-            return (x - stats.mean) / stats.std
-        dims = tuple(range(1, x.ndim))
-        mean = x.mean(dim=dims, keepdim=True, dtype=torch.float64)
-        std = x.double().std(dim=dims, keepdim=True, correction=0)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        return ((x - mean) / std).float()
+        return zscore_tensor(windows.float(), self.info.invert, stats, dtype=torch.float64)
 
     def predict_windows(
-        self, windows: np.ndarray, normalised: bool = False, stats: TomogramScan | None = None
+        self, windows: np.ndarray, normalised: bool = False, stats: VolumeStats | None = None
     ) -> np.ndarray:
         """(B, *box) windows -> (B, *box) float32 foreground probabilities, in one forward pass (per flip).
 
@@ -312,8 +297,8 @@ class Predictor:
 
     # ---- whole tomograms -----------------------------------------------------------------------
 
-    def _stats_of(self, volume: np.ndarray, release: bool = False) -> TomogramScan:
-        return scan_tomogram(volume, self.info.invert, "volume", release)
+    def _stats_of(self, volume: np.ndarray, release: bool = False) -> VolumeStats:
+        return stream_stats(volume, self.info.invert, "volume", release)
 
     def predict_tomogram(
         self,
@@ -321,7 +306,7 @@ class Predictor:
         output_path: Path | str,
         probabilities_path: Path | str | None = None,
         on_progress: ProgressFn | None = None,
-        scan: TomogramScan | None = None,
+        scan: VolumeStats | None = None,
         label: str | None = None,
     ) -> TomogramPrediction:
         """Segment an MRC volume of any size (each axis at least the box) into an MRC mask of the same grid.
@@ -329,7 +314,7 @@ class Predictor:
         The input is read slab by slab from a memory map and the outputs are written into memory
         maps (renamed into place at the end), so memory stays bounded by one slab of windows.
         ``probabilities_path`` also writes the float32 foreground probability. The outputs keep the
-        input's voxel size, origin and labels. ``scan`` is a :func:`scan_tomogram` result if one
+        input's voxel size, origin and labels. ``scan`` is a :func:`voxuda_cli.normalise.stream_stats` result if one
         was made already (the input is checked for NaN first otherwise).
         """
         started = time.perf_counter()
@@ -339,7 +324,7 @@ class Predictor:
         self.check_volume_shape(data.shape, str(input_path))
         self.warn_voxel_size(volume.isotropic_voxel_size, str(input_path))
         if scan is None:
-            scan = scan_tomogram(data, self.info.invert, str(input_path), release=True)
+            scan = stream_stats(data, self.info.invert, str(input_path), release=True)
         stats = scan if self.settings.normalise == "tomogram" else None
         shape = tuple(int(n) for n in data.shape)
         plan = WindowPlan.make(shape, self.box, self.settings.overlap)
@@ -403,27 +388,6 @@ class Predictor:
             removed_voxels=removed,
             preview=preview,
         )
-
-
-def scan_tomogram(data: np.ndarray, invert: bool, source: str, release: bool = False) -> TomogramScan:
-    """Check a (memory-mapped) volume for NaN/Inf and measure mean and std, slab by slab."""
-    count = 0
-    total = 0.0
-    total_sq = 0.0
-    for start in range(0, data.shape[0], _SCAN_ROWS):
-        rows = np.asarray(data[start : start + _SCAN_ROWS])
-        if not np.isfinite(rows).all():
-            raise VoxudaInputError(f"{source}: contains NaN or Inf values; clean or re-export the volume")
-        for row in rows:  # float64 one z-slice at a time: exact sums, small temporaries
-            row64 = row.astype(np.float64)
-            total += float(row64.sum())
-            total_sq += float(np.dot(row64.ravel(), row64.ravel()))
-        count += rows.size
-        if release:
-            release_rows(data, start, start + rows.shape[0])
-    mean = total / max(count, 1)
-    std = math.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0))
-    return TomogramScan(mean=-mean if invert else mean, std=std if std > 0 else 1.0)
 
 
 def resample_probabilities(probabilities: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, TomogramScan, scan_tomogram
+from voxuda_cli.inference.predictor import DatasetPrediction, Predictor
 from voxuda_cli.inference.sliding_window import WindowPlan
 from voxuda_cli.io.dataset import Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
-from voxuda_cli.io.sources import expand_mrc_paths, read_dataset
+from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
+from voxuda_cli.normalise import VolumeStats, stream_stats
 
 PREVIEW_ROWS = 4
 ProgressFn = Callable[[int, str], None]
@@ -64,7 +65,7 @@ class PredictionJob:
     dataset: Dataset | None = None  # an HDF5 dataset, or the model-box MRC files read as one
     headers: dict[str, Volume] = field(default_factory=dict)  # MRC inputs' geometry (no data), by name
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # MRC inputs' shapes, by name
-    tomograms: list[tuple[Path, TomogramScan]] = field(default_factory=list)
+    tomograms: list[tuple[Path, VolumeStats]] = field(default_factory=list)
     provenance: str = ""
 
     @property
@@ -212,8 +213,9 @@ def plan_prediction(predictor: Predictor, inputs: list[Path], output: Path, prov
         raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
     kind = output_kind(output)
     job = PredictionJob(predictor, output, kind, provenance=provenance)
-    if len(inputs) == 1 and is_h5_path(Path(inputs[0])):
-        job.dataset = read_h5_dataset(inputs[0])
+    dataset_path = single_dataset(inputs)
+    if dataset_path is not None:
+        job.dataset = read_h5_dataset(dataset_path)
         predictor.check_dataset_box(job.dataset)
     else:
         _plan_mrc_inputs(job, inputs)
@@ -232,7 +234,7 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
         if header.shape == predictor.box:
             subtomograms.append(path)
         else:
-            job.tomograms.append((path, scan_tomogram(header.data, predictor.info.invert, str(path), release=True)))
+            job.tomograms.append((path, stream_stats(header.data, predictor.info.invert, str(path), release=True)))
     if subtomograms:
         job.dataset = read_dataset(subtomograms)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -15,37 +16,62 @@ from voxuda_cli.io.volume import Volume
 _VOXEL_SIZE_TOLERANCE = 1e-3  # relative; headers written by different tools round differently
 
 
+InputKind = Literal["hdf5", "mrc", "folder"]
+
+
+def input_kind(path: Path | str) -> InputKind:
+    """What kind of input a path is: an HDF5 dataset, an MRC file or a folder (of MRC files).
+
+    The one place that decides it; every command reads its inputs through this. A missing path or
+    an unknown file type is a one-line error naming the path. (Whether an MRC volume is a
+    subtomogram or a whole tomogram depends on the model's box: ``voxuda predict`` decides that.)
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise VoxudaInputError(f"{path}: file not found; check the path")
+    if is_h5_path(path):
+        return "hdf5"
+    if is_mrc_path(path):
+        return "mrc"
+    raise VoxudaInputError(
+        f"{path}: unknown file type; pass an HDF5 dataset (.h5) or MRC volumes ({', '.join(MRC_SUFFIXES)})"
+    )
+
+
+def single_dataset(paths: Sequence[Path | str]) -> Path | None:
+    """The HDF5 dataset when ``paths`` is exactly one, else None (MRC files and folders).
+
+    A missing .h5 path counts as a dataset, so its reader names the file in its error.
+    """
+    if len(paths) == 1 and (not Path(paths[0]).exists() and is_h5_path(Path(paths[0]))):
+        return Path(paths[0])
+    if len(paths) == 1 and Path(paths[0]).exists() and input_kind(paths[0]) == "hdf5":
+        return Path(paths[0])
+    return None
+
+
 def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
     """MRC files given directly or found (sorted) in given folders; anything else is an error."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        kind = input_kind(path)
+        if kind == "folder":
             found = sorted(p for p in path.iterdir() if p.is_file() and is_mrc_path(p))
             if not found:
                 raise VoxudaInputError(f"{path}: folder holds no MRC files ({', '.join(MRC_SUFFIXES)})")
             files.extend(found)
-        elif not path.exists():
-            raise VoxudaInputError(f"{path}: file not found; check the path")
-        elif is_mrc_path(path):
+        elif kind == "mrc":
             files.append(path)
-        elif is_h5_path(path):
-            raise VoxudaInputError(f"{path}: an HDF5 dataset must be the only input, not mixed with MRC files")
         else:
-            raise VoxudaInputError(
-                f"{path}: unknown file type; pass an HDF5 dataset (.h5) or MRC volumes ({', '.join(MRC_SUFFIXES)})"
-            )
+            raise VoxudaInputError(f"{path}: an HDF5 dataset must be the only input, not mixed with MRC files")
     stems = [p.stem for p in files]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise VoxudaInputError(f"{duplicates[0]}: several input files share this name; names must be unique")
     return files
-
-
-def _single_h5(paths: Sequence[Path | str]) -> Path | None:
-    if len(paths) == 1 and is_h5_path(Path(paths[0])):
-        return Path(paths[0])
-    return None
 
 
 def read_dataset(paths: Sequence[Path | str], require_masks: bool = False, mask_threshold: float = 0.5) -> Dataset:
@@ -57,7 +83,7 @@ def read_dataset(paths: Sequence[Path | str], require_masks: bool = False, mask_
     """
     if not paths:
         raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
-    h5 = _single_h5(paths)
+    h5 = single_dataset(paths)
     if h5 is not None:
         dataset = read_h5_dataset(h5)
         if require_masks and dataset.masks is None:
@@ -100,7 +126,7 @@ def _common_voxel_size(files: list[Path], volumes: list[Volume]) -> float:
 
 def iter_volumes(paths: Sequence[Path | str], mmap: bool = False) -> Iterator[tuple[str, Volume]]:
     """Yield ``(name, Volume)`` for every volume of any shape: MRC files, folders, or a dataset's images."""
-    h5 = _single_h5(paths)
+    h5 = single_dataset(paths)
     if h5 is not None:
         dataset = read_h5_dataset(h5)
         for index, name in enumerate(dataset.names):
@@ -112,7 +138,7 @@ def iter_volumes(paths: Sequence[Path | str], mmap: bool = False) -> Iterator[tu
 
 def count_inputs(paths: Sequence[Path | str]) -> int:
     """How many volumes ``iter_volumes`` will yield (for progress bars)."""
-    h5 = _single_h5(paths)
+    h5 = single_dataset(paths)
     if h5 is not None:
         import h5py
 

@@ -55,12 +55,11 @@ class _VolumeSource:
 
 
 def _open_source(path: Path, arrays: tuple[str, ...], role: str) -> _VolumeSource:
-    from voxuda_cli.io.dataset import is_h5_path
-    from voxuda_cli.io.sources import expand_mrc_paths
+    from voxuda_cli.io.sources import expand_mrc_paths, input_kind
 
     if not path.exists():
         raise VoxudaInputError(f"{path}: not found; pass a folder of MRC files or an HDF5 dataset ({role})")
-    if path.is_file() and is_h5_path(path):
+    if input_kind(path) == "hdf5":
         import h5py
 
         try:
@@ -112,7 +111,8 @@ def prepare_pair(
     name: str, image: np.ndarray, greyscale: np.ndarray, voxel_size: float, settings: SimulationSettings
 ) -> ImportedSample:
     """Threshold, then resize or crop to ``settings.box``; z-score the image."""
-    from voxuda_cli.patches import fourier_resample, resize_mask, zscore
+    from voxuda_cli.normalise import zscore
+    from voxuda_cli.patches import fourier_resample, resize_mask
 
     if image.ndim != 3 or image.shape != greyscale.shape:
         raise VoxudaInputError(

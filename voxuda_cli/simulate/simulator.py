@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.patches import zscore
+from voxuda_cli.normalise import zscore
 from voxuda_cli.simulate.density import iso_level, molecular_volume, molecule_mask, render_density
 from voxuda_cli.simulate.presets import SimulationSettings
 from voxuda_cli.simulate.structures import Template, load_template

@@ -18,6 +18,7 @@ import torch
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.dataset import Dataset
+from voxuda_cli.normalise import zscore
 from voxuda_cli.training.settings import TrainSettings
 
 log = logging.getLogger("voxuda")
@@ -25,18 +26,6 @@ log = logging.getLogger("voxuda")
 NETWORK_DOWNSAMPLING = 8  # three stride-2 stages
 VOXEL_SIZE_TOLERANCE = 0.05  # relative difference of target and source voxel size that is only warned about
 DENOISE_CHUNK = 256  # volumes per denoise call: bounds the filter's temporary memory
-
-
-def zscore_volumes(images: np.ndarray, invert: bool = False) -> np.ndarray:
-    """Each volume to mean 0, std 1 on its own (a constant volume becomes zeros); ``invert`` flips first."""
-    data = np.asarray(images, dtype=np.float32)
-    if invert:
-        data = -data
-    axes = tuple(range(1, data.ndim))
-    mean = data.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = data.std(axis=axes, keepdims=True, dtype=np.float64)
-    std[std == 0] = 1.0
-    return ((data - mean) / std).astype(np.float32)
 
 
 @dataclass
@@ -87,7 +76,7 @@ def _describe(paths: Sequence[Path]) -> str:
 
 
 def _as_set(dataset: Dataset, invert: bool, with_masks: bool) -> LabelledSet:
-    images = torch.from_numpy(zscore_volumes(dataset.images, invert))
+    images = torch.from_numpy(zscore(dataset.images, invert))
     masks = None
     if with_masks and dataset.masks is not None:
         masks = torch.from_numpy(np.ascontiguousarray(dataset.masks, dtype=np.uint8))

@@ -25,11 +25,13 @@ def _mapping_of(array: np.ndarray) -> mmap.mmap | None:
     return None
 
 
-def release_rows(array: np.ndarray, start: int, stop: int) -> None:
-    """Flush and drop the pages holding rows ``start:stop`` of a memory-mapped (D, H, W) array.
+def release_rows(array: np.ndarray, start: int = 0, stop: int | None = None) -> None:
+    """Flush and drop the pages holding rows ``start:stop`` (default: all) of a memory-mapped array.
 
-    A no-op for arrays that are not memory maps, or where the platform lacks ``madvise``.
+    The one memory-release helper of voxuda. A no-op for arrays that are not memory maps, or where
+    the platform lacks ``madvise``.
     """
+    stop = int(array.shape[0]) if stop is None else stop
     mapping = _mapping_of(array)
     if mapping is None or _MADV_DONTNEED is None or stop <= start or mapping.closed:
         return

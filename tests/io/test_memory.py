@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxuda_cli.inference.memory import release_rows
+from voxuda_cli.io.memory import release_rows
 
 
 def test_released_written_rows_stay_in_the_file(tmp_path: Path) -> None:

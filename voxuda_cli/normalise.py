@@ -1,0 +1,90 @@
+"""The one normalisation of voxuda: each volume z-scored on its own, as in training (METHOD.md).
+
+Every stage calls these: patchify and the simulator (numpy), the training data (numpy), the noise
+estimate and the denoisers on files (torch), the Predictor (torch, per window or with a whole
+tomogram's statistics) and the streaming pass over tomograms too large for memory.
+A constant volume becomes zeros (its std is taken as 1). ``invert`` flips contrast first, for raw
+data whose protein is dark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.memory import release_rows
+
+VOLUME_AXES = 3  # the last three axes are (D, H, W); anything before them counts volumes
+_STREAM_ROWS = 8  # z-rows per read of the streaming pass
+
+
+@dataclass(frozen=True)
+class VolumeStats:
+    """Mean and std of a volume (after any inversion); std 0 is stored as 1."""
+
+    mean: float
+    std: float
+
+
+def zscore(data: np.ndarray, invert: bool = False) -> np.ndarray:
+    """Each (D, H, W) volume of ``data`` to mean 0, std 1, statistics in float64; float32 out."""
+    values = np.asarray(data, dtype=np.float32)
+    if invert:
+        values = -values
+    axes = tuple(range(values.ndim - VOLUME_AXES, values.ndim))
+    mean = values.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = values.std(axis=axes, keepdims=True, dtype=np.float64)
+    std[std == 0] = 1.0
+    return ((values - mean) / std).astype(np.float32)
+
+
+def tensor_stats(x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-volume mean and std over the last three dims (keepdim), in ``dtype`` (default x's); std 0 -> 1."""
+    values = x if dtype is None else x.to(dtype)
+    dims = tuple(range(x.ndim - VOLUME_AXES, x.ndim))
+    mean = values.mean(dim=dims, keepdim=True)
+    std = values.std(dim=dims, keepdim=True, correction=0)
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+def zscore_tensor(
+    x: torch.Tensor, invert: bool = False, stats: VolumeStats | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """The torch twin of :func:`zscore`, on x's device and in x's dtype.
+
+    ``stats`` (a whole tomogram's) replaces the per-volume statistics; ``dtype`` is the precision of
+    the statistics (float64 where the inputs are small enough for it to be cheap).
+    """
+    values = -x if invert else x
+    if stats is not None:
+        return (values - stats.mean) / stats.std
+    mean, std = tensor_stats(values, dtype)
+    return ((values - mean) / std).to(x.dtype)
+
+
+def stream_stats(
+    data: np.ndarray, invert: bool = False, source: str | None = None, release: bool = False
+) -> VolumeStats:
+    """Mean and std of a (memory-mapped) volume of any size, read slab by slab with float64 sums.
+
+    ``source`` names the file for a NaN/Inf check on the way (a one-line error naming it);
+    ``release`` gives each slab's pages back to the OS once read (bounded memory on big tomograms).
+    """
+    count, total, total_sq = 0, 0.0, 0.0
+    for start in range(0, int(data.shape[0]), _STREAM_ROWS):
+        rows = np.asarray(data[start : start + _STREAM_ROWS])
+        if source is not None and not np.isfinite(rows).all():
+            raise VoxudaInputError(f"{source}: contains NaN or Inf values; clean or re-export the volume")
+        for row in rows:  # float64 one z-slice at a time: exact sums, small temporaries
+            row64 = row.astype(np.float64).ravel()
+            total += float(row64.sum())
+            total_sq += float(np.dot(row64, row64))
+        count += rows.size
+        if release:
+            release_rows(data, start, start + rows.shape[0])
+    mean = total / max(count, 1)
+    std = float(np.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0)))
+    return VolumeStats(mean=-mean if invert else mean, std=std if std > 0 else 1.0)
