@@ -33,6 +33,7 @@ from voxuda_cli.cli.common import (
 )
 from voxuda_cli.config import describe
 from voxuda_cli.filters import DenoiseSettings
+from voxuda_cli.filters.denoisers import names as denoiser_names
 
 NAME = "ibf-denoise"
 _PREVIEW_ROWS = 4
@@ -45,7 +46,7 @@ def command(
     ],
     method: Annotated[
         str | None,
-        typer.Option("--method", help=describe(DenoiseSettings, "method", "Denoiser: ibf, bf, ngm (or none).")),
+        typer.Option("--method", help=describe(DenoiseSettings, "method", f"Denoiser: {', '.join(denoiser_names())}.")),
     ] = None,
     sigma_d: Annotated[
         float | None,

@@ -31,6 +31,7 @@ from voxuda_cli.cli.common import (
     setup_logging,
 )
 from voxuda_cli.config import describe
+from voxuda_cli.filters.denoisers import names as denoiser_names
 from voxuda_cli.inference.settings import DEFAULT_ETA, PseudoLabelSettings
 
 NAME = "pseudo-label"
@@ -52,7 +53,7 @@ def command(
     ] = None,
     denoiser: Annotated[
         str | None,
-        typer.Option(help="Teacher's input filter: ibf, bf, ngm or none. [default: the model file's]"),
+        typer.Option(help=f"Teacher's input filter: {', '.join(denoiser_names())}. [default: the model file's]"),
     ] = None,
     sigma_d: Annotated[float | None, typer.Option("--sigma-d", help=f"(I)BF spatial sigma. {FROM_MODEL}")] = None,
     sigma_r: Annotated[float | None, typer.Option("--sigma-r", help=f"(I)BF range sigma. {FROM_MODEL}")] = None,

@@ -37,6 +37,7 @@ from voxuda_cli.cli.common import (
     setup_logging,
 )
 from voxuda_cli.config import describe
+from voxuda_cli.filters.denoisers import names as denoiser_names
 from voxuda_cli.training.settings import TrainSettings
 
 NAME = "train"
@@ -56,7 +57,7 @@ def command(
         str | None, typer.Option(help=describe(S, "method", "vox-uda, source-only, supervised or dann."))
     ] = None,
     denoiser: Annotated[
-        str | None, typer.Option(help=describe(S, "denoiser", "Pseudo-label denoiser: ibf, bf, ngm or none."))
+        str | None, typer.Option(help=describe(S, "denoiser", f"Pseudo-label denoiser: {', '.join(denoiser_names())}."))
     ] = None,
     sigma_d: Annotated[float | None, typer.Option(help=describe(S, "sigma_d", "(I)BF spatial sigma."))] = None,
     sigma_r: Annotated[float | None, typer.Option(help=describe(S, "sigma_r", "(I)BF range sigma."))] = None,

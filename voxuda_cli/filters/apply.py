@@ -17,14 +17,12 @@ import numpy as np
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.filters import DenoiseSettings, denoise
-from voxuda_cli.filters.bilateral import BILATERAL_METHODS, filter_volume
+from voxuda_cli.filters import DenoiseSettings
 from voxuda_cli.filters.noise import (
     NoiseEstimate,
     NoiseSettings,
     estimate_noise,
     estimate_noise_from_volumes,
-    ngm_denoise,
     sample_indices,
 )
 from voxuda_cli.io.dataset import is_h5_path, read_h5_dataset, write_dataset
@@ -88,27 +86,7 @@ def denoise_array(
     settings.validate()
     out = np.empty(volume.shape, dtype=np.float32) if out is None else out
     stats = stream_stats(volume, release=True) if settings.zscore else None
-    depth = int(volume.shape[0])
-    if settings.method in BILATERAL_METHODS:
-        return filter_volume(
-            volume,
-            settings.method,
-            settings.sigma_d,
-            settings.sigma_r,
-            settings.chunk,
-            device,
-            out,
-            None if stats is None else (stats.mean, stats.std),
-            progress,
-        )
-    data = torch.from_numpy(np.array(volume, dtype=np.float32)).to(device)
-    mean, std = (stats.mean, stats.std) if stats is not None else (0.0, 1.0)
-    if settings.method == "ngm":
-        data = ngm_denoise((data - mean) / std, settings.keep_rate) * std + mean
-    out[...] = data.cpu().numpy()
-    if progress is not None:
-        progress(depth, depth)
-    return out
+    return settings.denoiser().filter_volume(volume, out, device, stats, settings.chunk, progress)
 
 
 def denoise_mrc(
@@ -142,6 +120,7 @@ def denoise_dataset(
 ) -> dict[str, Any]:
     """A dataset in, a dataset out: /images denoised volume by volume (input scale), everything else carried over."""
     settings.validate()
+    denoiser = settings.denoiser()
     dataset = read_h5_dataset(source)
     start = time.perf_counter()
     images = np.empty_like(dataset.images)
@@ -150,7 +129,7 @@ def denoise_dataset(
     for first in range(0, n, step):
         batch = torch.from_numpy(dataset.images[first : first + step]).to(device)
         mean, std = tensor_stats(batch) if settings.zscore else (torch.zeros(()), torch.ones(()))
-        cleaned = denoise((batch - mean) / std, settings.method, settings.sigma_d, settings.sigma_r, settings.keep_rate)
+        cleaned = denoiser((batch - mean) / std)
         images[first : first + step] = (cleaned * std + mean).cpu().numpy()
         if progress is not None:
             progress(min(n, first + step), n)

@@ -43,7 +43,7 @@ _BLOCK_VOXELS_CPU = 1 << 18  # voxels per block on CPU: both workers' temporarie
 _WORKING_FLOATS_PER_VOXEL = 6  # floats held per voxel of a chunk: rows read, their tensor, result, its copy out
 
 
-def _check_sigmas(sigma_d: float, sigma_r: float) -> None:
+def check_sigmas(sigma_d: float, sigma_r: float) -> None:
     for option, value in (("--sigma-d", sigma_d), ("--sigma-r", sigma_r)):
         if not (math.isfinite(float(value)) and float(value) > 0):
             raise VoxudaInputError(f"{option} {value}: must be a positive number")
@@ -340,7 +340,7 @@ def _filter_tiles(
 
 
 def _filter_tensor(x: torch.Tensor, method: str, sigma_d: float, sigma_r: float) -> torch.Tensor:
-    _check_sigmas(sigma_d, sigma_r)
+    check_sigmas(sigma_d, sigma_r)
     if x.ndim < 3:
         raise VoxudaInputError(f"{method}: expected (..., D, H, W), got shape {tuple(x.shape)}")
     dtype = _work_dtype(x)
@@ -409,7 +409,7 @@ def filter_volume(
 
     if method not in BILATERAL_METHODS:
         raise VoxudaInputError(f"--method {method}: unknown bilateral method; use {' or '.join(BILATERAL_METHODS)}")
-    _check_sigmas(sigma_d, sigma_r)
+    check_sigmas(sigma_d, sigma_r)
     if volume.ndim != 3:
         raise VoxudaInputError(f"filter: volume has shape {volume.shape}, expected (D, H, W)")
     device = resolve_device(device) if isinstance(device, str) else device

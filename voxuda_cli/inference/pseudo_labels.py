@@ -93,7 +93,7 @@ def make_pseudo_labels(
     on_progress: Callable[[int], None] | None = None,
 ) -> PseudoLabels:
     """The teacher's pseudo-labels of every sample; ``settings`` resolved (eta, denoiser and its parameters)."""
-    from voxuda_cli.filters import denoise
+    from voxuda_cli.filters.denoisers import DenoiserParams, make_denoiser
 
     assert settings.eta is not None and settings.denoiser is not None
     predictor.check_dataset_box(dataset)
@@ -103,17 +103,13 @@ def make_pseudo_labels(
     confidence = np.empty(shape, dtype=np.float32)
     previews: list[np.ndarray] = []
     preview_picks = set(np.linspace(0, len(dataset) - 1, min(PREVIEW_ROWS, len(dataset))).astype(int).tolist())
+    params = DenoiserParams(float(settings.sigma_d), float(settings.sigma_r), float(settings.keep_rate))  # type: ignore[arg-type]
+    denoiser = make_denoiser(settings.denoiser, params)
     step = settings.batch_size
     for start in range(0, len(dataset), step):
         images = torch.as_tensor(np.asarray(dataset.images[start : start + step], dtype=np.float32))
         normalised = predictor.normalise(images.to(predictor.device))
-        denoised = denoise(
-            normalised,
-            method=settings.denoiser,
-            sigma_d=float(settings.sigma_d),  # type: ignore[arg-type]
-            sigma_r=float(settings.sigma_r),  # type: ignore[arg-type]
-            keep_rate=float(settings.keep_rate),  # type: ignore[arg-type]
-        )
+        denoised = denoiser(normalised)
         denoised_np = denoised.float().cpu().numpy()
         foreground = predictor.predict_windows(denoised_np, normalised=True)
         stop = start + foreground.shape[0]

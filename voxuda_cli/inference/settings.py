@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.filters.denoisers import check_denoiser
 
 WEIGHT_CHOICES = ("teacher", "student")
 NORMALISE_CHOICES = ("window", "tomogram")
-DENOISER_CHOICES = ("ibf", "bf", "ngm", "none")
 DEFAULT_ETA = 0.85  # METHOD.md; used when a model file does not record its own
 
 
@@ -76,8 +76,8 @@ class PseudoLabelSettings:
     def __post_init__(self) -> None:
         if self.eta is not None and not 0.5 <= float(self.eta) <= 1.0:
             raise VoxudaInputError(f"--eta {self.eta}: must be in [0.5, 1] (a class probability)")
-        if self.denoiser is not None and self.denoiser not in DENOISER_CHOICES:
-            raise VoxudaInputError(f"--denoiser {self.denoiser}: use one of {', '.join(DENOISER_CHOICES)}")
+        if self.denoiser is not None:
+            check_denoiser(self.denoiser)
         _check_batch_size(self.batch_size)
         _check_device(self.device)
         _check_use(self.use)

@@ -192,22 +192,17 @@ def target_noise_sigma(settings: TrainSettings, target: LabelledSet) -> float:
 
 def denoise_target(settings: TrainSettings, images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """The teacher's input: the whole target denoised once (in chunks, on ``device``), kept on the CPU."""
-    from voxuda_cli.filters import denoise
+    from voxuda_cli.filters.denoisers import DenoiserParams, make_denoiser
 
-    if settings.denoiser == "none":
-        return images
+    denoiser = make_denoiser(settings.denoiser, DenoiserParams(settings.sigma_d, settings.sigma_r, settings.keep_rate))
+    if denoiser.identity:
+        return images  # no copy of the whole target
     parts = []
     for start in range(0, images.shape[0], DENOISE_CHUNK):
         chunk = images[start : start + DENOISE_CHUNK]
         if device is not None:
             chunk = chunk.to(device)
-        filtered = denoise(
-            chunk,
-            method=settings.denoiser,
-            sigma_d=settings.sigma_d,
-            sigma_r=settings.sigma_r,
-            keep_rate=settings.keep_rate,
-        )
+        filtered = denoiser(chunk)
         parts.append(filtered.float().cpu())
     return torch.cat(parts).contiguous()
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.filters.denoisers import check_denoiser
 
 METHODS = ("vox-uda", "source-only", "supervised", "dann")
-DENOISERS = ("ibf", "bf", "ngm", "none")
 DEVICES = ("auto", "cpu", "cuda")
 
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
@@ -76,8 +76,7 @@ class TrainSettings:
 
         if self.method not in METHODS:
             raise bad("method", f"unknown method; use one of {', '.join(METHODS)}")
-        if self.denoiser not in DENOISERS:
-            raise bad("denoiser", f"unknown denoiser; use one of {', '.join(DENOISERS)}")
+        check_denoiser(self.denoiser)
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise bad("device", f"unknown device; use one of {', '.join(DEVICES)}")
         for name in ("epochs", "batch_size", "lr_step", "width", "n_sampled"):
