@@ -12,8 +12,8 @@ from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.training.data import (
     EpochBatches,
     EpochPlan,
-    LabelledSet,
     TrainingData,
+    VolumeSet,
     check_box,
     load_training_data,
     random_flips,
@@ -88,11 +88,9 @@ def _tiny_data(n: int = 5, sigma: float | None = 0.5) -> TrainingData:
     for i in range(n):
         masks[i, : i + 1, : 2 * i + 1, 1:3] = 1  # asymmetric, so flips show
     images = masks.float()
-    target = LabelledSet(
-        images=-torch.arange(3.0)[:, None, None, None].expand(3, 8, 8, 8).clone(), masks=None, names=[]
-    )
+    target = VolumeSet(images=-torch.arange(3.0)[:, None, None, None].expand(3, 8, 8, 8).clone(), masks=None, names=[])
     return TrainingData(
-        labelled=LabelledSet(images=images, masks=masks, names=[str(i) for i in range(n)]),
+        labelled=VolumeSet(images=images, masks=masks, names=[str(i) for i in range(n)]),
         target=target,
         denoised_target=target.images * 10,
         validation=None,

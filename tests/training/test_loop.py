@@ -17,8 +17,7 @@ import torch
 
 from tests.training.datasets import snapshot, write_blobs
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.training import METHODS, Trainer, TrainSettings, train
-from voxuda_cli.training.loop import LOSS_TERMS
+from voxuda_cli.training import Trainer, TrainSettings, get_method, method_names, train
 
 RUN_FILES = ("config.toml", "model.pt", "checkpoint.pt", "metrics.jsonl", "curves.png")
 
@@ -88,7 +87,7 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", method_names())
 def test_each_method_trains_and_fills_the_run_directory(method: str, files: dict[str, Path], tmp_path: Path) -> None:
     from voxuda_cli.models import load_model
 
@@ -97,9 +96,9 @@ def test_each_method_trains_and_fills_the_run_directory(method: str, files: dict
     summary = train(tiny(files, method=method, tgt=(target,), val=(files["val"],)), run)
     assert all((run / name).is_file() for name in RUN_FILES)
     (record,) = _records(run)
-    for term in ("loss", *LOSS_TERMS[method]):
+    for term in ("loss", *get_method(method).loss_terms):
         assert math.isfinite(record[term]), term
-    assert set(summary["final"]) == {"loss", *LOSS_TERMS[method]}
+    assert set(summary["final"]) == {"loss", *get_method(method).loss_terms}
     assert 0 <= record["val_dice"] <= 1 and record["lr"] == pytest.approx(1e-3) and record["seconds"] > 0
     if method == "vox-uda":
         assert 0 <= record["pl_coverage"] <= 1 and record["noise_sigma"] > 0 and "val_dice_student" in record

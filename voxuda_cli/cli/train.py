@@ -38,6 +38,7 @@ from voxuda_cli.cli.common import (
 )
 from voxuda_cli.config import describe
 from voxuda_cli.filters.denoisers import names as denoiser_names
+from voxuda_cli.training.methods import names as method_names
 from voxuda_cli.training.settings import TrainSettings
 
 NAME = "train"
@@ -54,7 +55,7 @@ def command(
         Datasets, typer.Option("--val", help="Validation dataset; Dice/IoU per epoch if it has masks.")
     ] = None,
     method: Annotated[
-        str | None, typer.Option(help=describe(S, "method", "vox-uda, source-only, supervised or dann."))
+        str | None, typer.Option(help=describe(S, "method", f"Training method: {', '.join(method_names())}."))
     ] = None,
     denoiser: Annotated[
         str | None, typer.Option(help=describe(S, "denoiser", f"Pseudo-label denoiser: {', '.join(denoiser_names())}."))

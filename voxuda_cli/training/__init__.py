@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from voxuda_cli.training.settings import METHODS, TrainSettings
+from voxuda_cli.training.methods import Method, get_method, register_method
+from voxuda_cli.training.methods import names as method_names
+from voxuda_cli.training.settings import TrainSettings
 
-__all__ = ["METHODS", "TrainProgress", "TrainSettings", "Trainer", "train"]
+__all__ = [
+    "Method",
+    "TrainProgress",
+    "TrainSettings",
+    "Trainer",
+    "get_method",
+    "method_names",
+    "register_method",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

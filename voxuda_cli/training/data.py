@@ -29,8 +29,8 @@ DENOISE_CHUNK = 256  # volumes per denoise call: bounds the filter's temporary m
 
 
 @dataclass
-class LabelledSet:
-    """Images (N, D, H, W) z-scored, masks (N, D, H, W) uint8, names; kept on the CPU."""
+class VolumeSet:
+    """Images (N, D, H, W) z-scored, masks (N, D, H, W) uint8 or None (the target), names; on the CPU."""
 
     images: torch.Tensor
     masks: torch.Tensor | None
@@ -45,13 +45,13 @@ class LabelledSet:
 class TrainingData:
     """What the loop trains on, checked and normalised."""
 
-    labelled: LabelledSet  # the source (the target itself for --method supervised)
-    target: LabelledSet | None  # unlabelled target images (vox-uda, dann)
-    denoised_target: torch.Tensor | None  # the teacher's input, computed once per run (vox-uda)
-    validation: LabelledSet | None
+    labelled: VolumeSet  # the source (the target itself for --method supervised)
+    target: VolumeSet | None  # unlabelled target images (methods with uses_target)
+    denoised_target: torch.Tensor | None  # the teacher's input, computed once per run (uses_denoised_target)
+    validation: VolumeSet | None
     box: tuple[int, int, int]
     voxel_size: float
-    noise_sigma: float | None  # NGM sigma_t (vox-uda)
+    noise_sigma: float | None  # NGM sigma_t (uses_noisy_source)
     warnings: list[str]
 
 
@@ -75,12 +75,12 @@ def _describe(paths: Sequence[Path]) -> str:
     return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
 
 
-def _as_set(dataset: Dataset, invert: bool, with_masks: bool) -> LabelledSet:
+def _as_set(dataset: Dataset, invert: bool, with_masks: bool) -> VolumeSet:
     images = torch.from_numpy(zscore(dataset.images, invert))
     masks = None
     if with_masks and dataset.masks is not None:
         masks = torch.from_numpy(np.ascontiguousarray(dataset.masks, dtype=np.uint8))
-    return LabelledSet(images=images, masks=masks, names=list(dataset.names), classes=dataset.classes)
+    return VolumeSet(images=images, masks=masks, names=list(dataset.names), classes=dataset.classes)
 
 
 def _check_voxel_size(reference: Dataset, other: Dataset, option: str, strict: bool) -> str | None:
@@ -99,41 +99,22 @@ def _check_voxel_size(reference: Dataset, other: Dataset, option: str, strict: b
 
 def load_training_data(settings: TrainSettings, device: torch.device | None = None) -> TrainingData:
     """Read, check and normalise the datasets the method needs; denoise the target once; get sigma_t."""
-    warnings: list[str] = []
-    method = settings.method
-    if method == "supervised":
-        labelled_ds = _read(settings.tgt, "--tgt")
-        if labelled_ds.masks is None:
-            raise VoxudaInputError(
-                f"--tgt {labelled_ds.source}: no /masks; --method supervised trains on labelled target data"
-            )
-        reference = labelled_ds
-        if settings.src:
-            log.info("--method supervised trains on --tgt with its masks; --src is not used")
-    else:
-        labelled_ds = _read(settings.src, "--src")
-        if labelled_ds.masks is None:
-            raise VoxudaInputError(
-                f"--src {labelled_ds.source}: no /masks; the source must be labelled "
-                "(an HDF5 dataset with /masks, e.g. from voxuda simulate-prep)"
-            )
-        reference = labelled_ds
-    check_box(labelled_ds.box, f"{'--tgt' if method == 'supervised' else '--src'} {labelled_ds.source}")
+    from voxuda_cli.training.methods import get_method
 
+    method = get_method(settings.method)
+    warnings: list[str] = []
+    labelled_ds = _read_labelled(settings, method.labelled_option)
     target_ds = None
-    if method in ("vox-uda", "dann"):
+    if method.uses_target:
         target_ds = _read(settings.tgt, "--tgt")
         if target_ds.box != labelled_ds.box:
             raise VoxudaInputError(
                 f"--tgt {target_ds.source}: box {target_ds.box} differs from the source's {labelled_ds.box}; "
                 "patchify both to one box"
             )
-        warning = _check_voxel_size(reference, target_ds, "--tgt", settings.strict)
-        if warning:
-            warnings.append(warning)
-    elif method == "source-only" and settings.tgt:
-        log.info("--method source-only does not use --tgt")
-
+        warnings.append(_check_voxel_size(labelled_ds, target_ds, "--tgt", settings.strict) or "")
+    elif method.labelled_option == "--src" and settings.tgt:
+        log.info("--method %s does not use --tgt", method.name)
     validation = None
     if settings.val:
         val_ds = _read(settings.val, "--val")
@@ -141,33 +122,50 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
             raise VoxudaInputError(
                 f"--val {val_ds.source}: box {val_ds.box} differs from the training box {labelled_ds.box}"
             )
-        warning = _check_voxel_size(reference, val_ds, "--val", settings.strict)
-        if warning:
-            warnings.append(warning)
+        warnings.append(_check_voxel_size(labelled_ds, val_ds, "--val", settings.strict) or "")
         if val_ds.masks is None:
             log.info("--val %s has no /masks: no validation Dice/IoU", val_ds.source)
         validation = _as_set(val_ds, settings.invert, with_masks=True)
-
-    labelled = _as_set(labelled_ds, settings.invert, with_masks=True)
     target = _as_set(target_ds, settings.invert, with_masks=False) if target_ds is not None else None
-    noise_sigma = None
-    denoised = None
-    if method == "vox-uda" and target is not None:
+    noise_sigma = denoised = None
+    if target is not None and method.uses_noisy_source:
         noise_sigma = target_noise_sigma(settings, target)
+    if target is not None and method.uses_denoised_target:
         denoised = denoise_target(settings, target.images, device)
     return TrainingData(
-        labelled=labelled,
+        labelled=_as_set(labelled_ds, settings.invert, with_masks=True),
         target=target,
         denoised_target=denoised,
         validation=validation,
         box=labelled_ds.box,
         voxel_size=float(labelled_ds.voxel_size),
         noise_sigma=noise_sigma,
-        warnings=warnings,
+        warnings=[w for w in warnings if w],
     )
 
 
-def target_noise_sigma(settings: TrainSettings, target: LabelledSet) -> float:
+def _read_labelled(settings: TrainSettings, option: str) -> Dataset:
+    """The labelled set: the source (--src), or for methods trained on the target itself --tgt with masks."""
+    if option == "--tgt":
+        dataset = _read(settings.tgt, "--tgt")
+        if dataset.masks is None:
+            raise VoxudaInputError(
+                f"--tgt {dataset.source}: no /masks; --method {settings.method} trains on labelled target data"
+            )
+        if settings.src:
+            log.info("--method %s trains on --tgt with its masks; --src is not used", settings.method)
+    else:
+        dataset = _read(settings.src, "--src")
+        if dataset.masks is None:
+            raise VoxudaInputError(
+                f"--src {dataset.source}: no /masks; the source must be labelled "
+                "(an HDF5 dataset with /masks, e.g. from voxuda simulate-prep)"
+            )
+    check_box(dataset.box, f"{option} {dataset.source}")
+    return dataset
+
+
+def target_noise_sigma(settings: TrainSettings, target: VolumeSet) -> float:
     """sigma_t of the NGM: from ``--noise`` (a saved estimate) or estimated on the z-scored target."""
     from voxuda_cli.filters.noise import NoiseEstimate, NoiseSettings, estimate_noise
 

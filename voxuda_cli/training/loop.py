@@ -1,4 +1,6 @@
-"""One training loop for Vox-UDA and its baselines; a method is the set of losses it switches on.
+"""One training loop for Vox-UDA and its baselines; each method is a plug-in (training/methods/).
+
+The built-in methods:
 
 | method      | student batch         | losses                      |
 |-------------|-----------------------|-----------------------------|
@@ -52,25 +54,13 @@ from voxuda_cli.models.discriminator import DomainDiscriminator, dann_ramp, reve
 from voxuda_cli.models.serialization import ModelInfo, save_model
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
 from voxuda_cli.training import checkpoint as ckpt
-from voxuda_cli.training.data import Batch, EpochBatches, EpochPlan, LabelledSet, TrainingData, load_training_data
+from voxuda_cli.training.data import Batch, EpochBatches, EpochPlan, TrainingData, VolumeSet, load_training_data
 from voxuda_cli.training.distributed import DistributedContext
-from voxuda_cli.training.losses import (
-    consistency_loss,
-    domain_loss,
-    pseudo_label_loss,
-    pseudo_labels,
-    segmentation_loss,
-)
+from voxuda_cli.training.methods import Method, StepOutputs, get_method
 from voxuda_cli.training.settings import TrainSettings
 
 log = logging.getLogger("voxuda")
 
-LOSS_TERMS = {
-    "vox-uda": ("seg", "con", "dis", "pl"),
-    "dann": ("seg", "dis"),
-    "source-only": ("seg",),
-    "supervised": ("seg",),
-}
 CURVE_GROUPS = {
     "losses": ("loss", "seg", "con", "dis", "pl"),
     "pseudo-labels": ("pl_coverage", "pl_foreground", "reversal_weight"),
@@ -111,7 +101,10 @@ class Segmenter(nn.Module):
 
 
 class Trainer:
-    """Networks, optimiser and one training step of ``settings.method``."""
+    """Networks, optimiser, EMA teacher, AMP and checkpoint state; one step of the run's method.
+
+    Generic: what a step computes is ``self.method`` (a training/methods/ plug-in).
+    """
 
     def __init__(
         self, settings: TrainSettings, device: torch.device, context: DistributedContext | None = None
@@ -119,18 +112,21 @@ class Trainer:
         self.settings = settings
         self.device = device
         self.context = context or DistributedContext()
+        self.method: Method = get_method(settings.method)(settings)
         seed_everything(settings.seed)
         config = VoxResNetConfig(width=settings.width)
         student = VoxResNet(config)
-        discriminator = DomainDiscriminator(2 * settings.width) if settings.uses_discriminator else None
+        discriminator = DomainDiscriminator(2 * settings.width) if self.method.has_discriminator else None
         self.teacher: VoxResNet | None = None
-        if settings.uses_teacher:
+        if self.method.has_teacher:
             self.teacher = copy.deepcopy(student).to(device).eval()
             self.teacher.requires_grad_(False)
-        self.model = self.context.wrap(Segmenter(student, discriminator).to(device), device)
-        self.net: Segmenter = getattr(self.model, "module", self.model)  # type: ignore[assignment]
-        self.net.train()
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=settings.lr)
+        # ``segmenter`` is the module itself; ``wrapped`` is what a step calls: the same module, or
+        # its DistributedDataParallel wrapper under torchrun (which synchronises the gradients).
+        self.wrapped = self.context.wrap(Segmenter(student, discriminator).to(device), device)
+        self.segmenter: Segmenter = getattr(self.wrapped, "module", self.wrapped)  # type: ignore[assignment]
+        self.segmenter.train()
+        self.optimizer = torch.optim.Adam(self.segmenter.parameters(), lr=settings.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma
         )
@@ -141,7 +137,7 @@ class Trainer:
 
     @property
     def student(self) -> VoxResNet:
-        return self.net.student
+        return self.segmenter.student
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -174,54 +170,23 @@ class Trainer:
             teacher_counter.copy_(student_counter)
 
     def step(self, batch: Batch, progress: float, epoch_position: float | None = None) -> dict[str, float]:
-        """One optimisation step; returns the loss terms and pseudo-label figures as floats.
+        """One optimisation step; returns the loss terms and the method's figures as floats.
 
         ``progress`` drives the DANN reversal ramp; ``epoch_position`` (epochs done, fractional) the
-        L_pl warm-up.
+        method's schedules (e.g. the L_pl warm-up).
         """
-        settings, method = self.settings, self.settings.method
-        n = batch.images.shape[0]
-        parts = [batch.images]
-        if method == "vox-uda":
-            parts += [batch.noisy, batch.target]
-        elif method == "dann":
-            parts += [batch.target]
-        inputs = torch.cat(parts) if len(parts) > 1 else parts[0]  # type: ignore[arg-type]
-        reversal = dann_ramp(progress) if settings.uses_discriminator else 0.0
-        figures: dict[str, float] = {}
+        method = self.method
+        method.before_step(self, epoch_position)
+        reversal = dann_ramp(progress) if method.has_discriminator else 0.0
         with self._autocast():
-            logits, features, domain = self.model(inputs, reversal)
+            logits, features, domain = self.wrapped(method.inputs(batch), reversal)
             teacher_logits = None
             if self.teacher is not None:
                 with torch.no_grad():
                     teacher_logits = self.teacher(batch.denoised)
-        losses: dict[str, torch.Tensor] = {}
-        if method == "vox-uda":
-            # split, not slicing: its backward writes each tensor's gradient once, where every slice
-            # would allocate (and add) a full-batch gradient of its own.
-            clean_logits, noisy_logits, target_logits = logits.split(n)
-            views = [f.split(n) for f in features]
-            losses["seg"] = 0.5 * (
-                segmentation_loss(clean_logits, batch.masks) + segmentation_loss(noisy_logits, batch.masks)
-            )
-            losses["con"] = consistency_loss([v[0] for v in views], [v[1] for v in views], settings.con_lambdas)
-            is_target = torch.arange(3 * n, device=inputs.device) >= 2 * n
-            losses["dis"] = domain_loss(domain, is_target)  # type: ignore[arg-type]
-            targets = pseudo_labels(teacher_logits, settings.eta)  # type: ignore[arg-type]
-            losses["pl"] = pseudo_label_loss(target_logits, targets)
-            figures["pl_coverage"] = targets.coverage
-            figures["pl_foreground"] = targets.foreground_fraction
-        else:
-            losses["seg"] = segmentation_loss(logits[:n], batch.masks)
-            if method == "dann":
-                is_target = torch.arange(2 * n, device=inputs.device) >= n
-                losses["dis"] = domain_loss(domain, is_target)  # type: ignore[arg-type]
-        weights = {
-            "seg": settings.seg_weight,
-            "con": settings.con_weight,
-            "dis": settings.dis_weight,
-            "pl": settings.pl_weight * pl_warmup_factor(settings.pl_warmup, epoch_position),
-        }
+        outputs = StepOutputs(logits, features, domain, teacher_logits, epoch_position)
+        losses = method.losses(outputs, batch)
+        weights = method.weights(epoch_position)
         total = torch.stack([weights[k] * v for k, v in losses.items()]).sum()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -229,14 +194,15 @@ class Trainer:
         self.scaler.update()
         self.update_teacher()
         self.steps_done += 1
+        figures = dict(outputs.figures)
         figures["loss"] = float(total.detach())
         figures.update({k: float(v.detach()) for k, v in losses.items()})
-        if settings.uses_discriminator:
+        if method.has_discriminator:
             figures["reversal_weight"] = reversal
         return figures
 
     @torch.no_grad()
-    def evaluate(self, validation: LabelledSet, batch_size: int) -> dict[str, float]:
+    def evaluate(self, validation: VolumeSet, batch_size: int) -> dict[str, float]:
         """Validation Dice/IoU (means over samples) of the weights predict uses, and of the student."""
         from voxuda_cli.metrics import score_masks
 
@@ -246,7 +212,7 @@ class Trainer:
         if self.teacher is not None:
             models["_student"] = self.student
         results: dict[str, float] = {}
-        self.net.eval()
+        self.segmenter.eval()
         try:
             for suffix, model in models.items():
                 predictions = []
@@ -260,39 +226,34 @@ class Trainer:
                 results[f"val_dice{suffix}"] = report["mean"]["dice"]
                 results[f"val_iou{suffix}"] = report["mean"]["iou"]
         finally:
-            self.net.train()
+            self.segmenter.train()
         return results
 
     def state_dict(self) -> dict[str, Any]:
+        discriminator = self.segmenter.discriminator
         return {
             "student": self.student.state_dict(),
             "teacher": None if self.teacher is None else self.teacher.state_dict(),
-            "discriminator": None if self.net.discriminator is None else self.net.discriminator.state_dict(),
+            "discriminator": None if discriminator is None else discriminator.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "steps_done": self.steps_done,
+            "method": self.method.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.student.load_state_dict(state["student"])
         if self.teacher is not None:
             self.teacher.load_state_dict(state["teacher"])
-        if self.net.discriminator is not None:
-            self.net.discriminator.load_state_dict(state["discriminator"])
+        if self.segmenter.discriminator is not None:
+            self.segmenter.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.steps_done = int(state["steps_done"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-
-
-def pl_warmup_factor(warmup_epochs: float, epoch_position: float | None) -> float:
-    """Mean Teacher's ramp-up exp(-5 (1 - t)^2) over ``warmup_epochs``; 1 when off or done."""
-    if warmup_epochs <= 0 or epoch_position is None or epoch_position >= warmup_epochs:
-        return 1.0
-    t = max(epoch_position, 0.0) / warmup_epochs
-    return float(np.exp(-5.0 * (1.0 - t) ** 2))
+        self.method.load_state_dict(dict(state.get("method") or {}))
 
 
 def _amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
@@ -484,7 +445,7 @@ def model_info(settings: TrainSettings, data: TrainingData) -> ModelInfo:
         denoiser_params={"sigma_d": settings.sigma_d, "sigma_r": settings.sigma_r, "keep_rate": settings.keep_rate},
         eta=settings.eta,
         settings=settings_to_dict(settings),
-        weights=("teacher", "student") if settings.uses_teacher else ("student",),
+        weights=("teacher", "student") if get_method(settings.method).has_teacher else ("student",),
     )
 
 
@@ -513,7 +474,7 @@ def _summary(
     context: DistributedContext,
 ) -> dict[str, Any]:
     last = history[-1] if history else {}
-    losses = {k: last[k] for k in ("loss", *LOSS_TERMS[settings.method]) if k in last}
+    losses = {k: last[k] for k in ("loss", *get_method(settings.method).loss_terms) if k in last}
     validation = {k: last[k] for k in last if k.startswith("val_")}
     return {
         "run_dir": str(run_dir),

@@ -9,8 +9,8 @@ from typing import Any
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.filters.denoisers import check_denoiser
+from voxuda_cli.training.methods import get_method
 
-METHODS = ("vox-uda", "source-only", "supervised", "dann")
 DEVICES = ("auto", "cpu", "cuda")
 
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
@@ -49,7 +49,7 @@ class TrainSettings:
     # from the first step (METHOD.md). A young teacher labels nearly every target voxel confident
     # background; the ramp keeps those labels from locking the student into predicting nothing.
     pl_warmup: float = 0.0
-    augment: bool = True  # random flips and 90-degree rotations of the labelled volumes
+    augment: bool = True  # random flips of the labelled volumes (no rotations: data.random_flips says why)
     invert: bool = False  # flip contrast of raw data whose protein is dark (before z-scoring)
     strict: bool = False  # refuse (instead of warn) a target voxel size > 5 % off the source's
     seed: int = 0
@@ -74,8 +74,7 @@ class TrainSettings:
         def bad(option: str, problem: str) -> VoxudaInputError:
             return VoxudaInputError(f"--{option.replace('_', '-')} {getattr(self, option)}: {problem}")
 
-        if self.method not in METHODS:
-            raise bad("method", f"unknown method; use one of {', '.join(METHODS)}")
+        get_method(self.method)
         check_denoiser(self.denoiser)
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise bad("device", f"unknown device; use one of {', '.join(DEVICES)}")
@@ -107,22 +106,6 @@ class TrainSettings:
             raise bad("threads", "must be at least 1")
         if self.workers < 0:
             raise bad("workers", "must not be negative")
-
-    @property
-    def needs_source(self) -> bool:
-        return self.method != "supervised"
-
-    @property
-    def uses_target_images(self) -> bool:
-        return self.method in ("vox-uda", "dann", "supervised")
-
-    @property
-    def uses_discriminator(self) -> bool:
-        return self.method in ("vox-uda", "dann")
-
-    @property
-    def uses_teacher(self) -> bool:
-        return self.method == "vox-uda"
 
     def replace(self, **changes: Any) -> TrainSettings:
         return dataclasses.replace(self, **changes)

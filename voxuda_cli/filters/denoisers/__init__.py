@@ -10,6 +10,7 @@ in z-chunks. A new denoiser is one file here (or anywhere) with a ``Denoiser`` s
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,5 +96,6 @@ def make_denoiser(name: str, params: DenoiserParams | None = None, option: str =
     return _REGISTRY[check_denoiser(name, option)](params or DenoiserParams())
 
 
-# The built-in denoisers register themselves on import (after the registry exists).
-from voxuda_cli.filters.denoisers import bf, ibf, ngm, none  # noqa: E402, F401
+# The built-in denoisers register themselves on import (after the registry exists), in this order.
+for _module in ("ibf", "bf", "ngm", "none"):
+    importlib.import_module(f"{__name__}.{_module}")

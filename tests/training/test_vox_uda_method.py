@@ -3,7 +3,7 @@ import math
 import pytest
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.training.loop import pl_warmup_factor
+from voxuda_cli.training.methods.vox_uda import pl_warmup_factor
 from voxuda_cli.training.settings import TrainSettings
 
 

@@ -1,0 +1,106 @@
+"""Training methods as plug-ins: what a method needs, which losses it computes, and how.
+
+The Trainer (training/loop.py) is generic: networks, optimiser, EMA teacher, AMP, checkpoints. It
+asks the method (a :class:`Method` subclass, built from the run's settings) what to build and
+feed: a teacher, a domain discriminator, target images, an NGM-noised source, a denoised target.
+Each step it calls ``before_step``, feeds ``inputs(batch)`` to the student, and minimises the sum
+of ``weights(position)[term] * losses(step, batch)[term]``. A method's own state (beyond the
+networks) goes into the checkpoint through ``state_dict`` / ``load_state_dict``.
+
+A new method is one file with a Method subclass and one ``register_method`` call; its name then
+works everywhere (``voxuda train --method``, the settings, the run summary). Built-in methods:
+``vox-uda`` (vox_uda.py), ``dann`` (dann.py), ``source-only`` (source_only.py), ``supervised``
+(supervised.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from voxuda_cli.errors import VoxudaInputError
+
+if TYPE_CHECKING:
+    from voxuda_cli.training.data import Batch
+    from voxuda_cli.training.loop import Trainer
+    from voxuda_cli.training.settings import TrainSettings
+
+DEFAULT_METHOD = "vox-uda"
+
+
+@dataclass
+class StepOutputs:
+    """What one step's forward passes produced, for ``Method.losses``."""
+
+    logits: torch.Tensor  # student logits of ``inputs(batch)``, (B', 2, D, H, W)
+    features: tuple[torch.Tensor, ...]  # student features f_c, f_v2, f_v4, f_v6 of the same
+    domain: torch.Tensor | None  # discriminator logits behind the reversal layer (has_discriminator)
+    teacher_logits: torch.Tensor | None  # teacher logits of the denoised target (has_teacher)
+    position: float | None  # epochs done, fractional (None: unknown, e.g. a benchmark step)
+    figures: dict[str, float] = field(default_factory=dict)  # extra numbers to log (e.g. pseudo-label coverage)
+
+
+class Method:
+    """One training recipe. Class attributes say what it needs; methods say what it computes."""
+
+    name: ClassVar[str] = ""
+    labelled_option: ClassVar[str] = "--src"  # which dataset holds the labelled set: --src or --tgt
+    uses_target: ClassVar[bool] = False  # unlabelled target images in every batch (batch.target)
+    uses_noisy_source: ClassVar[bool] = False  # the NGM-noised labelled batch (batch.noisy)
+    uses_denoised_target: ClassVar[bool] = False  # the denoised target, the teacher's input (batch.denoised)
+    has_teacher: ClassVar[bool] = False  # an EMA teacher (saved in model.pt; predict --use teacher)
+    has_discriminator: ClassVar[bool] = False  # a domain discriminator on f_v6, behind gradient reversal
+    loss_terms: ClassVar[tuple[str, ...]] = ("seg",)  # the keys ``losses`` returns
+
+    def __init__(self, settings: TrainSettings) -> None:
+        self.settings = settings
+
+    def inputs(self, batch: Batch) -> torch.Tensor:
+        """The student's input of one step (one forward over the concatenation)."""
+        return batch.images
+
+    def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def weights(self, position: float | None) -> dict[str, float]:
+        """Weight of each loss term at ``position`` (epochs done): ``--<term>-weight`` by default."""
+        return {term: float(getattr(self.settings, f"{term}_weight", 1.0)) for term in self.loss_terms}
+
+    def before_step(self, trainer: Trainer, position: float | None) -> None:
+        """Called before every optimisation step (e.g. for a schedule); nothing by default."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (a checkpoint of an earlier run)."""
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register_method(method: type[Method]) -> type[Method]:
+    """Make ``method.name`` a training method (usable as a class decorator)."""
+    if not method.name:
+        raise ValueError(f"{method.__name__}: a method needs a name")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name``; an unknown name is a one-line error listing them."""
+    if name not in _REGISTRY:
+        raise VoxudaInputError(f"--method {name}: unknown method; use one of {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+# The built-in methods register themselves on import (after the registry exists), in this order.
+for _module in ("vox_uda", "source_only", "supervised", "dann"):
+    importlib.import_module(f"{__name__}.{_module}")
