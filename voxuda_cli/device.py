@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+from voxuda_cli.fields import DEVICE_CHOICES
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -19,7 +18,14 @@ def resolve_device(name: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise VoxudaInputError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
         return torch.device(name)
-    raise VoxudaInputError(f"--device {name}: unknown device; use one of auto, cpu, cuda")
+    raise VoxudaInputError(f"--device {name}: unknown device; use one of {', '.join(DEVICE_CHOICES)}")
+
+
+def check_device(name: str) -> str:
+    """``name`` if it is auto, cpu, cuda or cuda:N (without touching CUDA); else a one-line error."""
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise VoxudaInputError(f"--device {name}: unknown device; use one of {', '.join(DEVICE_CHOICES)}")
+    return name
 
 
 def seed_everything(seed: int) -> None:

@@ -9,6 +9,15 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import setting
+
+
+@dataclass
+class ScoreSettings:
+    """Settings of ``voxuda score`` (the one source of its defaults)."""
+
+    per_sample: bool = setting(False, "List every sample in the table.")
+    mask_threshold: float = setting(0.5, "MRC inputs are read as masks: foreground where the value is above this.")
 
 
 @dataclass

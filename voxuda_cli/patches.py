@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from voxuda_cli import fields
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import setting
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.normalise import zscore
 
@@ -21,11 +23,19 @@ from voxuda_cli.normalise import zscore
 class PatchifySettings:
     """Settings of ``voxuda patchify`` (the one source of its defaults)."""
 
-    patch: int = 32
-    stride: int | None = None  # None: equal to patch (non-overlapping, as the paper)
-    resize: int | None = None  # resample to resize^3 first (paper: 192 for Mycoplasma, 64 for Erwinia)
-    zscore: bool = False  # z-score each parent volume before cutting
-    invert: bool = False  # flip contrast of raw data whose protein is dark
+    patch: int = setting(32, "Patch edge (voxels).")
+    # None: equal to patch (non-overlapping, as the paper)
+    stride: int | None = setting(
+        None, "Step between patches (voxels); smaller than --patch overlaps.", default_help="[default: patch]"
+    )
+    # Paper: 192 for Mycoplasma, 64 for Erwinia.
+    resize: int | None = setting(
+        None,
+        "Resample each volume to N^3 first (Fourier resampling; voxel size scales).",
+        default_help="[default: off]",
+    )
+    zscore: bool = setting(False, "Z-score each volume before cutting.")
+    invert: bool = fields.invert()
 
     def __post_init__(self) -> None:
         if self.patch < 4:

@@ -25,10 +25,8 @@ log = logging.getLogger("voxuda")
 EXIT_BAD_INPUT = 2
 
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output file or folder.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (runs repeat exactly on CPU).")]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu, or cuda[:N].")
-]
+ModelArg = Annotated[Path, typer.Argument(help="Training run folder (with model.pt) or a model file.")]
+InputsArg = Annotated[list[Path], typer.Argument(help="One HDF5 dataset, MRC files, or folders of MRC files.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (logs go to stderr).")]
 ConfigOpt = Annotated[
     Path | None,
@@ -37,6 +35,11 @@ ConfigOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="More log output on stderr.")]
+
+
+def PreviewOpt(what: str) -> Any:  # noqa: N802 (an annotation, like the ones above)
+    """``--preview FILE.png``: a montage of central slices of what the command read and wrote."""
+    return Annotated[Path | None, typer.Option("--preview", help=f"Also save a PNG montage: {what}. [default: off]")]
 
 
 def setup_logging(verbose: bool = False) -> None:

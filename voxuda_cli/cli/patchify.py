@@ -16,63 +16,43 @@ from typing import Annotated
 
 import typer
 
-from voxuda_cli.cli.common import ConfigOpt, JsonOpt, VerboseOpt, cli_errors, emit, progress_bar, setup_logging
-from voxuda_cli.config import describe
+from voxuda_cli.cli.common import InputsArg, emit, progress_bar
+from voxuda_cli.cli.options import param, settings_command
 from voxuda_cli.patches import PatchifySettings
 
 NAME = "patchify"
+SETTINGS = PatchifySettings
+_COLUMNS = ("output", "parents", "patches", "patch", "stride", "voxel_size")
+
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dataset of patches.")]
 
 
-def command(
-    inputs: Annotated[list[Path], typer.Argument(help="MRC files, folders of MRC files, or one HDF5 dataset.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dataset of patches.")],
-    patch: Annotated[int | None, typer.Option(help=describe(PatchifySettings, "patch", "Patch edge (voxels)."))] = None,
-    stride: Annotated[
-        int | None, typer.Option(help="Step between patches (voxels); smaller than --patch overlaps. [default: patch]")
-    ] = None,
-    resize: Annotated[
-        int | None,
-        typer.Option(help="Resample each volume to N^3 first (Fourier resampling; voxel size scales). [default: off]"),
-    ] = None,
-    zscore: Annotated[
-        bool | None,
-        typer.Option("--zscore/--no-zscore", help=describe(PatchifySettings, "zscore", "Z-score each volume.")),
-    ] = None,
-    invert: Annotated[
-        bool | None,
-        typer.Option(
-            "--invert/--no-invert", help=describe(PatchifySettings, "invert", "Flip contrast (dark protein).")
-        ),
-    ] = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-) -> None:
-    setup_logging(verbose)
-    with cli_errors(NAME):
-        from rich.table import Table
+def run(settings: PatchifySettings, inputs: list[Path], output: Path, as_json: bool) -> None:
+    from rich.table import Table
 
-        from voxuda_cli.config import resolve_settings, settings_to_dict
-        from voxuda_cli.io.dataset import provenance
-        from voxuda_cli.io.sources import count_inputs, iter_volumes
-        from voxuda_cli.patches import write_patches
+    from voxuda_cli.config import settings_to_dict
+    from voxuda_cli.io.dataset import provenance
+    from voxuda_cli.io.sources import count_inputs, iter_volumes
+    from voxuda_cli.patches import write_patches
 
-        settings = resolve_settings(
-            PatchifySettings, config, NAME, patch=patch, stride=stride, resize=resize, zscore=zscore, invert=invert
+    total = count_inputs(inputs)
+    origin = provenance(NAME, settings_to_dict(settings), [str(p) for p in inputs])
+    with progress_bar() as bar:
+        task = bar.add_task("patchify", total=total, status="")
+        summary = write_patches(
+            output,
+            iter_volumes(inputs, mmap=True),
+            settings,
+            origin,
+            on_volume=lambda name, n: bar.update(task, advance=1, status=f"{name}: {n} patches"),
         )
-        total = count_inputs(inputs)
-        origin = provenance(NAME, settings_to_dict(settings), [str(p) for p in inputs])
-        with progress_bar() as bar:
-            task = bar.add_task("patchify", total=total, status="")
-            summary = write_patches(
-                output,
-                iter_volumes(inputs, mmap=True),
-                settings,
-                origin,
-                on_volume=lambda name, n: bar.update(task, advance=1, status=f"{name}: {n} patches"),
-            )
-        table = Table(title="patchify")
-        for key in ("output", "parents", "patches", "patch", "stride", "voxel_size"):
-            table.add_column(key)
-        table.add_row(*(str(summary[k]) for k in ("output", "parents", "patches", "patch", "stride", "voxel_size")))
-        emit(summary, as_json, table)
+    table = Table(title="patchify")
+    for key in _COLUMNS:
+        table.add_column(key)
+    table.add_row(*(str(summary[k]) for k in _COLUMNS))
+    emit(summary, as_json, table)
+
+
+command = settings_command(
+    NAME, PatchifySettings, run, arguments=[param("inputs", InputsArg), param("output", OutputOpt)]
+)

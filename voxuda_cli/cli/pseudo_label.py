@@ -19,119 +19,73 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from voxuda_cli.cli.common import (
-    ConfigOpt,
-    DeviceOpt,
-    JsonOpt,
-    VerboseOpt,
-    cli_errors,
-    emit,
-    fmt,
-    progress_bar,
-    setup_logging,
-)
-from voxuda_cli.config import describe
-from voxuda_cli.filters.denoisers import names as denoiser_names
-from voxuda_cli.inference.settings import DEFAULT_ETA, PseudoLabelSettings
+from voxuda_cli.cli.common import ModelArg, PreviewOpt, emit, fmt, progress_bar
+from voxuda_cli.cli.options import param, settings_command
+from voxuda_cli.inference.settings import PseudoLabelSettings
 
 NAME = "pseudo-label"
-S = PseudoLabelSettings
-FROM_MODEL = "[default: the model file's, else the filter's default]"
+SETTINGS = PseudoLabelSettings
+
+TargetArg = Annotated[
+    list[Path], typer.Argument(help="Target dataset: one HDF5 dataset, MRC files or folders (model box).")
+]
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dataset of pseudo-labels.")]
 
 
-def command(
-    model: Annotated[Path, typer.Argument(help="Training run folder (with model.pt) or a model file.")],
-    target: Annotated[
-        list[Path], typer.Argument(help="Target dataset: one HDF5 dataset, MRC files or folders (model box).")
-    ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dataset of pseudo-labels.")],
-    eta: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Confidence threshold (class probability). [default: the model file's eta, else {DEFAULT_ETA}]"
-        ),
-    ] = None,
-    denoiser: Annotated[
-        str | None,
-        typer.Option(help=f"Teacher's input filter: {', '.join(denoiser_names())}. [default: the model file's]"),
-    ] = None,
-    sigma_d: Annotated[float | None, typer.Option("--sigma-d", help=f"(I)BF spatial sigma. {FROM_MODEL}")] = None,
-    sigma_r: Annotated[float | None, typer.Option("--sigma-r", help=f"(I)BF range sigma. {FROM_MODEL}")] = None,
-    keep_rate: Annotated[
-        float | None, typer.Option("--keep-rate", help=f"NGM high-pass fraction. {FROM_MODEL}")
-    ] = None,
-    use: Annotated[
-        str | None, typer.Option(help=describe(S, "use", "Weights of the model file: teacher or student."))
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help=describe(S, "batch_size", "Samples per forward pass."))
-    ] = None,
-    preview: Annotated[
-        Path | None,
-        typer.Option("--preview", help="Also save a PNG montage: target / denoised / confidence / pseudo-label."),
-    ] = None,
-    device: DeviceOpt = None,
-    amp: Annotated[
-        bool | None, typer.Option("--amp/--no-amp", help=describe(S, "amp", "Mixed precision on CUDA."))
-    ] = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
+def run(
+    settings: PseudoLabelSettings, model: Path, target: list[Path], output: Path, preview: Path | None, as_json: bool
 ) -> None:
-    setup_logging(verbose)
-    with cli_errors(NAME):
-        import numpy as np
+    from voxuda_cli.config import settings_to_dict
+    from voxuda_cli.errors import VoxudaInputError
+    from voxuda_cli.inference.pseudo_labels import (
+        make_pseudo_labels,
+        pseudo_label_predictor,
+        resolve_pseudo_label_settings,
+        summarise,
+        write_pseudo_labels,
+    )
+    from voxuda_cli.io.dataset import is_h5_path, provenance
+    from voxuda_cli.io.sources import read_dataset
 
-        from voxuda_cli.config import resolve_settings, settings_to_dict
-        from voxuda_cli.errors import VoxudaInputError
-        from voxuda_cli.inference.pseudo_labels import (
-            make_pseudo_labels,
-            pseudo_label_predictor,
-            resolve_pseudo_label_settings,
-            summarise,
-            write_pseudo_labels,
-        )
-        from voxuda_cli.io.dataset import is_h5_path, provenance
-        from voxuda_cli.io.sources import read_dataset
+    if not is_h5_path(output):
+        raise VoxudaInputError(f"{output}: pseudo-labels are written as an HDF5 dataset; name it .h5")
+    predictor = pseudo_label_predictor(model, settings)
+    settings = resolve_pseudo_label_settings(settings, predictor.info)
+    dataset = read_dataset(target)
+    with progress_bar() as bar:
+        task = bar.add_task(NAME, total=len(dataset), status=Path(dataset.source).name)
+        labels = make_pseudo_labels(predictor, dataset, settings, lambda n: bar.update(task, advance=n))
+    origin = provenance(NAME, settings_to_dict(settings), [str(model), *(str(p) for p in target)])
+    write_pseudo_labels(output, dataset, labels, settings, origin)
+    summary = summarise(dataset, labels, settings, output, str(predictor.model_path))
+    if preview is not None:
+        _save_preview(preview, dataset, labels)
+        summary["preview"] = str(preview)
+    emit(summary, as_json, _table(summary))
 
-        if not is_h5_path(output):
-            raise VoxudaInputError(f"{output}: pseudo-labels are written as an HDF5 dataset; name it .h5")
-        settings = resolve_settings(
-            PseudoLabelSettings,
-            config,
-            NAME,
-            eta=eta,
-            denoiser=denoiser,
-            sigma_d=sigma_d,
-            sigma_r=sigma_r,
-            keep_rate=keep_rate,
-            use=use,
-            batch_size=batch_size,
-            device=device,
-            amp=amp,
-        )
-        predictor = pseudo_label_predictor(model, settings)
-        settings = resolve_pseudo_label_settings(settings, predictor.info)
-        dataset = read_dataset(target)
-        with progress_bar() as bar:
-            task = bar.add_task(NAME, total=len(dataset), status=Path(dataset.source).name)
-            labels = make_pseudo_labels(predictor, dataset, settings, lambda n: bar.update(task, advance=n))
-        origin = provenance(NAME, settings_to_dict(settings), [str(model), *(str(p) for p in target)])
-        write_pseudo_labels(output, dataset, labels, settings, origin)
-        summary = summarise(dataset, labels, settings, output, str(predictor.model_path))
-        if preview is not None:
-            from voxuda_cli.plots import save_montage
 
-            picks = np.unique(np.linspace(0, len(dataset) - 1, min(4, len(dataset))).astype(int))
-            columns = {
-                "target": [dataset.images[i] for i in picks],
-                "denoised": labels.denoised_preview,
-                "confidence": [labels.confidence[i] for i in picks],
-                "pseudo-label": [labels.masks[i] for i in picks],
-            }
-            save_montage(preview, columns, [dataset.names[i] for i in picks], title=f"pseudo-labels, eta {labels.eta}")
-            summary["preview"] = str(preview)
-        emit(summary, as_json, _table(summary))
+command = settings_command(
+    NAME,
+    PseudoLabelSettings,
+    run,
+    arguments=[param("model", ModelArg), param("target", TargetArg), param("output", OutputOpt)],
+    extras=[param("preview", PreviewOpt("target / denoised / confidence / pseudo-label"), None)],
+)
+
+
+def _save_preview(path: Path, dataset: Any, labels: Any) -> None:
+    import numpy as np
+
+    from voxuda_cli.plots import save_montage
+
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(4, len(dataset))).astype(int))
+    columns = {
+        "target": [dataset.images[i] for i in picks],
+        "denoised": labels.denoised_preview,
+        "confidence": [labels.confidence[i] for i in picks],
+        "pseudo-label": [labels.masks[i] for i in picks],
+    }
+    save_montage(path, columns, [dataset.names[i] for i in picks], title=f"pseudo-labels, eta {labels.eta}")
 
 
 def _table(summary: dict[str, Any]) -> Table:

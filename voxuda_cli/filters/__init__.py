@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
+from voxuda_cli import fields
+from voxuda_cli.device import check_device
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import setting
 from voxuda_cli.filters.bilateral import (
     DEFAULT_SIGMA_D,
     DEFAULT_SIGMA_R,
@@ -28,6 +31,7 @@ from voxuda_cli.filters.denoisers import (
     make_denoiser,
     register_denoiser,
 )
+from voxuda_cli.filters.denoisers import names as denoiser_names
 from voxuda_cli.filters.fourier import DEFAULT_KEEP_RATE, check_keep_rate, high_pass_residual
 from voxuda_cli.filters.noise import (
     NoiseEstimate,
@@ -42,15 +46,19 @@ from voxuda_cli.filters.noise import (
 class DenoiseSettings:
     """Settings of `ibf-denoise` (the one source of its defaults)."""
 
-    method: str = DEFAULT_DENOISER
-    sigma_d: float = DEFAULT_SIGMA_D
-    sigma_r: float = DEFAULT_SIGMA_R
-    keep_rate: float = DEFAULT_KEEP_RATE
-    chunk: int | None = None
-    zscore: bool = True
+    method: str = setting(DEFAULT_DENOISER, "Denoiser: {choices}.", choices=denoiser_names)
+    sigma_d: float = fields.sigma_d()
+    sigma_r: float = fields.sigma_r()
+    keep_rate: float = fields.keep_rate()
+    chunk: int | None = setting(
+        None, "z-rows per chunk for big volumes.", default_help="[default: chosen from free memory]"
+    )
+    zscore: bool = setting(True, "Z-score each volume before filtering (the output stays on the input's scale).")
+    device: str = fields.device()
 
     def validate(self) -> None:
         check_denoiser(self.method, "--method")
+        check_device(self.device)
         check_keep_rate(self.keep_rate)
         check_sigmas(self.sigma_d, self.sigma_r)
         if self.chunk is not None and int(self.chunk) < 1:

@@ -29,9 +29,8 @@ import numpy as np
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 
-DEFAULT_SIGMA_D = 120.0
-DEFAULT_SIGMA_R = 1.2
 BILATERAL_METHODS = ("ibf", "bf")
 # The 13 offsets o > 0 (lexicographically); -o covers the other 13 neighbours.
 HALF_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(

@@ -14,8 +14,7 @@ import functools
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
-
-DEFAULT_KEEP_RATE = 0.244
+from voxuda_cli.fields import DEFAULT_KEEP_RATE
 
 
 def check_keep_rate(keep_rate: float, option: str = "--keep-rate") -> float:

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from voxuda_cli import fields
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import setting
 from voxuda_cli.filters.fourier import DEFAULT_KEEP_RATE, check_keep_rate, high_pass_residual
 from voxuda_cli.normalise import zscore_tensor
 
@@ -31,9 +33,9 @@ _BATCH_VOXELS = 2**24  # volumes per FFT batch are limited to about this many vo
 class NoiseSettings:
     """Settings of `estimate-noise` (the one source of its defaults)."""
 
-    n_sampled: int = 10
-    keep_rate: float = DEFAULT_KEEP_RATE
-    seed: int = 0
+    n_sampled: int = setting(10, "Volumes to draw (all of them, with a warning, if fewer).")
+    keep_rate: float = fields.keep_rate()
+    seed: int = fields.seed()
 
     def validate(self) -> None:
         check_keep_rate(self.keep_rate)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import DEFAULT_ETA
 from voxuda_cli.io.atomic import atomic_output
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
 
@@ -29,7 +30,7 @@ class ModelInfo:
     method: str = "vox-uda"
     denoiser: str = "ibf"
     denoiser_params: dict[str, float] = field(default_factory=dict)
-    eta: float = 0.85
+    eta: float = DEFAULT_ETA
     settings: dict[str, Any] = field(default_factory=dict)
     weights: tuple[str, ...] = ("student",)
 
@@ -104,7 +105,7 @@ def load_model(
         method=str(payload.get("method", "")),
         denoiser=str(payload.get("denoiser", "ibf")),
         denoiser_params=dict(payload.get("denoiser_params", {})),
-        eta=float(payload.get("eta", 0.85)),
+        eta=float(payload.get("eta", DEFAULT_ETA)),
         settings=dict(payload.get("settings", {})),
         weights=weights,
     )

@@ -24,39 +24,70 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxuda_cli import fields
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import setting
 
 SNR_DISTRIBUTIONS = ("levels", "log-uniform")
 CTF_CORRECTIONS = ("none", "phase-flip")
 KINDS = ("source", "target")
 MIN_BOX = 8
+PRESET_NAMES = ("source", "target")
+
+
+def split_list(values: list[str]) -> list[str]:
+    """Repeated options and comma-separated lists both work: --snr 0.03,0.05 == --snr 0.03 --snr 0.05."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def parse_floats(option: str, values: list[str]) -> tuple[float, ...]:
+    parts = split_list(values)
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError as exc:
+        raise VoxudaInputError(f"{option} {' '.join(parts)}: not numbers ({exc})") from exc
 
 
 @dataclass
 class SimulationSettings:
     """Every option of ``voxuda simulate-prep``; the defaults are the ``source`` preset."""
 
-    preset: str = "source"  # source | target: the starting values that options then override
-    structures: tuple[str, ...] = ("3jb9", "4v1w", "7pbl")  # built-in PDB ids or PDB/mmCIF files
-    n_per_structure: int = 500  # samples per structure and SNR level ("levels") or per structure
-    snr: tuple[float, ...] = (0.03, 0.05)  # SNR levels, or the (low, high) range for "log-uniform"
-    snr_distribution: str = "levels"  # levels: every level for every structure; log-uniform: one draw each
-    box: int = 32  # subtomogram edge, voxels
-    voxel_size: float = 10.0  # angstrom
-    tilt_range: tuple[float, float] = (-60.0, 60.0)  # degrees
-    tilt_step: float = 3.0  # degrees
-    defocus: tuple[float, float] = (2.0, 5.0)  # um underfocus, uniform per sample
-    voltage: float = 300.0  # kV
-    spherical_aberration: float = 2.7  # mm
-    amplitude_contrast: float = 0.07
-    ctf_correction: str = "none"  # none (as AITom, the paper's simulator) | phase-flip
-    max_shift: float = 2.0  # voxels per axis, uniform; less where the molecule would leave the box
-    seed: int = 0
-    workers: int = 1  # processes; results are identical for any number
-    kind: str = "source"  # the dataset's kind attribute
-    mask_threshold: float = 300.0  # import mode: greyscale mask -> binary (paper: 300)
-    crop: bool = False  # import mode: centre-crop to --box instead of resizing
-    invert: bool = False  # import mode: flip the contrast of images whose protein is dark
+    preset: str = setting(
+        "source", "Starting values that options then override: {choices}.", choices=lambda: PRESET_NAMES
+    )
+    structures: tuple[str, ...] = setting(
+        ("3jb9", "4v1w", "7pbl"),
+        "Built-in PDB ids or PDB/mmCIF files (gzip ok); repeat or comma.",
+        cli_type=list[str],
+        parse=lambda values: tuple(split_list(values)),
+    )
+    n_per_structure: int = setting(500, "Samples per structure and SNR level (per structure if log-uniform).")
+    snr: tuple[float, ...] = setting(
+        (0.03, 0.05),
+        "SNR levels (or low,high for log-uniform); repeat or comma.",
+        cli_type=list[str],
+        parse=lambda values: parse_floats("--snr", values),
+    )
+    snr_distribution: str = setting(
+        "levels", "{choices} (log-uniform: one draw per sample).", choices=lambda: SNR_DISTRIBUTIONS
+    )
+    box: int = setting(32, "Subtomogram edge (voxels).")
+    voxel_size: float = setting(10.0, "Voxel size (A).")
+    tilt_range: tuple[float, float] = setting((-60.0, 60.0), "Min and max tilt (degrees).")
+    tilt_step: float = setting(3.0, "Tilt step (degrees).")
+    defocus: tuple[float, float] = setting((2.0, 5.0), "Defocus range (um underfocus), uniform per sample.")
+    voltage: float = setting(300.0, "Voltage (kV).")
+    spherical_aberration: float = setting(2.7, "Cs (mm).")
+    amplitude_contrast: float = setting(0.07, "Amplitude contrast fraction.")
+    # none: as AITom, the paper's simulator
+    ctf_correction: str = setting("none", "{choices}.", choices=lambda: CTF_CORRECTIONS)
+    max_shift: float = setting(2.0, "Random shift per axis (voxels; less if the molecule would leave the box).")
+    seed: int = fields.seed()
+    workers: int = setting(1, "Processes (results do not depend on it).")
+    kind: str = setting("source", "Dataset kind: {choices}.", choices=lambda: KINDS)
+    mask_threshold: float = setting(300.0, "Import: greyscale mask > this is 1 (paper: 300).")
+    crop: bool = setting(False, "Import: centre-crop to --box, not resize.")
+    invert: bool = fields.invert(" (import)")
 
     def __post_init__(self) -> None:
         self.structures = tuple(str(s) for s in self.structures)
@@ -130,9 +161,6 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> None:
 def _positive(option: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0):
         raise VoxudaInputError(f"{option} {value}: must be a positive number")
-
-
-PRESET_NAMES = ("source", "target")
 
 
 def preset(name: str) -> SimulationSettings:

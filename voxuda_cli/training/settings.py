@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxuda_cli import fields
+from voxuda_cli.device import check_device
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import setting
 from voxuda_cli.filters.denoisers import check_denoiser
-from voxuda_cli.training.methods import get_method
-
-DEVICES = ("auto", "cpu", "cuda")
+from voxuda_cli.training.methods import DEFAULT_METHOD, get_method
+from voxuda_cli.training.methods import names as method_names
 
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
 RESUMABLE_CHANGES = ("epochs", "device", "amp", "threads", "workers")
@@ -21,42 +23,49 @@ RESUMABLE_CHANGES = ("epochs", "device", "amp", "threads", "workers")
 class TrainSettings:
     """Settings of ``voxuda train`` (the one source of their defaults; METHOD.md "Training")."""
 
-    src: tuple[Path, ...] = ()  # labelled source dataset (HDF5, MRC files or folders)
-    tgt: tuple[Path, ...] = ()  # unlabelled target dataset (labelled for --method supervised)
-    val: tuple[Path, ...] = ()  # optional validation dataset; Dice/IoU per epoch when it has masks
-    method: str = "vox-uda"
-    denoiser: str = "ibf"  # pseudo-label denoiser of the teacher's input
-    sigma_d: float = 120.0  # (I)BF spatial sigma (voxels)
-    sigma_r: float = 1.2  # (I)BF range sigma (z-scored intensity units)
-    keep_rate: float = 0.244  # NGM: fraction of highest-frequency Fourier coefficients kept
-    n_sampled: int = 10  # NGM: target volumes sampled to estimate sigma_t
-    noise: Path | None = None  # a saved `voxuda estimate-noise` result instead of estimating here
-    epochs: int = 300
-    batch_size: int = 16  # global batch: split over the processes of a torchrun launch
-    lr: float = 1e-3  # Adam
-    lr_step: int = 100  # epochs between learning-rate decays
-    lr_gamma: float = 0.1  # decay factor
-    width: int = 32  # VoxResNet C
-    eta: float = 0.85  # pseudo-label confidence threshold
-    ema: float = 0.99  # teacher decay
-    seg_weight: float = 1.0
-    con_weight: float = 1.0
-    dis_weight: float = 1.0
-    pl_weight: float = 1.0
-    con_lambdas: tuple[float, float, float, float] = (0.2, 0.2, 0.3, 0.3)  # f_c, f_v2, f_v4, f_v6
-    ramp_epochs: int | None = None  # horizon of the DANN reversal ramp; None: --epochs of the run's start
-    # Epochs over which the L_pl weight ramps up as Mean Teacher's exp(-5 (1 - t)^2); 0 = full weight
-    # from the first step (METHOD.md). A young teacher labels nearly every target voxel confident
-    # background; the ramp keeps those labels from locking the student into predicting nothing.
-    pl_warmup: float = 0.0
-    augment: bool = True  # random flips of the labelled volumes (no rotations: data.random_flips says why)
-    invert: bool = False  # flip contrast of raw data whose protein is dark (before z-scoring)
-    strict: bool = False  # refuse (instead of warn) a target voxel size > 5 % off the source's
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16)
-    threads: int | None = None  # torch CPU threads; None: torch's default
-    workers: int = 0  # data-loading processes; data is in memory, so 0 is usually fastest
+    src: tuple[Path, ...] = setting((), "Labelled source dataset (.h5 with /masks, MRC files or folders).")
+    tgt: tuple[Path, ...] = setting((), "Unlabelled target dataset (labelled for --method supervised).")
+    val: tuple[Path, ...] = setting((), "Validation dataset; Dice/IoU per epoch if it has masks.")
+    method: str = setting(DEFAULT_METHOD, "Training method: {choices}.", choices=method_names)
+    denoiser: str = fields.denoiser()
+    sigma_d: float = fields.sigma_d()
+    sigma_r: float = fields.sigma_r()
+    keep_rate: float = fields.keep_rate()
+    n_sampled: int = setting(10, "NGM: target volumes sampled to estimate sigma_t.")
+    noise: Path | None = setting(
+        None, "A saved estimate (voxuda estimate-noise -o) instead of estimating here.", default_help="[default: off]"
+    )
+    epochs: int = setting(300, "Passes over the labelled set.")
+    batch_size: int = fields.batch_size(16, "samples per step (the global batch under torchrun)")
+    lr: float = setting(1e-3, "Adam learning rate.")
+    lr_step: int = setting(100, "Epochs between learning-rate decays.")
+    lr_gamma: float = setting(0.1, "Learning-rate decay factor.")
+    width: int = setting(32, "VoxResNet width C.")
+    eta: float = fields.eta()
+    ema: float = setting(0.99, "Teacher EMA decay.")
+    seg_weight: float = setting(1.0, "Weight of L_seg.")
+    con_weight: float = setting(1.0, "Weight of L_con.")
+    dis_weight: float = setting(1.0, "Weight of L_dis.")
+    pl_weight: float = setting(1.0, "Weight of L_pl.")
+    con_lambdas: tuple[float, float, float, float] = setting(
+        (0.2, 0.2, 0.3, 0.3), "L_con weights of f_c, f_v2, f_v4, f_v6."
+    )
+    ramp_epochs: int | None = setting(
+        None, "Horizon of the DANN reversal ramp (epochs).", default_help="[default: --epochs at start]"
+    )
+    # Mean Teacher's exp(-5 (1 - t)^2) (METHOD.md). A young teacher labels nearly every target voxel
+    # confident background; the ramp keeps those labels from locking the student into predicting nothing.
+    pl_warmup: float = setting(0.0, "Epochs over which the L_pl weight ramps up (Mean Teacher); 0 = off.")
+    # Flips only: data.random_flips says why there are no 90-degree rotations.
+    augment: bool = setting(True, "Random flips of the labelled volumes.")
+    invert: bool = fields.invert(" (before z-scoring)")
+    strict: bool = setting(False, "Refuse (instead of warn) a target voxel size > 5 % off the source's.")
+    seed: int = fields.seed()
+    device: str = fields.device()
+    amp: bool = fields.amp()
+    threads: int | None = setting(None, "Torch CPU threads.", default_help="[default: torch's]")
+    # The data is in memory, so 0 is usually fastest.
+    workers: int = setting(0, "Data-loading processes.")
 
     def __post_init__(self) -> None:
         for name in ("src", "tgt", "val"):
@@ -76,8 +85,7 @@ class TrainSettings:
 
         get_method(self.method)
         check_denoiser(self.denoiser)
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise bad("device", f"unknown device; use one of {', '.join(DEVICES)}")
+        check_device(self.device)
         for name in ("epochs", "batch_size", "lr_step", "width", "n_sampled"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be at least 1")

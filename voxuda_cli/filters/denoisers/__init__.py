@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.filters.bilateral import DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
-from voxuda_cli.filters.fourier import DEFAULT_KEEP_RATE
+from voxuda_cli.fields import DEFAULT_DENOISER, DEFAULT_KEEP_RATE, DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 from voxuda_cli.normalise import VolumeStats
 
-DEFAULT_DENOISER = "ibf"  # the paper's (METHOD.md)
+__all__ = ["DEFAULT_DENOISER", "Denoiser", "DenoiserParams", "check_denoiser", "make_denoiser", "names"]
 Progress = Callable[[int, int], None]
 
 

@@ -1,0 +1,98 @@
+"""Settings fields: each setting's default and help text, written once, as dataclass field metadata.
+
+A settings dataclass declares ``name: type = setting(default, "Help.")``; the command-line options
+of its command are generated from those fields (voxuda_cli/cli/options.py), so a new setting is
+one line in one place and ``--help`` shows it with its default. Metadata keys:
+
+- ``help``: the help text; ``{choices}`` in it is filled from ``choices()`` (e.g. a registry's names);
+- ``default_help``: what ``--help`` says instead of ``[default: <value>]`` (e.g. "the model file's");
+- ``flags``: the option's names, where they are not ``--field-name`` (``--x/--no-x`` for booleans);
+- ``cli_type`` and ``parse``: the type typer reads, and a function from it to the field's value;
+- ``cli``: False for a field that is no command-line option.
+
+The factories below are the settings several commands share (one help text, one default each).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # or cuda:N
+DEFAULT_DENOISER = "ibf"  # the paper's (METHOD.md)
+DEFAULT_SIGMA_D = 120.0  # (I)BF spatial sigma, voxels: so wide that the 3x3x3 window is nearly flat
+DEFAULT_SIGMA_R = 1.2  # (I)BF range sigma, z-score units
+DEFAULT_KEEP_RATE = 0.244  # NGM: the paper's fraction of highest-frequency coefficients
+DEFAULT_ETA = 0.85  # pseudo-label confidence threshold (METHOD.md)
+WEIGHT_CHOICES = ("teacher", "student")
+FROM_MODEL = "[default: the model file's, else the filter's default]"
+
+
+def setting(default: Any = None, help: str = "", **metadata: Any) -> Any:
+    """A settings field with its help text (and any of the metadata keys above)."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def help_text(field: dataclasses.Field[Any]) -> str:
+    """The field's ``--help`` line: its help text, its choices filled in, then its default."""
+    text = str(field.metadata.get("help", ""))
+    choices: Callable[[], tuple[str, ...]] | None = field.metadata.get("choices")
+    if choices is not None:
+        text = text.replace("{choices}", ", ".join(choices()))
+    if "default_help" in field.metadata:
+        return f"{text} {field.metadata['default_help']}".strip()
+    default = field.default if field.default is not dataclasses.MISSING else None
+    if isinstance(default, (list, tuple)):
+        default = " ".join(str(v) for v in default) or None
+    return f"{text} [default: {'none' if default is None else default}]".strip()
+
+
+def sigma_d(default: float | None = DEFAULT_SIGMA_D, **metadata: Any) -> Any:
+    return setting(default, "(I)BF spatial (domain) sigma, voxels.", **metadata)
+
+
+def sigma_r(default: float | None = DEFAULT_SIGMA_R, **metadata: Any) -> Any:
+    return setting(default, "(I)BF range sigma, z-score units.", **metadata)
+
+
+def keep_rate(default: float | None = DEFAULT_KEEP_RATE, **metadata: Any) -> Any:
+    return setting(default, "NGM: fraction of the highest-frequency Fourier coefficients taken as noise.", **metadata)
+
+
+def denoiser(default: str | None = DEFAULT_DENOISER, **metadata: Any) -> Any:
+    return setting(default, "Denoiser of the teacher's input: {choices}.", choices=_denoiser_names, **metadata)
+
+
+def _denoiser_names() -> tuple[str, ...]:
+    from voxuda_cli.filters.denoisers import names  # the registry, plug-ins included
+
+    return names()
+
+
+def eta(default: float | None = DEFAULT_ETA, **metadata: Any) -> Any:
+    return setting(default, "Pseudo-label confidence threshold (class probability).", **metadata)
+
+
+def use(default: str) -> Any:
+    return setting(default, "Weights of the model file: {choices}.", choices=lambda: WEIGHT_CHOICES)
+
+
+def batch_size(default: int, what: str) -> Any:
+    return setting(default, f"Batch size: {what}.")
+
+
+def device() -> Any:
+    return setting("auto", "auto (CUDA when present, else CPU), cpu, or cuda[:N].")
+
+
+def amp() -> Any:
+    return setting(False, "Mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU.")
+
+
+def invert(what: str = "") -> Any:
+    return setting(False, f"Flip contrast of data whose protein is dark{what}.")
+
+
+def seed() -> Any:
+    return setting(0, "Random seed (the same seed repeats a run exactly on CPU).")
