@@ -39,7 +39,9 @@ def run(settings: SimulationSettings, folder: Path) -> dict[str, float]:
     arrivals: list[float] = []
     start = time.perf_counter()
     summary = simulate_dataset(
-        folder / f"bench_w{settings.workers}.h5", settings, on_sample=lambda _: arrivals.append(time.perf_counter())
+        folder / f"bench_w{settings.workers}.h5",
+        settings,
+        on_sample=lambda *_, **__: arrivals.append(time.perf_counter()),
     )
     count = int(summary["samples"])
     total = arrivals[-1] - start

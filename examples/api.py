@@ -59,7 +59,7 @@ def main(work: Path) -> None:
     summary = train(settings, work / "run", overwrite=True)
     print(f"trained {summary['epochs_run']} epochs in {summary['seconds']:.0f} s -> {summary['model']}")
 
-    # 5. Predict with the teacher and score against the masks we kept aside.
+    # 5. Predict (with the student weights: PredictSettings.use) and score against the masks we kept aside.
     predictor = Predictor(work / "run", PredictSettings(device="cpu"))
     prediction = predictor.predict_dataset(read_dataset([work / "target.h5"]))
     report = score_masks(target.names, prediction.masks, target.masks, target.classes)

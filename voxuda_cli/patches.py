@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import setting
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.normalise import zscore
+from voxuda_cli.progress import Progress
 
 
 @dataclass
@@ -173,7 +174,7 @@ def write_patches(
     volumes: Iterable[tuple[str, Volume]],
     settings: PatchifySettings,
     provenance_json: str,
-    on_volume: Callable[[str, int], None] | None = None,
+    on_volume: Progress | None = None,
 ) -> dict[str, Any]:
     """Patchify every volume into one dataset file (written atomically); returns a summary."""
     from voxuda_cli.io.dataset import DatasetWriter
@@ -204,7 +205,7 @@ def write_patches(
             count += len(patches)
             parents[name] = info.to_json()
             if on_volume is not None:
-                on_volume(name, len(patches))
+                on_volume(1, f"{name}: {len(patches)} patches")
         writer.set_attr("parents_info", json.dumps(parents))
     return {
         "output": str(output),

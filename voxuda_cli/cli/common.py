@@ -99,5 +99,17 @@ def progress_bar(transient: bool = False) -> Progress:
     )
 
 
+def bar_progress(bar: Progress, task: Any) -> Any:
+    """A voxuda_cli.progress.Progress callback that advances ``task`` of the rich ``bar``."""
+
+    def advance(n: int, status: str = "", total: int | None = None) -> None:
+        extra: dict[str, Any] = {"status": status} if status else {}
+        if total is not None:
+            extra["total"] = total
+        bar.update(task, advance=n, **extra)
+
+    return advance
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from voxuda_cli.cli.common import PreviewOpt, emit, progress_bar
+from voxuda_cli.cli.common import PreviewOpt, bar_progress, emit, progress_bar
 from voxuda_cli.cli.options import param, settings_command
 from voxuda_cli.filters import DenoiseSettings
 
@@ -84,9 +84,7 @@ def _denoise_all(job: Any, settings: DenoiseSettings, device: Any, inputs: list[
     with progress_bar() as bar:
         for path in job.inputs:
             task = bar.add_task(path.name, total=None, status=settings.method)
-
-            def advance(done: int, total: int, task: int = task) -> None:
-                bar.update(task, completed=done, total=total)
+            advance = bar_progress(bar, task)
 
             if job.mode == "dataset":
                 origin = provenance(NAME, settings_to_dict(settings), [str(p) for p in inputs])

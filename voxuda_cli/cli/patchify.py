@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from voxuda_cli.cli.common import InputsArg, emit, progress_bar
+from voxuda_cli.cli.common import InputsArg, bar_progress, emit, progress_bar
 from voxuda_cli.cli.options import param, settings_command
 from voxuda_cli.patches import PatchifySettings
 
@@ -44,7 +44,7 @@ def run(settings: PatchifySettings, inputs: list[Path], output: Path, as_json: b
             iter_volumes(inputs, mmap=True),
             settings,
             origin,
-            on_volume=lambda name, n: bar.update(task, advance=1, status=f"{name}: {n} patches"),
+            on_volume=bar_progress(bar, task),
         )
     table = Table(title="patchify")
     for key in _COLUMNS:

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.table import Table
 
-from voxuda_cli.cli.common import InputsArg, ModelArg, OutputOpt, PreviewOpt, emit, fmt, progress_bar
+from voxuda_cli.cli.common import InputsArg, ModelArg, OutputOpt, PreviewOpt, bar_progress, emit, fmt, progress_bar
 from voxuda_cli.cli.options import param, settings_command
 from voxuda_cli.inference.settings import PredictSettings
 
@@ -41,7 +41,7 @@ def run(
     log.info("%s on %s", describe_inputs(job), predictor.device)
     with progress_bar() as bar:
         task = bar.add_task(NAME, total=job.total, status="")
-        summary = job.run(lambda n, what: bar.update(task, advance=n, status=what), preview)
+        summary = job.run(bar_progress(bar, task), preview)
     emit(summary, as_json, _table(summary))
 
 

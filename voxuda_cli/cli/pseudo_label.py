@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from voxuda_cli.cli.common import ModelArg, PreviewOpt, emit, fmt, progress_bar
+from voxuda_cli.cli.common import ModelArg, PreviewOpt, bar_progress, emit, fmt, progress_bar
 from voxuda_cli.cli.options import param, settings_command
 from voxuda_cli.inference.settings import PseudoLabelSettings
 
@@ -54,7 +54,7 @@ def run(
     dataset = read_dataset(target)
     with progress_bar() as bar:
         task = bar.add_task(NAME, total=len(dataset), status=Path(dataset.source).name)
-        labels = make_pseudo_labels(predictor, dataset, settings, lambda n: bar.update(task, advance=n))
+        labels = make_pseudo_labels(predictor, dataset, settings, bar_progress(bar, task))
     origin = provenance(NAME, settings_to_dict(settings), [str(model), *(str(p) for p in target)])
     write_pseudo_labels(output, dataset, labels, settings, origin)
     summary = summarise(dataset, labels, settings, output, str(predictor.model_path))

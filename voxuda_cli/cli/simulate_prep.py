@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
-from voxuda_cli.cli.common import PreviewOpt, emit, fmt, progress_bar
+from voxuda_cli.cli.common import PreviewOpt, bar_progress, emit, fmt, progress_bar
 from voxuda_cli.cli.options import param, settings_command
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.simulate.presets import SimulationSettings as S
@@ -134,7 +134,7 @@ def _run_simulation(output: Path, settings: S, options: dict, preview: Path | No
             settings,
             provenance_json=origin,
             preview=preview,
-            on_sample=lambda sample: bar.update(task, advance=1, status=sample.name),
+            on_sample=bar_progress(bar, task),
             molecules=molecules,
         )
 
@@ -164,5 +164,5 @@ def _run_import(
             settings,
             provenance_json=origin,
             preview=preview,
-            on_sample=lambda sample: bar.update(task, advance=1, status=sample.name),
+            on_sample=bar_progress(bar, task),
         )

@@ -8,7 +8,7 @@ filters stream whole tomograms through memory maps in z-chunks; NGM needs the wh
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, is_mrc_path, read_mrc
 from voxuda_cli.io.sources import expand_mrc_paths, single_dataset
 from voxuda_cli.normalise import stream_stats, tensor_stats
+from voxuda_cli.progress import Progress
 
 _DATASET_BATCH_VOXELS = 1 << 22  # voxels per denoising batch for datasets
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -99,11 +99,11 @@ def denoise_mrc(
     release_rows(volume.data)
     with create_mrc_memmap(target, volume.shape, like=volume, label=label) as out:
 
-        def after_chunk(done: int, total: int) -> None:
+        def after_chunk(rows: int, status: str = "", total: int | None = None) -> None:
             release_rows(volume.data)
             release_rows(out)
             if progress is not None:
-                progress(done, total)
+                progress(rows, status, total)
 
         denoise_array(volume.data, settings, device, out=out, progress=after_chunk)
         release_rows(out)
@@ -132,7 +132,7 @@ def denoise_dataset(
         cleaned = denoiser((batch - mean) / std)
         images[first : first + step] = (cleaned * std + mean).cpu().numpy()
         if progress is not None:
-            progress(min(n, first + step), n)
+            progress(min(n, first + step) - first, total=n)
     dataset.images = images
     write_dataset(target, dataset, extra_attrs={"provenance": provenance})
     return _record(source.stem, (n, *dataset.box), time.perf_counter() - start, target)

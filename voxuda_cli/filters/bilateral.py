@@ -23,13 +23,13 @@ one pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
+from voxuda_cli.progress import Progress
 
 BILATERAL_METHODS = ("ibf", "bf")
 # The 13 offsets o > 0 (lexicographically); -o covers the other 13 neighbours.
@@ -395,14 +395,14 @@ def filter_volume(
     device: torch.device | str = "cpu",
     out: np.ndarray | None = None,
     zscore_stats: tuple[float, float] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """BF or IBF of one (D, H, W) volume (a read-only np.memmap is fine), ``chunk`` z-rows at a time.
 
     Each chunk is read with a halo, so the result equals the unchunked filter. ``chunk=None`` picks
     one from free memory. ``zscore_stats=(mean, std)``: filter ``(v - mean) / std`` and return the
     result on the input's scale. ``out`` (e.g. a writable memory map) receives the result.
-    ``progress(done_rows, total_rows)`` is called after each chunk.
+    ``progress(rows, total=depth)`` is called after each chunk of ``rows`` z-rows.
     """
     from voxuda_cli.device import resolve_device
 
@@ -432,5 +432,5 @@ def filter_volume(
                 result.mul_(std).add_(mean)
             out[z0:z1] = result.cpu().numpy()
             if progress is not None:
-                progress(z1, depth)
+                progress(z1 - z0, total=depth)
     return out

@@ -17,7 +17,7 @@ _LAZY = {
     "DatasetPrediction": "predictor",
     "Predictor": "predictor",
     "TomogramPrediction": "predictor",
-    "PseudoLabels": "pseudo_labels",
+    "DatasetPseudoLabels": "pseudo_labels",
     "make_pseudo_labels": "pseudo_labels",
     "pseudo_label_predictor": "pseudo_labels",
     "resolve_pseudo_label_settings": "pseudo_labels",

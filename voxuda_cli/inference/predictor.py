@@ -29,7 +29,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,14 +49,13 @@ from voxuda_cli.io.mrc import create_mrc_memmap, read_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.normalise import VolumeStats, stream_stats, zscore_tensor
+from voxuda_cli.progress import Progress
 
 log = logging.getLogger("voxuda")
 
 FOREGROUND = 1
 _FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
 VOXEL_SIZE_TOLERANCE = 0.05  # relative; beyond it the data's scale differs from the training data's
-
-ProgressFn = Callable[[int], None]
 
 
 @dataclass
@@ -191,7 +190,7 @@ class Predictor:
         return probability.float().cpu().numpy()
 
     def predict_batches(
-        self, images: np.ndarray, normalised: bool = False, on_progress: ProgressFn | None = None
+        self, images: np.ndarray, normalised: bool = False, on_progress: Progress | None = None
     ) -> np.ndarray:
         """(N, *box) subtomograms -> (N, *box) probabilities, ``batch_size`` at a time."""
         out = np.empty(images.shape, dtype=np.float32)
@@ -240,7 +239,7 @@ class Predictor:
                 reference,
             )
 
-    def predict_volume(self, volume: np.ndarray, on_progress: ProgressFn | None = None) -> np.ndarray:
+    def predict_volume(self, volume: np.ndarray, on_progress: Progress | None = None) -> np.ndarray:
         """Foreground probabilities of one (D, H, W) volume held in memory; sliding windows when larger than the box."""
         volume = np.asarray(volume, dtype=np.float32)
         self.check_volume_shape(volume.shape, "volume")
@@ -261,7 +260,7 @@ class Predictor:
             on_progress,
         )
 
-    def predict_dataset(self, dataset: Dataset, on_progress: ProgressFn | None = None) -> DatasetPrediction:
+    def predict_dataset(self, dataset: Dataset, on_progress: Progress | None = None) -> DatasetPrediction:
         """Every sample of a dataset (its box must be the model's) -> probabilities and masks."""
         self.check_dataset_box(dataset)
         self.warn_voxel_size(dataset.voxel_size, dataset.source)
@@ -305,7 +304,7 @@ class Predictor:
         input_path: Path | str,
         output_path: Path | str,
         probabilities_path: Path | str | None = None,
-        on_progress: ProgressFn | None = None,
+        on_progress: Progress | None = None,
         scan: VolumeStats | None = None,
         label: str | None = None,
     ) -> TomogramPrediction:

@@ -19,7 +19,6 @@ Output dataset (kind ``pseudo-labels``), aligned with the target:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,14 @@ from voxuda_cli.inference.predictor import Predictor
 from voxuda_cli.inference.settings import DEFAULT_ETA, PredictSettings, PseudoLabelSettings
 from voxuda_cli.io.dataset import Dataset, DatasetWriter
 from voxuda_cli.models.serialization import ModelInfo
+from voxuda_cli.progress import Progress
 
 PREVIEW_ROWS = 4
 FILTER_DEFAULTS = {"sigma_d": 120.0, "sigma_r": 1.2, "keep_rate": 0.244}  # the filters' own defaults (METHOD.md)
 
 
 @dataclass
-class PseudoLabels:
+class DatasetPseudoLabels:
     """Per-voxel pseudo-labels of a dataset (all arrays (N, D, H, W))."""
 
     masks: np.ndarray  # uint8: 1 where confident foreground
@@ -90,8 +90,8 @@ def make_pseudo_labels(
     predictor: Predictor,
     dataset: Dataset,
     settings: PseudoLabelSettings,
-    on_progress: Callable[[int], None] | None = None,
-) -> PseudoLabels:
+    on_progress: Progress | None = None,
+) -> DatasetPseudoLabels:
     """The teacher's pseudo-labels of every sample; ``settings`` resolved (eta, denoiser and its parameters)."""
     from voxuda_cli.filters.denoisers import DenoiserParams, make_denoiser
 
@@ -120,13 +120,13 @@ def make_pseudo_labels(
             on_progress(stop - start)
     confident = confidence >= settings.eta
     masks &= confident
-    return PseudoLabels(masks, confidence, confident, float(settings.eta), previews)
+    return DatasetPseudoLabels(masks, confidence, confident, float(settings.eta), previews)
 
 
 def write_pseudo_labels(
     path: Path | str,
     dataset: Dataset,
-    labels: PseudoLabels,
+    labels: DatasetPseudoLabels,
     settings: PseudoLabelSettings,
     provenance: str = "",
 ) -> None:
@@ -155,7 +155,7 @@ def write_pseudo_labels(
 
 
 def summarise(
-    dataset: Dataset, labels: PseudoLabels, settings: PseudoLabelSettings, output: Path, model: str
+    dataset: Dataset, labels: DatasetPseudoLabels, settings: PseudoLabelSettings, output: Path, model: str
 ) -> dict[str, Any]:
     """The figures ``pseudo-label`` prints."""
     return {

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,9 @@ from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
 from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.normalise import VolumeStats, stream_stats
+from voxuda_cli.progress import Progress
 
 PREVIEW_ROWS = 4
-ProgressFn = Callable[[int, str], None]
 
 
 def output_kind(output: Path) -> str:
@@ -78,7 +77,7 @@ class PredictionJob:
             windows += WindowPlan.make(shape, self.predictor.box, self.predictor.settings.overlap).n_windows
         return samples + windows
 
-    def run(self, on_progress: ProgressFn | None = None, preview: Path | None = None) -> dict[str, Any]:
+    def run(self, on_progress: Progress | None = None, preview: Path | None = None) -> dict[str, Any]:
         started = time.perf_counter()
         settings = self.predictor.settings
         records: list[dict[str, Any]] = []
@@ -136,7 +135,7 @@ class PredictionJob:
         return f"voxuda predict {name} thr {self.predictor.settings.threshold}"
 
     def _run_dataset(
-        self, on_progress: ProgressFn | None, previews: dict[str, list[np.ndarray]], labels: list[str]
+        self, on_progress: Progress | None, previews: dict[str, list[np.ndarray]], labels: list[str]
     ) -> tuple[list[dict[str, Any]], list[str]]:
         dataset = self.dataset
         assert dataset is not None

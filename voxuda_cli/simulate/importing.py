@@ -15,7 +15,7 @@ flat in the sample count.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.progress import Progress
 from voxuda_cli.simulate.presets import SimulationSettings
 
 _MASK_ARRAYS = ("density", "masks", "images")  # where a greyscale mask may sit in an HDF5 input
@@ -165,7 +166,7 @@ def import_dataset(
     settings: SimulationSettings,
     provenance_json: str | None = None,
     preview: Path | str | None = None,
-    on_sample: Callable[[ImportedSample], None] | None = None,
+    on_sample: Progress | None = None,
 ) -> dict[str, Any]:
     """Write the imported pairs as a dataset file (atomically); returns a summary."""
     from voxuda_cli.io.dataset import DatasetWriter
@@ -194,7 +195,7 @@ def import_dataset(
             if len(shown) < 4:
                 shown.append(sample)
             if on_sample is not None:
-                on_sample(sample)
+                on_sample(1, sample.name)
     if preview is not None:
         from voxuda_cli.plots import save_montage
 

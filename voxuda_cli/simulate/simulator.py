@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.normalise import zscore
+from voxuda_cli.progress import Progress
 from voxuda_cli.simulate.density import iso_level, molecular_volume, molecule_mask, render_density
 from voxuda_cli.simulate.presets import SimulationSettings
 from voxuda_cli.simulate.structures import Template, load_template
@@ -317,7 +318,7 @@ def simulate_dataset(
     settings: SimulationSettings,
     provenance_json: str | None = None,
     preview: Path | str | None = None,
-    on_sample: Callable[[SimulatedSample], None] | None = None,
+    on_sample: Progress | None = None,
     preview_rows: int = 4,
     molecules: Sequence[Molecule] | None = None,
 ) -> dict[str, Any]:
@@ -349,7 +350,7 @@ def simulate_dataset(
             )
             _keep_for_preview(shown, sample, preview_rows)
             if on_sample is not None:
-                on_sample(sample)
+                on_sample(1, sample.name)
     seconds = time.perf_counter() - start
     if preview is not None:
         save_preview(preview, shown)

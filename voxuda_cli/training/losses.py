@@ -57,7 +57,9 @@ def domain_loss(domain_logits: torch.Tensor, is_target: torch.Tensor) -> torch.T
     return torch.stack(parts).mean()
 
 
-class PseudoLabels(NamedTuple):
+class PseudoLabelBatch(NamedTuple):
+    """The teacher's labels of one training batch, on its device (what L_pl trains towards)."""
+
     labels: torch.Tensor  # (B, D, H, W) int64: the teacher's argmax
     confident: torch.Tensor  # (B, D, H, W) bool: max probability >= eta
 
@@ -73,14 +75,14 @@ class PseudoLabels(NamedTuple):
         return 0.0 if count == 0 else float((self.labels.bool() & self.confident).sum()) / count
 
 
-def pseudo_labels(teacher_logits: torch.Tensor, eta: float) -> PseudoLabels:
+def pseudo_labels(teacher_logits: torch.Tensor, eta: float) -> PseudoLabelBatch:
     """Voxels whose teacher foreground or background probability is >= eta become labels."""
     probabilities = torch.softmax(teacher_logits.float(), dim=1)
     confidence, labels = probabilities.max(dim=1)
-    return PseudoLabels(labels=labels, confident=confidence >= eta)
+    return PseudoLabelBatch(labels=labels, confident=confidence >= eta)
 
 
-def pseudo_label_loss(student_logits: torch.Tensor, targets: PseudoLabels) -> torch.Tensor:
+def pseudo_label_loss(student_logits: torch.Tensor, targets: PseudoLabelBatch) -> torch.Tensor:
     """L_pl: cross-entropy of the student over the confident voxels only (0 when there are none)."""
     per_voxel = F.cross_entropy(student_logits.float(), targets.labels, reduction="none")
     weight = targets.confident.float()

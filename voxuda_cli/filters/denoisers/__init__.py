@@ -20,9 +20,9 @@ import torch
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import DEFAULT_DENOISER, DEFAULT_KEEP_RATE, DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 from voxuda_cli.normalise import VolumeStats
+from voxuda_cli.progress import Progress
 
 __all__ = ["DEFAULT_DENOISER", "Denoiser", "DenoiserParams", "check_denoiser", "make_denoiser", "names"]
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Denoiser:
         mean, std = (stats.mean, stats.std) if stats is not None else (0.0, 1.0)
         out[...] = (self((data - mean) / std) * std + mean).cpu().numpy()
         if progress is not None:
-            progress(int(volume.shape[0]), int(volume.shape[0]))
+            progress(int(volume.shape[0]), total=int(volume.shape[0]))
         return out
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from voxuda_cli.filters.bilateral import bilateral_filter, check_sigmas, filter_volume, improved_bilateral_filter
-from voxuda_cli.filters.denoisers import Denoiser, Progress, register_denoiser
+from voxuda_cli.filters.denoisers import Denoiser, register_denoiser
 from voxuda_cli.normalise import VolumeStats
+from voxuda_cli.progress import Progress
 
 
 class Bilateral(Denoiser):

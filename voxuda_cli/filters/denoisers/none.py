@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from voxuda_cli.filters.denoisers import Denoiser, Progress, register_denoiser
+from voxuda_cli.filters.denoisers import Denoiser, register_denoiser
 from voxuda_cli.normalise import VolumeStats
+from voxuda_cli.progress import Progress
 
 
 class NoDenoiser(Denoiser):
@@ -27,7 +28,7 @@ class NoDenoiser(Denoiser):
     ) -> np.ndarray:
         out[...] = np.asarray(volume, dtype=np.float32)  # exactly the input: no z-scoring round trip
         if progress is not None:
-            progress(int(volume.shape[0]), int(volume.shape[0]))
+            progress(int(volume.shape[0]), total=int(volume.shape[0]))
         return out
 
 
