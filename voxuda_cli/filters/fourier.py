@@ -21,7 +21,7 @@ def check_keep_rate(keep_rate: float, option: str = "--keep-rate") -> float:
     """Return ``keep_rate`` as a float if it lies strictly between 0 and 1, else raise VoxudaInputError."""
     value = float(keep_rate)
     if not 0.0 < value < 1.0:
-        raise VoxudaInputError(f"{option} {keep_rate}: must lie strictly between 0 and 1 (paper: 0.244)")
+        raise VoxudaInputError(f"{option} {keep_rate}: must lie strictly between 0 and 1 (paper: {DEFAULT_KEEP_RATE})")
     return value
 
 

@@ -50,6 +50,7 @@ from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.normalise import VolumeStats, stream_stats, zscore_tensor
 from voxuda_cli.progress import Progress
+from voxuda_cli.resample import resample_probabilities
 
 log = logging.getLogger("voxuda")
 
@@ -328,9 +329,6 @@ class Predictor:
         shape = tuple(int(n) for n in data.shape)
         plan = WindowPlan.make(shape, self.box, self.settings.overlap)
         label = label or f"voxuda predict {self.model_path.name if self.model_path else 'model'}"
-        middle = shape[0] // 2
-        preview: dict[str, np.ndarray] = {}
-        counts = {"foreground": 0}
         released = {"input": 0}
         outputs = [str(output_path)] + ([str(probabilities_path)] if probabilities_path else [])
         with contextlib.ExitStack() as stack:
@@ -343,18 +341,7 @@ class Predictor:
                     create_mrc_memmap(probabilities_path, shape, volume, np.float32, label, after_chunk=release_rows)
                 )
 
-            def emit(z0: int, rows: np.ndarray) -> None:
-                z1 = z0 + rows.shape[0]
-                mask = rows > self.settings.threshold
-                mask_map[z0:z1] = mask
-                counts["foreground"] += int(mask.sum())
-                release_rows(mask_map, z0, z1)
-                if probability_map is not None:
-                    probability_map[z0:z1] = rows
-                    release_rows(probability_map, z0, z1)
-                if z0 <= middle < z1:
-                    preview["input"] = np.array(data[middle], dtype=np.float32)[None]
-                    preview["probability"] = rows[middle - z0][None].copy()
+            writer = _RowWriter(data, mask_map, probability_map, self.settings.threshold)
 
             def release_input(z: int) -> None:
                 release_rows(data, released["input"], z)
@@ -366,7 +353,7 @@ class Predictor:
                 self.box,
                 self.settings.overlap,
                 self.settings.batch_size,
-                emit,
+                writer,
                 on_progress,
                 release_input,
             )
@@ -375,24 +362,43 @@ class Predictor:
                 removed = remove_small_components_chunked(
                     mask_map, self.settings.min_size, release=lambda a, b: release_rows(mask_map, a, b)
                 )
-            preview["mask"] = np.array(mask_map[middle], dtype=np.uint8)[None]
+            writer.preview["mask"] = np.array(mask_map[writer.middle], dtype=np.uint8)[None]
         voxels = math.prod(shape)
         return TomogramPrediction(
             name=input_path.stem,
             shape=shape,  # type: ignore[arg-type]
             windows=plan.n_windows,
-            foreground_fraction=(counts["foreground"] - removed) / voxels,
+            foreground_fraction=(writer.foreground - removed) / voxels,
             seconds=time.perf_counter() - started,
             outputs=outputs,
             removed_voxels=removed,
-            preview=preview,
+            preview=writer.preview,
         )
 
 
-def resample_probabilities(probabilities: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Linear resampling of a probability map to ``shape`` (same grid convention as patches.resize_mask)."""
-    from scipy import ndimage
+class _RowWriter:
+    """Writes blended probability rows of a tomogram into its mask (and probability) maps, in z order.
 
-    factors = [new / old for new, old in zip(shape, probabilities.shape)]
-    resampled = ndimage.zoom(probabilities.astype(np.float32), factors, order=1, mode="nearest", grid_mode=True)
-    return np.clip(resampled, 0.0, 1.0).astype(np.float32)
+    Each written slab's pages go back to the OS at once; the central slice is kept for the preview.
+    """
+
+    def __init__(
+        self, data: np.ndarray, mask_map: np.ndarray, probability_map: np.ndarray | None, threshold: float
+    ) -> None:
+        self.data, self.mask_map, self.probability_map, self.threshold = data, mask_map, probability_map, threshold
+        self.middle = int(data.shape[0]) // 2
+        self.foreground = 0
+        self.preview: dict[str, np.ndarray] = {}
+
+    def __call__(self, z0: int, rows: np.ndarray) -> None:
+        z1 = z0 + rows.shape[0]
+        mask = rows > self.threshold
+        self.mask_map[z0:z1] = mask
+        self.foreground += int(mask.sum())
+        release_rows(self.mask_map, z0, z1)
+        if self.probability_map is not None:
+            self.probability_map[z0:z1] = rows
+            release_rows(self.probability_map, z0, z1)
+        if z0 <= self.middle < z1:
+            self.preview["input"] = np.array(self.data[self.middle], dtype=np.float32)[None]
+            self.preview["probability"] = rows[self.middle - z0][None].copy()

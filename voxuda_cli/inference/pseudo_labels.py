@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from voxuda_cli.fields import DEFAULT_KEEP_RATE, DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 from voxuda_cli.inference.predictor import Predictor
 from voxuda_cli.inference.settings import DEFAULT_ETA, PredictSettings, PseudoLabelSettings
 from voxuda_cli.io.dataset import Dataset, DatasetWriter
@@ -33,7 +34,7 @@ from voxuda_cli.models.serialization import ModelInfo
 from voxuda_cli.progress import Progress
 
 PREVIEW_ROWS = 4
-FILTER_DEFAULTS = {"sigma_d": 120.0, "sigma_r": 1.2, "keep_rate": 0.244}  # the filters' own defaults (METHOD.md)
+FILTER_DEFAULTS = {"sigma_d": DEFAULT_SIGMA_D, "sigma_r": DEFAULT_SIGMA_R, "keep_rate": DEFAULT_KEEP_RATE}
 
 
 @dataclass

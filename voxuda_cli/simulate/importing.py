@@ -113,7 +113,7 @@ def prepare_pair(
 ) -> ImportedSample:
     """Threshold, then resize or crop to ``settings.box``; z-score the image."""
     from voxuda_cli.normalise import zscore
-    from voxuda_cli.patches import fourier_resample, resize_mask
+    from voxuda_cli.resample import fourier_resample, resize_mask
 
     if image.ndim != 3 or image.shape != greyscale.shape:
         raise VoxudaInputError(
