@@ -54,6 +54,18 @@ def test_target_preset(runner, tmp_path: Path) -> None:  # type: ignore[no-untyp
     assert ((dataset.params["snr"] >= 0.01) & (dataset.params["snr"] <= 0.1)).all()
 
 
+def test_crowded_preset_and_nuisance_options(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "crowded.h5"
+    args = ["--preset", "crowded", "--n-per-structure", "1", "--tilt-step", "9", "--neighbours", "2", "2"]
+    result = runner.invoke(app, ["simulate-prep", str(out), *args, "--noise-slope", "1", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    dataset = read_h5_dataset(out)
+    assert dataset.kind == "target" and dataset.classes == ["6qt9", "4jsv", "7cth"]
+    assert (dataset.params["neighbours"] == 2).all() and (dataset.params["noise_slope"] == 1).all()
+    assert (dataset.params["detector_mtf"] < 1).all()  # from the preset
+    assert "3p3w" in [m["pdb_id"] for m in json.loads(result.stdout)["molecules"]]  # a neighbour-only molecule
+
+
 def test_config_file_and_pdb_input(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from tests.simulate.atomic_models import write_ball_file
 
@@ -96,7 +108,7 @@ def test_import_mode(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped
 
 @pytest.mark.parametrize(
     "case",
-    ["junk", "empty", "box", "snr0", "snr-neg", "import-half", "no-output"],
+    ["junk", "empty", "box", "snr0", "snr-neg", "import-half", "no-output", "neighbours", "mtf"],
 )
 def test_bad_input_exits_2_and_writes_nothing(runner, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
     from tests.simulate.atomic_models import build_structure
@@ -112,6 +124,8 @@ def test_bad_input_exits_2_and_writes_nothing(runner, tmp_path: Path, case: str)
         "snr-neg": [str(out), "--structures", "7pbl", "--snr", "-0.05"],
         "import-half": [str(out), "--import-images", str(tmp_path)],
         "no-output": ["--structures", "7pbl"],
+        "neighbours": [str(out), *SMALL, "--neighbours", "3", "1"],
+        "mtf": [str(out), *SMALL, "--detector-mtf", "0.5", "1.5"],
     }[case]
     result = runner.invoke(app, ["simulate-prep", *args])
     assert result.exit_code == 2, result.output

@@ -6,7 +6,10 @@ reconstruction) -> weighted back-projection -> 32^3 at 10 A. Writes /images (z-s
 bright), /masks (iso-surface enclosing mass / 0.81 A^3), /density, /names, /classes and
 per-sample /params. Built-in molecules (by PDB id): 3jb9 3p3w 4jsv 4v1w 6qt9 7cth 7pbl; or pass
 PDB/mmCIF files (gzip ok). --preset source (default) is the paper's 3,000-sample set; --preset
-target draws SNR per sample (0.01-0.1) on three other molecules, for benchmarks with known masks.
+target draws SNR per sample (0.01-0.1) on three other molecules (the easy benchmark target);
+--preset crowded adds neighbours, background, coloured noise, B-factor and a detector MTF (the
+hard target); --preset randomized is a domain-randomised source (every nuisance but the MTF).
+Masks: every molecule in the box at its own iso-surface, united; membranes are 0.
 
 Import mode (--import-images with --import-masks): greyscale masks become binary at
 --mask-threshold (paper: 300), then images and masks are resized (or --crop'ed) to --box.
@@ -15,6 +18,7 @@ Import mode (--import-images with --import-masks): greyscale masks become binary
 Examples:
   voxuda simulate-prep source.h5 --workers 2 --preview source.png
   voxuda simulate-prep target.h5 --preset target --n-per-structure 200
+  voxuda simulate-prep random.h5 --preset randomized --workers 2 --preview nuisances.png
   voxuda simulate-prep mine.h5 --structures my_complex.cif.gz,4v1w --snr 0.05 --n-per-structure 100
   voxuda simulate-prep imported.h5 --import-images sims/ --import-masks sims_masks/ --box 32
 """
@@ -80,7 +84,7 @@ command = settings_command(
     extras=[
         param("import_images", ImagesOpt, None),
         param("import_masks", MasksOpt, None),
-        param("preview", PreviewOpt("central slices (image, density, mask)"), None),
+        param("preview", PreviewOpt("central slices (image, density, mask; one row per nuisance if any)"), None),
     ],
     resolve=resolve,
 )

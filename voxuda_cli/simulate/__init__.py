@@ -3,13 +3,15 @@
 Library entry points (no CLI needed)::
 
     from voxuda_cli.simulate import SimulationSettings, preset, simulate_dataset, simulate_in_memory
-    settings = preset("source")                      # or SimulationSettings(n_per_structure=10, ...)
+    settings = preset("source")    # the paper's; or "target", "crowded", "randomized", or SimulationSettings(...)
     summary = simulate_dataset("source.h5", settings)  # streamed to disk, like the CLI
     dataset = simulate_in_memory(SimulationSettings(n_per_structure=4, snr=(0.05,)))  # small sets
 
 Modules: structures (atomic models -> bead templates, built-in templates), density (beads -> Da per
-voxel, molecular-volume mask), imaging (tilt series, CTF, noise at SNR, reconstruction), presets
-(settings and presets), simulator (the pipeline, workers), importing (import mode).
+voxel, molecular-volume mask), imaging (tilt series, CTF, noise at SNR, reconstruction), nuisances
+(neighbours, membranes, backgrounds, coloured noise, B-factor, dose, detector: one function each),
+scene (each sample's nuisance draws and the union mask), presets (settings and presets), simulator
+(the pipeline, workers), preview (``--preview`` montages), importing (import mode).
 """
 
 from voxuda_cli.simulate.importing import import_dataset

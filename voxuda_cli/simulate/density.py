@@ -46,9 +46,13 @@ def render_density(
     """Mass per voxel (Da) of Gaussian beads on a ``box``^3 grid; float32 (z, y, x)."""
     import torch
 
-    coords = torch.from_numpy(voxel_coordinates(positions_xyz, box, voxel_size))  # (N, 3) z y x, float64
-    sigma = torch.from_numpy(np.sqrt(BLUR_VOXELS**2 + (np.asarray(spreads, dtype=np.float64) / voxel_size) ** 2))
-    half = _WINDOW_SIGMAS * float(sigma.max())
+    coords_np = voxel_coordinates(positions_xyz, box, voxel_size)  # (N, 3) z y x, float64
+    sigma_np = np.sqrt(BLUR_VOXELS**2 + (np.asarray(spreads, dtype=np.float64) / voxel_size) ** 2)
+    half = _WINDOW_SIGMAS * float(sigma_np.max()) if len(sigma_np) else 0.0
+    # beads whose window misses the box add nothing: drop them (a neighbour is mostly outside)
+    near = np.all((coords_np > -half - 1.0) & (coords_np < box + half), axis=1)
+    coords, sigma = torch.from_numpy(coords_np[near]), torch.from_numpy(sigma_np[near])
+    masses = np.asarray(masses)[near]
     width = int(np.ceil(2 * half)) + 1
     index = torch.floor(coords - half).long()[:, :, None] + torch.arange(width)  # (N, 3, width)
     scale = (1.0 / (sigma * np.sqrt(2.0)))[:, None, None]

@@ -35,6 +35,7 @@ tilt series (tilts, c, d, d). Conventions (checked by tests/simulate/test_imagin
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,13 +97,29 @@ def ctf_filters(defocus_um: np.ndarray, size: int, voxel_size: float, optics: Op
     return ctf
 
 
-def apply_ctf(projections: torch.Tensor, defocus_um: np.ndarray, voxel_size: float, optics: Optics) -> torch.Tensor:
-    """Filter (tilts, c, d, d) projections by each sample's CTF (zero-padded to 2d to avoid wrap-around)."""
+Envelope = Callable[[torch.Tensor], torch.Tensor]  # rfft radial frequency (cycles/pixel) -> (tilts|1, c, ...) filter
+
+
+def apply_ctf(
+    projections: torch.Tensor,
+    defocus_um: np.ndarray,
+    voxel_size: float,
+    optics: Optics,
+    envelope: Envelope | None = None,
+) -> torch.Tensor:
+    """Filter (tilts, c, d, d) projections by each sample's CTF (zero-padded to 2d to avoid wrap-around).
+
+    ``envelope``, if given, multiplies the CTF (B-factor, dose and detector filters: nuisances.py).
+    """
+    from voxuda_cli.simulate.nuisances import rfft_frequency
+
     d = projections.shape[-1]
     pad = d // 2
     padded = torch.nn.functional.pad(projections, (pad, pad, pad, pad))
     size = padded.shape[-1]
     ctf = ctf_filters(defocus_um, size, voxel_size, optics)  # (c, size, size//2+1)
+    if envelope is not None:
+        ctf = ctf * envelope(rfft_frequency(size))  # (tilts | 1, c, size, size//2+1)
     spectrum = torch.fft.rfft2(padded) * ctf
     filtered = torch.fft.irfft2(spectrum, s=(size, size))
     return filtered[..., pad : pad + d, pad : pad + d].contiguous()
@@ -193,6 +210,7 @@ def image_batch(
     angles_deg: np.ndarray,
     voxel_size: float,
     optics: Optics,
+    envelope: Envelope | None = None,
 ) -> ImagingResult:
     """Simulate the subtomograms of a batch of clean densities (c, d, d, d).
 
@@ -201,7 +219,7 @@ def image_batch(
     """
     rotations = tilt_rotations(angles_deg)
     volumes = torch.from_numpy(np.ascontiguousarray(densities, dtype=np.float32))
-    clean = apply_ctf(project(volumes, rotations), defocus_um, voxel_size, optics)
+    clean = apply_ctf(project(volumes, rotations), defocus_um, voxel_size, optics, envelope)
     noise = torch.from_numpy(np.ascontiguousarray(projection_noise, dtype=np.float32))
     both = reconstruct(torch.cat([clean, noise], dim=1), angles_deg)
     count = volumes.shape[0]

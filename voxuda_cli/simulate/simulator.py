@@ -4,8 +4,13 @@ Per run, each molecule is prepared once (template loaded, beads merged to half a
 checked, mask iso-level found); per sample only its beads are rotated and splatted (cheap,
 exact rotation) and the tilt series is imaged (imaging.py) in batches of ``BATCH_SIZE`` samples.
 
+Nuisances (scene.py, nuisances.py) compose in: neighbours and membranes into the imaged density,
+B-factor, dose and detector filters with the CTF, noise colour and detector noise spectrum on the
+tilt-image noise, then resampling, background and contrast inversion on the reconstruction.
+
 Reproducibility: every sample draws everything (rotation, shift, defocus, SNR, projection noise)
-from its own stream, ``SeedSequence(seed, spawn_key=(index,))``; batches are fixed runs of
+from its own stream, ``SeedSequence(seed, spawn_key=(index,))`` (nuisances and batch geometry from
+their own streams, scene.py); batches are fixed runs of
 consecutive indices; torch runs one thread per process. So a file is byte-identical whatever
 ``workers`` is, and sample i of a run is sample i of any longer run with the same settings.
 """
@@ -13,22 +18,36 @@ consecutive indices; torch runs one thread per process. So a file is byte-identi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.normalise import zscore
 from voxuda_cli.progress import Progress
-from voxuda_cli.simulate.density import iso_level, molecular_volume, molecule_mask, render_density
+from voxuda_cli.simulate import nuisances as nz
+from voxuda_cli.simulate.density import iso_level, molecular_volume, render_density
 from voxuda_cli.simulate.presets import SimulationSettings
+from voxuda_cli.simulate.scene import (
+    Geometry,
+    Nuisances,
+    Placement,
+    batch_geometry,
+    draw_nuisances,
+    imaged_density,
+    render_scene,
+)
 from voxuda_cli.simulate.structures import Template, load_template
+
+if TYPE_CHECKING:
+    from voxuda_cli.simulate.imaging import Envelope
 
 BATCH_SIZE = 4  # samples imaged together (fixed: batches must not depend on the worker count)
 BEAD_SPACING_VOXELS = 0.5  # beads merged to half a voxel: far below the resolution, ~2x fewer beads
@@ -44,6 +63,15 @@ PARAMS_DOC = {
     "shift": "angstrom (x, y, z) of the molecule centre from the box centre, voxel (box - 1) / 2",
     "iso_level": "density (Da per voxel) of the mask's iso-surface",
     "mass": "molecular mass in Da (united-atom, hydrogens included)",
+    "neighbours": "neighbouring molecules placed about the central one (their density in the box is in the mask)",
+    "membranes": "membrane sheets in the box (labelled background)",
+    "background": "smooth background std, x the noisy image's std (0: none)",
+    "noise_slope": "tilt-image noise power ~ f^-slope (0: white)",
+    "b_factor": "A^2, envelope exp(-B s^2 / 4) on the tilt images (0: none)",
+    "detector_mtf": "detector MTF at Nyquist, with its noise spectrum (1: perfect detector)",
+    "dose": "total e/A^2 of the dose-weighting exposure filter (0: none)",
+    "inverted": "1 if the contrast was inverted (protein dark)",
+    "sim_voxel_size": "A, voxel size simulated at before Fourier resampling to the output's",
 }
 
 
@@ -54,6 +82,8 @@ class Molecule:
     template: Template
     iso_level: float  # Da per voxel
     max_shift: float  # angstrom per axis
+    role: str = "sample"  # sample: a --structures entry (centred in boxes); neighbour: only ever a neighbour
+    neighbour: bool = False  # drawn as a neighbour in other boxes
 
     @property
     def pdb_id(self) -> str:
@@ -98,9 +128,12 @@ def reference_iso_level(template: Template, box: int, voxel_size: float) -> floa
     """Iso-level enclosing mass / 0.81 A^3, averaged over a few fixed random poses.
 
     One level per molecule (not per sample) makes the mask a true iso-surface: every copy is cut
-    at the same density, and its volume then matches mass / 0.81 to a few per cent.
+    at the same density, and its volume then matches mass / 0.81 to a few per cent. The box is
+    enlarged for a molecule that does not fit (a neighbour): the level depends on the voxel size
+    and the blur, not on the box.
     """
     rng = np.random.default_rng(20250101)
+    box = max(box, int(np.ceil(2 * template.radius / voxel_size)) + 4)
     volume = molecular_volume(template.mass)
     levels = []
     for _ in range(_REFERENCE_POSES):
@@ -111,28 +144,40 @@ def reference_iso_level(template: Template, box: int, voxel_size: float) -> floa
     return float(np.mean(levels))
 
 
-def prepare_molecule(spec: str | Path, settings: SimulationSettings) -> Molecule:
-    """Load a structure, check it fits the box, merge its beads and find its mask iso-level."""
+def prepare_molecule(spec: str | Path, settings: SimulationSettings, role: str = "sample") -> Molecule:
+    """Load a structure, check it fits the box (a neighbour need not), merge its beads, find its iso-level."""
     template = load_template(spec)
     extent = settings.box * settings.voxel_size
-    if 2 * template.radius > extent:
+    if role == "sample" and 2 * template.radius > extent:
         raise VoxudaInputError(
             f"{spec}: the molecule spans {2 * template.radius:.0f} A (any rotation) but the box is "
             f"{settings.box} x {settings.voxel_size:g} A = {extent:.0f} A; use a larger --box or --voxel-size"
         )
     template = template.coarsened(BEAD_SPACING_VOXELS * settings.voxel_size)
-    max_shift = min(settings.max_shift * settings.voxel_size, extent / 2 - template.radius)
+    max_shift = max(0.0, min(settings.max_shift * settings.voxel_size, extent / 2 - template.radius))
     with torch_single_thread():
         level = reference_iso_level(template, settings.box, settings.voxel_size)
-    return Molecule(template=template, iso_level=level, max_shift=max_shift)
+    return Molecule(template=template, iso_level=level, max_shift=max_shift, role=role)
 
 
 def prepare_molecules(settings: SimulationSettings) -> list[Molecule]:
+    """The run's molecules: every --structures entry, then neighbour-only molecules (if any)."""
     molecules = [prepare_molecule(spec, settings) for spec in settings.structures]
     ids = [m.pdb_id for m in molecules]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise VoxudaInputError(f"--structures: {duplicates[0]} is given twice; each structure once")
+    if settings.neighbours[1] == 0:
+        return molecules
+    if not settings.neighbour_structures:
+        return [dataclasses.replace(m, neighbour=True) for m in molecules]
+    for spec in settings.neighbour_structures:
+        template_id = load_template(spec).pdb_id
+        known = [i for i, m in enumerate(molecules) if m.pdb_id == template_id]
+        if known:
+            molecules[known[0]] = dataclasses.replace(molecules[known[0]], neighbour=True)
+        else:
+            molecules.append(dataclasses.replace(prepare_molecule(spec, settings, role="neighbour"), neighbour=True))
     return molecules
 
 
@@ -141,6 +186,8 @@ def plan_samples(settings: SimulationSettings, molecules: Sequence[Molecule]) ->
     specs: list[SampleSpec] = []
     levels: list[float | None] = list(settings.snr) if settings.snr_distribution == "levels" else [None]
     for m_index, molecule in enumerate(molecules):
+        if molecule.role != "sample":
+            continue
         for level in levels:
             for copy in range(settings.n_per_structure):
                 stem = molecule.pdb_id if level is None else f"{molecule.pdb_id}_snr{level:g}"
@@ -157,7 +204,7 @@ class _Draws:
     noise: np.ndarray
 
 
-def _draw(spec: SampleSpec, molecule: Molecule, settings: SimulationSettings, n_tilts: int) -> _Draws:
+def _draw(spec: SampleSpec, molecule: Molecule, settings: SimulationSettings, geometry: Geometry) -> _Draws:
     rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(spec.index,)))
     rotation = random_rotation(rng)
     shift = rng.uniform(-1.0, 1.0, 3) * molecule.max_shift
@@ -167,67 +214,105 @@ def _draw(spec: SampleSpec, molecule: Molecule, settings: SimulationSettings, n_
         snr = float(np.exp(rng.uniform(min(low, high), max(low, high))))
     else:
         snr = spec.snr
-    noise = rng.standard_normal((n_tilts, settings.box, settings.box), dtype=np.float32)
+    noise = rng.standard_normal((len(geometry.angles), geometry.box, geometry.box), dtype=np.float32)
     return _Draws(rotation, shift, defocus, snr, noise)
+
+
+def _envelope(extras: Sequence[Nuisances], geometry: Geometry) -> Envelope | None:
+    """The tilt images' signal filter, or None when every sample leaves B-factor, MTF and dose off."""
+    if all(e.b_factor == 0 and e.detector_mtf >= 1 and e.dose == 0 for e in extras):
+        return None
+    doses = None
+    if any(e.dose > 0 for e in extras):
+        doses = [nz.dose_symmetric_doses(geometry.angles, e.dose) for e in extras]
+    b_factors, mtfs = [e.b_factor for e in extras], [e.detector_mtf for e in extras]
+    return lambda frequency: nz.signal_envelope(frequency, geometry.voxel_size, b_factors, mtfs, doses)
+
+
+def _finish(image: np.ndarray, extra: Nuisances, box: int) -> np.ndarray:
+    """Reconstruction -> output: resampled to the output grid, background added, contrast, z-score."""
+    from voxuda_cli.resample import fourier_resample
+
+    if image.shape[0] != box:
+        image = fourier_resample(image, (box,) * 3)
+    if extra.background_field is not None:
+        image = image + np.float32(extra.background * image.std()) * extra.background_field
+    return zscore(-image if extra.inverted else image)
 
 
 def simulate_batch(
     specs: Sequence[SampleSpec], molecules: Sequence[Molecule], settings: SimulationSettings
 ) -> list[SimulatedSample]:
-    """Simulate consecutive samples together (one tilt geometry)."""
-    from voxuda_cli.simulate.imaging import Optics, image_batch, tilt_angles
+    """Simulate consecutive samples together (one tilt geometry and simulation grid)."""
+    from voxuda_cli.simulate.imaging import Optics, image_batch
 
-    angles = tilt_angles(settings.tilt_range, settings.tilt_step)
-    draws = [_draw(spec, molecules[spec.molecule], settings, len(angles)) for spec in specs]
-    densities = np.stack(
-        [
-            render_density(
-                molecules[spec.molecule].template.positions @ draw.rotation.T.astype(np.float32)
-                + draw.shift.astype(np.float32),
-                molecules[spec.molecule].template.masses,
-                molecules[spec.molecule].template.spreads,
-                settings.box,
-                settings.voxel_size,
-            )
-            for spec, draw in zip(specs, draws)
-        ]
-    )
+    geometry = batch_geometry(specs[0].index, settings)
+    draws = [_draw(spec, molecules[spec.molecule], settings, geometry) for spec in specs]
+    templates = [m.template for m in molecules]
+    pool = [i for i, m in enumerate(molecules) if m.neighbour]
+    radii = [m.template.radius for m in molecules]
+    placed = [Placement(spec.molecule, d.rotation, d.shift) for spec, d in zip(specs, draws)]
+    extras = [draw_nuisances(spec.index, p, radii, pool, settings) for spec, p in zip(specs, placed)]
+    scenes = [
+        render_scene(templates, [m.iso_level for m in molecules], [p, *e.neighbours], settings)
+        for p, e in zip(placed, extras)
+    ]
+    imaged = [
+        imaged_density(templates, [p, *e.neighbours], scene[0], e.membranes, geometry)
+        for p, e, scene in zip(placed, extras, scenes)
+    ]
+    noise = np.stack([d.noise for d in draws], axis=1)
+    slopes, mtfs = np.array([e.noise_slope for e in extras]), np.array([e.detector_mtf for e in extras])
+    if np.any(slopes != 0) or np.any(mtfs < 1):
+        noise = nz.shape_noise(noise, slopes, mtfs)
     optics = Optics(
         settings.voltage, settings.spherical_aberration, settings.amplitude_contrast, settings.ctf_correction
     )
     result = image_batch(
-        densities,
+        np.stack(imaged),
         np.array([d.defocus for d in draws]),
         np.array([d.snr for d in draws]),
-        np.stack([d.noise for d in draws], axis=1),
-        angles,
-        settings.voxel_size,
+        noise,
+        geometry.angles,
+        geometry.voxel_size,
         optics,
+        _envelope(extras, geometry),
     )
-    samples = []
-    for position, (spec, draw) in enumerate(zip(specs, draws)):
-        molecule = molecules[spec.molecule]
-        samples.append(
-            SimulatedSample(
-                name=spec.name,
-                class_name=molecule.pdb_id,
-                image=zscore(result.images[position]),
-                density=densities[position],
-                mask=molecule_mask(densities[position], molecule.iso_level),
-                params={
-                    "snr": draw.snr,
-                    "defocus": draw.defocus,
-                    "tilt_min": float(angles[0]),
-                    "tilt_max": float(angles[-1]),
-                    "tilt_step": settings.tilt_step,
-                    "rotation": draw.rotation,
-                    "shift": draw.shift,
-                    "iso_level": molecule.iso_level,
-                    "mass": molecule.template.mass,
-                },
-            )
+    return [
+        SimulatedSample(
+            name=spec.name,
+            class_name=molecules[spec.molecule].pdb_id,
+            image=_finish(result.images[i], extras[i], settings.box),
+            density=scenes[i][0],
+            mask=scenes[i][1],
+            params=_params(draws[i], extras[i], molecules[spec.molecule], geometry),
         )
-    return samples
+        for i, spec in enumerate(specs)
+    ]
+
+
+def _params(draw: _Draws, extra: Nuisances, molecule: Molecule, geometry: Geometry) -> dict[str, Any]:
+    angles = geometry.angles
+    return {
+        "snr": draw.snr,
+        "defocus": draw.defocus,
+        "tilt_min": float(angles[0]),
+        "tilt_max": float(angles[-1]),
+        "tilt_step": float(angles[1] - angles[0]) if len(angles) > 1 else 0.0,
+        "rotation": draw.rotation,
+        "shift": draw.shift,
+        "iso_level": molecule.iso_level,
+        "mass": molecule.template.mass,
+        "neighbours": len(extra.neighbours),
+        "membranes": len(extra.membranes),
+        "background": extra.background,
+        "noise_slope": extra.noise_slope,
+        "b_factor": extra.b_factor,
+        "detector_mtf": extra.detector_mtf,
+        "dose": extra.dose,
+        "inverted": float(extra.inverted),
+        "sim_voxel_size": geometry.voxel_size,
+    }
 
 
 @contextlib.contextmanager
@@ -353,7 +438,12 @@ def simulate_dataset(
                 on_sample(1, sample.name)
     seconds = time.perf_counter() - start
     if preview is not None:
-        save_preview(preview, shown)
+        from voxuda_cli.simulate import preview as previews
+
+        if previews.families_on(settings):
+            previews.save_nuisance_preview(preview, settings, molecules, specs)
+        else:
+            previews.save_sample_preview(preview, shown)
     return {
         "output": str(output),
         "samples": len(specs),
@@ -373,22 +463,6 @@ def _keep_for_preview(shown: list[SimulatedSample], sample: SimulatedSample, row
     """The first sample of each class, up to ``rows`` of them."""
     if len(shown) < rows and all(s.class_name != sample.class_name for s in shown):
         shown.append(sample)
-
-
-def save_preview(path: Path | str, samples: Sequence[SimulatedSample]) -> Path:
-    """Montage of central slices: image, density, mask, one row per sample."""
-    from voxuda_cli.plots import save_montage
-
-    return save_montage(
-        path,
-        {
-            "image": [s.image for s in samples],
-            "density": [s.density for s in samples],
-            "mask": [s.mask for s in samples],
-        },
-        row_labels=[s.name for s in samples],
-        title="simulate-prep: central z slices",
-    )
 
 
 def simulate_in_memory(settings: SimulationSettings) -> Any:

@@ -1,0 +1,171 @@
+"""Nuisances composed by the simulator: on and off change what they should; presets; same seed, same bytes."""
+
+import dataclasses
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from voxuda_cli.simulate.presets import SimulationSettings, preset
+from voxuda_cli.simulate.simulator import simulate_dataset, simulate_in_memory
+
+FAST = {"structures": ("7pbl", "4v1w"), "tilt_step": 6.0, "n_per_structure": 3}
+
+
+def fast(snr: float = 0.05, **nuisances: object) -> SimulationSettings:
+    return SimulationSettings(**{**FAST, "snr": (snr,), **nuisances})  # type: ignore[arg-type]
+
+
+def low_frequency_fraction(images: np.ndarray, cutoff: float = 0.08) -> float:
+    power = np.abs(np.fft.fftn(images, axes=(1, 2, 3))) ** 2
+    k = np.fft.fftfreq(images.shape[-1])
+    radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    power[:, 0, 0, 0] = 0.0
+    return float(power[:, radius < cutoff].sum() / power.sum())
+
+
+def test_neighbours_add_their_density_inside_the_box_to_the_mask() -> None:
+    alone = simulate_in_memory(fast())
+    crowded = simulate_in_memory(fast(neighbours=(3, 3), neighbour_distance=(0.6, 0.8)))
+    assert (crowded.params["neighbours"] == 3).all() and (alone.params["neighbours"] == 0).all()
+    # the central molecule is drawn from the sample's own stream: same pose, so its mask is kept
+    assert np.all(crowded.masks >= alone.masks)
+    assert crowded.masks.sum() > 1.3 * alone.masks.sum()
+    assert np.all(crowded.density >= alone.density - 1e-3)
+    # neighbour voxels are labelled by the same iso-level rule: no voxel of low density is foreground
+    extra = (crowded.masks == 1) & (alone.masks == 0)
+    assert crowded.density[extra].min() > 0.5 * crowded.params["iso_level"].min()
+
+
+def test_neighbours_from_given_molecules_and_masks_stay_binary() -> None:
+    settings = fast(neighbours=(2, 2), neighbour_structures=("3p3w",))
+    dataset = simulate_in_memory(settings)
+    assert set(np.unique(dataset.masks)) <= {0, 1}
+    assert set(dataset.classes) == {"7pbl", "4v1w"}  # a neighbour-only molecule is never a sample
+
+
+def test_membranes_are_in_the_image_but_not_in_the_mask() -> None:
+    plain = simulate_in_memory(fast(10.0))
+    membrane = simulate_in_memory(fast(10.0, membranes=(1, 1)))
+    assert np.array_equal(plain.masks, membrane.masks) and np.array_equal(plain.density, membrane.density)
+    assert (membrane.params["membranes"] == 1).all()
+    assert np.abs(plain.images - membrane.images).mean() > 0.1
+
+
+def test_background_adds_low_frequency_power() -> None:
+    plain = simulate_in_memory(fast())
+    background = simulate_in_memory(fast(background=(1.0, 1.0)))
+    assert low_frequency_fraction(background.images) > 3 * low_frequency_fraction(plain.images)
+    assert np.array_equal(plain.masks, background.masks)
+
+
+def test_coloured_noise_moves_image_power_to_low_frequencies() -> None:
+    white = simulate_in_memory(fast(0.01))
+    pink = simulate_in_memory(fast(0.01, noise_slope=(2.0, 2.0)))
+    assert low_frequency_fraction(pink.images, 0.15) > 1.5 * low_frequency_fraction(white.images, 0.15)
+
+
+def test_b_factor_and_detector_blur_the_signal() -> None:
+    sharp = simulate_in_memory(fast(1000.0))
+    blurred = simulate_in_memory(fast(1000.0, b_factor=(1500.0, 1500.0)))
+    detector = simulate_in_memory(fast(1000.0, detector_mtf=(0.2, 0.2)))
+    for other in (blurred, detector):
+        assert low_frequency_fraction(other.images, 0.15) > low_frequency_fraction(sharp.images, 0.15)
+
+
+def test_crowded_preset_is_the_hard_target_with_a_held_out_nuisance() -> None:
+    source, target, crowded = preset("source"), preset("target"), preset("crowded")
+    assert crowded.structures == target.structures and not set(crowded.structures) & set(source.structures)
+    assert crowded.kind == "target" and crowded.neighbours[0] >= 1 and crowded.background[1] > 0
+    assert crowded.noise_slope[0] > 0 and crowded.b_factor[0] > 0 and crowded.snr_distribution == "log-uniform"
+    assert (crowded.defocus, crowded.tilt_range) != (source.defocus, source.tilt_range)
+    # held out: no source preset has a detector MTF
+    assert crowded.detector_mtf[1] < 1.0 and source.detector_mtf == target.detector_mtf == (1.0, 1.0)
+
+
+def test_target_preset_masks_are_the_single_molecule_iso_surface() -> None:
+    dataset = simulate_in_memory(dataclasses.replace(preset("target"), n_per_structure=1, tilt_step=10.0))
+    assert (dataset.params["neighbours"] == 0).all()
+    expected = dataset.density > dataset.params["iso_level"][:, None, None, None]
+    assert np.array_equal(dataset.masks, expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("name", ["crowded"])
+def test_same_seed_same_bytes_for_any_worker_count(tmp_path: Path, name: str) -> None:
+    settings = dataclasses.replace(preset(name), n_per_structure=3, tilt_step=9.0)
+    simulate_dataset(tmp_path / "one.h5", settings)
+    simulate_dataset(tmp_path / "two.h5", dataclasses.replace(settings, workers=2))
+    simulate_dataset(tmp_path / "other.h5", dataclasses.replace(settings, seed=1))
+    with h5py.File(tmp_path / "one.h5") as one, h5py.File(tmp_path / "two.h5") as two:
+        with h5py.File(tmp_path / "other.h5") as other:
+            for key in ("images", "masks", "density"):
+                assert one[key][()].tobytes() == two[key][()].tobytes()
+            assert not np.array_equal(one["images"][()], other["images"][()])
+
+
+def shifted_correlation(image: np.ndarray, density: np.ndarray, shift: int) -> float:
+    return float(np.corrcoef(np.roll(image, shift, axis=2).ravel(), density.ravel())[0, 1])
+
+
+def test_voxel_size_jitter_simulates_on_another_grid_and_stays_aligned() -> None:
+    plain = simulate_in_memory(fast(1000.0))
+    jittered = simulate_in_memory(fast(1000.0, sim_voxel_size=(7.0, 16.0)))
+    assert (plain.params["sim_voxel_size"] == 10.0).all()
+    voxel = jittered.params["sim_voxel_size"]
+    assert ((voxel >= 7.0 - 0.2) & (voxel <= 16.0 + 0.4)).all() and np.ptp(voxel) > 0.5
+    # the simulated extent is the output box's: 32 x 10 A = n x v for an integer n
+    assert np.allclose(320.0 / voxel, np.round(320.0 / voxel), atol=1e-3)
+    assert jittered.images.shape == plain.images.shape and np.array_equal(jittered.masks, plain.masks)
+    for image, density in zip(jittered.images, jittered.density):
+        centred = shifted_correlation(image, density, 0)
+        assert centred > 0.4 and centred > max(shifted_correlation(image, density, s) for s in (-1, 1))
+
+
+def test_tilt_range_and_step_are_drawn_per_batch_in_range() -> None:
+    dataset = simulate_in_memory(fast(tilt_max=(40.0, 70.0), tilt_step_range=(2.0, 4.0), n_per_structure=4))
+    assert np.array_equal(dataset.params["tilt_min"], -dataset.params["tilt_max"])
+    assert ((dataset.params["tilt_max"] > 40.0 - 4) & (dataset.params["tilt_max"] <= 70.0)).all()
+    assert np.any(dataset.params["tilt_max"] != 60.0)
+    assert ((dataset.params["tilt_step"] >= 2.0 - 1e-6) & (dataset.params["tilt_step"] <= 4.0 + 1e-6)).all()
+    assert len(np.unique(dataset.params["tilt_step"][::4])) == 2  # two batches of four, one geometry each
+
+
+def test_contrast_inversion_and_dose_change_the_image_not_the_mask() -> None:
+    plain = simulate_in_memory(fast(1000.0))
+    inverted = simulate_in_memory(fast(1000.0, contrast_inversion=1.0))
+    dosed = simulate_in_memory(fast(1000.0, dose=(150.0, 150.0)))
+    assert (inverted.params["inverted"] == 1).all()
+    np.testing.assert_allclose(inverted.images, -plain.images, atol=1e-5)
+    assert low_frequency_fraction(dosed.images, 0.15) > low_frequency_fraction(plain.images, 0.15)
+    assert np.array_equal(dosed.masks, plain.masks) and np.array_equal(inverted.masks, plain.masks)
+
+
+def test_randomized_preset_covers_every_nuisance_but_the_held_out_one() -> None:
+    from voxuda_cli.simulate.preview import FAMILIES, families_on
+
+    randomized = preset("randomized")
+    assert randomized.structures == preset("source").structures and randomized.kind == "source"
+    assert set(families_on(randomized)) == set(FAMILIES) - {"detector MTF"}
+    assert "detector MTF" in families_on(preset("crowded"))
+    assert randomized.sim_voxel_size == (7.0, 16.0) and randomized.snr_distribution == "log-uniform"
+    assert randomized.n_samples == 3000
+
+
+def test_randomized_same_seed_same_bytes(tmp_path: Path) -> None:
+    settings = dataclasses.replace(preset("randomized"), n_per_structure=3, tilt_step_range=(6.0, 9.0))
+    simulate_dataset(tmp_path / "one.h5", settings)
+    simulate_dataset(tmp_path / "two.h5", dataclasses.replace(settings, workers=2))
+    with h5py.File(tmp_path / "one.h5") as one, h5py.File(tmp_path / "two.h5") as two:
+        for key in ("images", "masks", "density", "params/sim_voxel_size"):
+            assert one[key][()].tobytes() == two[key][()].tobytes()
+
+
+def test_preview_shows_each_nuisance(tmp_path: Path) -> None:
+    from voxuda_cli.simulate.preview import family_settings
+
+    settings = dataclasses.replace(preset("randomized"), n_per_structure=1, tilt_step_range=(6.0, 9.0))
+    alone = family_settings(settings, "membranes")
+    assert alone.membranes == settings.membranes and alone.neighbours == (0, 0) and alone.snr == (1.0,)
+    summary = simulate_dataset(tmp_path / "r.h5", settings, preview=tmp_path / "r.png")
+    assert summary["samples"] == 3 and (tmp_path / "r.png").stat().st_size > 10_000

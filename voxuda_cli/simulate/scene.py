@@ -1,0 +1,178 @@
+"""What is in one box besides its molecule, and the geometry it is imaged with: the nuisance draws.
+
+Random streams (so a file is the same whatever the worker count or the run length):
+``SeedSequence(seed, spawn_key=(index,))`` is the sample's own stream (rotation, shift, defocus,
+SNR, noise; simulator.py), ``(index, 1)`` its nuisances (here), ``(first index of the batch, 2)``
+the batch's geometry (tilts and simulation voxel size: one per batch, which images its samples
+together). Presets without nuisances draw nothing from the last two, so their files are unchanged.
+
+Masks (one rule for every preset): each molecule in the box, the central one and every neighbour,
+is rendered alone on the output grid and cut at its own iso-level (the iso-surface enclosing
+mass / 0.81 A^3, density.py); the mask is their union. Membranes and background are 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxuda_cli.simulate import nuisances as nz
+from voxuda_cli.simulate.density import molecule_mask, render_density
+from voxuda_cli.simulate.presets import MIN_BOX, SimulationSettings
+from voxuda_cli.simulate.structures import Template
+
+OFF = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a batch is imaged: tilt angles, and the grid it is simulated on before resampling."""
+
+    angles: np.ndarray  # degrees
+    voxel_size: float  # A, simulation grid
+    box: int  # simulation grid edge; box * voxel_size = the output box's extent
+    offset: float  # A added to every coordinate on the simulation grid (see batch_geometry)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A molecule in the box: bead position = rotation @ template position + centre (A, x y z)."""
+
+    molecule: int
+    rotation: np.ndarray
+    centre: np.ndarray
+
+
+@dataclass
+class Nuisances:
+    """One sample's nuisance draws (all at their 'off' value when the settings leave them off)."""
+
+    neighbours: list[Placement]
+    membranes: list[tuple[np.ndarray, float, float, float]]  # centre (A), radius (A), separation (A), peak
+    background: float  # std, x the noisy image's std
+    background_field: np.ndarray | None  # unit-std smooth field on the output grid
+    noise_slope: float
+    b_factor: float
+    detector_mtf: float  # MTF at Nyquist; 1 = off
+    dose: float  # total e/A^2; 0 = off
+    inverted: bool
+
+
+def batch_geometry(first_index: int, settings: SimulationSettings) -> Geometry:
+    """Tilts and simulation grid of the batch that starts at sample ``first_index``.
+
+    With voxel-size jitter the simulation grid has n voxels of box * voxel_size / n A (n drawn so
+    the voxel size falls in the range): the extent matches the output box exactly, and Fourier
+    resampling keeps voxel 0 at voxel 0, so coordinates shift by (v_sim - v) / 2 to keep the
+    box centre, voxel (n - 1) / 2, on the output's, voxel (box - 1) / 2.
+    """
+    from voxuda_cli.simulate.imaging import tilt_angles
+
+    rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(first_index, 2)))
+    tilt_range = settings.tilt_range
+    top = nz.uniform(rng, settings.tilt_max) if settings.tilt_max != OFF else None
+    step = nz.uniform(rng, settings.tilt_step_range) if settings.tilt_step_range != OFF else settings.tilt_step
+    if top is not None:  # symmetric about 0, as collected: -n step .. n step, the largest n with n step <= top
+        tilt_range = (-step * np.floor(top / step + 1e-9), step * np.floor(top / step + 1e-9))
+    box, voxel = settings.box, settings.voxel_size
+    if settings.sim_voxel_size != OFF:
+        drawn = nz.uniform(rng, settings.sim_voxel_size)
+        box = max(MIN_BOX, int(round(settings.box * settings.voxel_size / drawn)))
+        voxel = settings.box * settings.voxel_size / box
+    return Geometry(tilt_angles(tilt_range, step), voxel, box, (voxel - settings.voxel_size) / 2)
+
+
+def draw_nuisances(
+    index: int,
+    centre: Placement,
+    radii: Sequence[float],
+    pool: Sequence[int],
+    settings: SimulationSettings,
+) -> Nuisances:
+    """Sample ``index``'s nuisances; ``radii`` of every molecule, ``pool`` the neighbour candidates."""
+    from voxuda_cli.simulate.simulator import random_rotation
+
+    rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(index, 1)))
+    count = int(rng.integers(settings.neighbours[0], settings.neighbours[1] + 1)) if settings.neighbours[1] else 0
+    neighbours = []
+    for _ in range(count):
+        chosen = int(pool[rng.integers(len(pool))])
+        position = nz.neighbour_centre(
+            rng, centre.centre, (radii[centre.molecule], radii[chosen]), settings.neighbour_distance
+        )
+        neighbours.append(Placement(chosen, random_rotation(rng), position))
+    membranes = [_draw_membrane(rng, settings) for _ in range(_count(rng, settings.membranes))]
+    background = nz.uniform(rng, settings.background)
+    field = None
+    if background > 0:
+        length = nz.uniform(rng, settings.background_length)
+        field = nz.smooth_background(rng, settings.box, settings.voxel_size, length)
+    return Nuisances(
+        neighbours=neighbours,
+        membranes=membranes,
+        background=background,
+        background_field=field,
+        noise_slope=nz.uniform(rng, settings.noise_slope),
+        b_factor=nz.uniform(rng, settings.b_factor),
+        detector_mtf=nz.uniform(rng, settings.detector_mtf),
+        dose=nz.uniform(rng, settings.dose),
+        inverted=bool(settings.contrast_inversion > 0 and rng.uniform() < settings.contrast_inversion),
+    )
+
+
+def _count(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
+    return int(rng.integers(bounds[0], bounds[1] + 1)) if bounds[1] else 0
+
+
+def _draw_membrane(rng: np.random.Generator, settings: SimulationSettings) -> tuple[np.ndarray, float, float, float]:
+    """A sphere of random radius whose surface passes within half the box extent of the box centre."""
+    radius = nz.log_uniform(rng, settings.membrane_radius)
+    passing = rng.uniform(0.0, 0.5 * settings.box * settings.voxel_size)
+    centre = nz.random_direction(rng) * (radius + passing)
+    separation = nz.uniform(rng, nz.LEAFLET_SEPARATION_A)
+    return centre, radius, separation, nz.uniform(rng, settings.membrane_density)
+
+
+def render_molecule(template: Template, placement: Placement, box: int, voxel_size: float, offset: float) -> np.ndarray:
+    positions = template.positions @ placement.rotation.T.astype(np.float32) + placement.centre.astype(np.float32)
+    return render_density(positions + np.float32(offset), template.masses, template.spreads, box, voxel_size)
+
+
+def render_scene(
+    templates: Sequence[Template],
+    levels: Sequence[float],
+    placements: Sequence[Placement],
+    settings: SimulationSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Macromolecular density (Da per voxel) and the union mask of all molecules on the output grid."""
+    box = settings.box
+    density = np.zeros((box,) * 3, dtype=np.float32)
+    mask = np.zeros((box,) * 3, dtype=bool)
+    for placement in placements:
+        own = render_molecule(templates[placement.molecule], placement, box, settings.voxel_size, 0.0)
+        density += own
+        mask |= molecule_mask(own, levels[placement.molecule]).astype(bool)  # density.py's one mask rule
+    return density, mask.astype(np.uint8)
+
+
+def imaged_density(
+    templates: Sequence[Template],
+    placements: Sequence[Placement],
+    output_density: np.ndarray,
+    membranes: Sequence[tuple[np.ndarray, float, float, float]],
+    geometry: Geometry,
+) -> np.ndarray:
+    """What the microscope sees: the molecules (re-rendered on the simulation grid if it differs) plus membranes."""
+    if geometry.box == output_density.shape[0]:
+        density = output_density.copy()
+    else:
+        density = np.zeros((geometry.box,) * 3, dtype=np.float32)
+        for placement in placements:
+            template = templates[placement.molecule]
+            density += render_molecule(template, placement, geometry.box, geometry.voxel_size, geometry.offset)
+    for centre, radius, separation, peak in membranes:
+        shifted = np.asarray(centre) + geometry.offset
+        density += nz.membrane_density(geometry.box, geometry.voxel_size, shifted, radius, separation, peak)
+    return density
