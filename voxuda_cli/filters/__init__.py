@@ -1,7 +1,8 @@
 """Denoisers and the noise model of Vox-UDA: NGM (Fourier high-pass), BF and IBF (3x3x3 bilateral filters).
 
-``denoise`` is what training and pseudo-labelling call on z-scored batches; ``ibf-denoise`` and
-``estimate-noise`` are the command-line faces of the same functions.
+The denoisers are plug-ins (filters/denoisers/: ``register_denoiser``, ``make_denoiser``);
+``denoise`` is the one-call shortcut on z-scored batches. ``ibf-denoise`` and ``estimate-noise``
+are the command-line faces of the same functions.
 """
 
 from __future__ import annotations

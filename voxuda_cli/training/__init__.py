@@ -1,8 +1,9 @@
 """Training: one loop for Vox-UDA and its baselines (source-only, supervised, dann), resumable, DDP-aware.
 
 ``train(settings, run_dir, *, resume=False, overwrite=False, progress=None) -> dict`` is what
-``voxuda train`` calls; ``TrainSettings`` holds every setting and its default. torch is imported
-only when ``train`` or ``Trainer`` is first used, so the CLI starts fast.
+``voxuda train`` calls; ``TrainSettings`` holds every setting and its default. The methods are
+plug-ins (training/methods/): ``register_method`` adds one, ``method_names()`` lists them. The loop
+module is imported only when ``train`` or ``Trainer`` is first used.
 """
 
 from __future__ import annotations
