@@ -132,3 +132,16 @@ def test_bad_input_exits_2_and_writes_nothing(runner, tmp_path: Path, case: str)
     assert "error" in result.output and "Traceback" not in result.output
     assert not out.exists()
     assert not list(tmp_path.glob("*.h5*"))
+
+
+def test_a_full_disk_is_one_line_exit_2_and_the_earlier_file_survives(runner, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.faults import full_disk, leftovers
+
+    out = tmp_path / "sim.h5"
+    out.write_bytes(b"an earlier result")
+    full_disk(monkeypatch, capacity=50_000)
+    result = runner.invoke(app, ["simulate-prep", str(out), *SMALL])
+    assert result.exit_code == 2, result.output
+    assert "sim.h5: cannot write it: no space left on device" in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) <= 3  # rich may wrap
+    assert out.read_bytes() == b"an earlier result" and leftovers(tmp_path) == []

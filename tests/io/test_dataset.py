@@ -99,3 +99,25 @@ def test_subset_keeps_alignment() -> None:
     assert part.names == ["n2", "n0"]
     np.testing.assert_array_equal(part.masks[0], dataset.masks[2])
     np.testing.assert_array_equal(part.params["snr"], [2, 0])
+
+
+def test_a_full_disk_while_streaming_keeps_the_earlier_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.faults import full_disk, leftovers
+    from voxuda_cli.errors import VoxudaOutputError
+
+    path = tmp_path / "d.h5"
+    write_dataset(path, _dataset(2))
+    earlier = path.read_bytes()
+    disk = full_disk(monkeypatch, capacity=20_000)
+    with pytest.raises(VoxudaOutputError, match="d.h5: cannot write it: no space left on device"):
+        write_dataset(path, _dataset(40))
+    assert disk.opened and path.read_bytes() == earlier and leftovers(tmp_path) == []
+
+
+def test_a_dataset_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.h5"
+    write_dataset(path, _dataset(1))
+    with h5py.File(path, "a") as handle:
+        handle.attrs["voxuda_format"] = 99
+    with pytest.raises(VoxudaInputError, match="dataset format version 99 is newer than this voxuda reads"):
+        read_h5_dataset(path)

@@ -91,3 +91,36 @@ def test_nan(tmp_path: Path) -> None:
     write_mrc(tmp_path / "a.mrc", Volume(data))
     with pytest.raises(VoxudaInputError, match="NaN"):
         read_mrc(tmp_path / "a.mrc")
+
+
+def test_a_full_disk_keeps_the_earlier_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.faults import full_disk, leftovers
+    from voxuda_cli.errors import VoxudaOutputError
+
+    path = tmp_path / "out.mrc"
+    write_mrc(path, Volume(np.ones((4, 4, 4), np.float32)))
+    earlier = path.read_bytes()
+    full_disk(monkeypatch, capacity=1500)  # the header fits, the data does not
+    with pytest.raises(VoxudaOutputError, match="out.mrc: cannot write it: no space left on device"):
+        write_mrc(path, Volume(np.zeros((16, 16, 16), np.float32)))
+    assert path.read_bytes() == earlier and leftovers(tmp_path) == []
+
+
+def test_a_memmap_output_is_allocated_before_it_is_filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Filling a memory map of a sparse file on a full disk is a SIGBUS crash; allocating first is an error."""
+    import errno
+    import os
+
+    from tests.faults import leftovers
+    from voxuda_cli.errors import VoxudaOutputError
+    from voxuda_cli.io import atomic
+
+    def no_space(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "posix_fallocate", no_space)
+    filled = []
+    with pytest.raises(VoxudaOutputError, match="out.mrc: cannot write it: no space left on device"):
+        with create_mrc_memmap(tmp_path / "out.mrc", (8, 8, 8), Volume(np.zeros((4, 4, 4), np.float32))) as data:
+            filled.append(data)
+    assert filled == [] and list(tmp_path.iterdir()) == [] and leftovers(tmp_path) == []

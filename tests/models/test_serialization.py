@@ -52,3 +52,23 @@ def test_files_that_are_not_models_are_refused(tmp_path: Path) -> None:
     write_model(tmp_path / "model.pt")
     with pytest.raises(VoxudaInputError, match="--use"):
         load_model(tmp_path / "model.pt", "average")
+
+
+def test_a_full_disk_keeps_the_earlier_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.faults import full_disk, leftovers
+    from voxuda_cli.errors import VoxudaOutputError
+
+    path = write_model(tmp_path / "model.pt", random_network(width=4, seed=1), box=32, voxel_size=7.5)
+    earlier = path.read_bytes()
+    full_disk(monkeypatch, capacity=1000)
+    with pytest.raises(VoxudaOutputError, match="model.pt: cannot write it: no space left on device"):
+        write_model(path, random_network(width=4, seed=2), box=32, voxel_size=7.5)
+    assert path.read_bytes() == earlier and leftovers(tmp_path) == []
+
+
+def test_a_model_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    path = write_model(tmp_path / "model.pt", random_network(width=4, seed=1), box=32, voxel_size=7.5)
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "format_version": 7}, path)
+    with pytest.raises(VoxudaInputError, match="model file format version 7 is newer than this voxuda reads .up to 1.; upgrade"):
+        load_model(path)

@@ -62,3 +62,25 @@ def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
     remove_stale_temporaries(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_a_full_disk_keeps_the_earlier_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.faults import full_disk, leftovers
+    from voxuda_cli.errors import VoxudaOutputError
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1, "weights": torch.ones(10)})
+    full_disk(monkeypatch, capacity=2000)
+    with pytest.raises(VoxudaOutputError, match="checkpoint.pt: cannot write it: no space left on device"):
+        save_checkpoint(path, {"epoch": 2, "weights": torch.ones(10_000)})
+    assert torch.load(path, weights_only=True)["epoch"] == 1 and leftovers(tmp_path) == []
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    from voxuda_cli.training.checkpoint import load_checkpoint
+
+    settings = TrainSettings()
+    torch.save({"format": "voxuda-checkpoint", "format_version": 9, "settings": settings_to_dict(settings)},
+               tmp_path / "checkpoint.pt")  # fmt: skip
+    with pytest.raises(VoxudaInputError, match="checkpoint format version 9 is newer than this voxuda reads"):
+        load_checkpoint(tmp_path, settings)

@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from voxuda_cli import signals
 from voxuda_cli.errors import VoxudaInputError
 
 stderr_console = Console(stderr=True)
@@ -53,15 +54,24 @@ def setup_logging(verbose: bool = False) -> None:
 
 @contextlib.contextmanager
 def cli_errors(command: str) -> Iterator[None]:
-    """Turn a VoxudaInputError into one line on stderr and exit code 2 (no traceback)."""
+    """Turn a VoxudaInputError into one line on stderr and exit code 2 (no traceback).
+
+    SIGINT, SIGTERM and SIGHUP stop the command alike (voxuda_cli.signals): temporary files are
+    removed and the exit code is 128 + the signal number.
+    """
     try:
-        yield
+        with signals.handled():
+            yield
     except VoxudaInputError as exc:
         stderr_console.print(f"[bold red]voxuda {command}: error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    except KeyboardInterrupt:
-        stderr_console.print(f"voxuda {command}: interrupted", highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        stderr_console.print(f"voxuda {command}: interrupted ({exc or 'SIGINT'})", highlight=False)
+        raise typer.Exit(signals.exit_code(exc)) from None
+    finally:
+        from voxuda_cli.io.atomic import remove_live_temporaries
+
+        remove_live_temporaries()  # whatever a signal in the middle of a cleanup left
 
 
 def emit(result: dict[str, Any], as_json: bool, table: Table | None = None) -> None:

@@ -7,18 +7,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import h5py
 import numpy as np
 
 from voxuda_cli import __version__
-from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.errors import VoxudaInputError, check_format_version
 from voxuda_cli.io.atomic import atomic_output
 from voxuda_cli.io.mrc import check_finite
 
@@ -163,6 +165,7 @@ def read_h5_dataset(path: Path | str, validate: bool = True) -> Dataset:
         if "params" in handle:
             params = {key: np.asarray(handle["params"][key][()]) for key in handle["params"]}
         attrs = {key: _attr(value) for key, value in handle.attrs.items()}
+        check_format_version(path, attrs.get("voxuda_format", FORMAT_VERSION), FORMAT_VERSION, "dataset")
         dataset = Dataset(
             images=np.asarray(images[()], dtype=np.float32),
             names=names,
@@ -197,6 +200,58 @@ def provenance(command: str, options: dict[str, Any], inputs: list[str]) -> str:
     return json.dumps({"command": command, "version": __version__, "options": options, "inputs": inputs}, default=str)
 
 
+class _GuardedFile:
+    """The file object HDF5 writes through: the first write error is kept, and HDF5 is told the write
+    succeeded. HDF5 (1.14) does not survive its own write errors: after one, closing the file
+    crashes the process (a segfault, at the latest at exit). The writer checks the kept error
+    after each sample and at the end, and then discards the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._raw = open(path, "r+b")  # noqa: SIM115  (closed by close(), after HDF5's own close)
+        self.error: OSError | None = None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _guard(self, action: Any, *args: Any) -> Any:
+        try:
+            return action(*args)
+        except OSError as exc:
+            self.error = self.error or exc
+            return None
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        if self.error is None and self._guard(self._raw.write, data) is not None:
+            return size
+        self._raw.seek(size, os.SEEK_CUR)  # the file is discarded anyway; keep HDF5's offsets consistent
+        return size
+
+    def readinto(self, buffer: Any) -> int:
+        return self._raw.readinto(buffer)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        result = self._guard(self._raw.truncate, size)
+        return size if result is None else result  # type: ignore[return-value]
+
+    def flush(self) -> None:
+        self._guard(self._raw.flush)
+
+    def close(self) -> None:
+        if not self._raw.closed:
+            self._guard(self._raw.close)
+
+
 class DatasetWriter:
     """Stream samples into a dataset file: memory stays flat in the sample count.
 
@@ -221,30 +276,53 @@ class DatasetWriter:
         self.compression = compression
         self.count = 0
         self._handle: h5py.File | None = None
+        self._arrays: dict[str, h5py.Dataset] = {}
         self._context: Any = None
+        self._file: _GuardedFile | None = None
 
     def __enter__(self) -> DatasetWriter:
         self._context = atomic_output(self.path)
         tmp = self._context.__enter__()
-        self._handle = h5py.File(tmp, "w")
-        for key, value in self.attrs.items():
-            self._handle.attrs[key] = value
+        try:
+            self._file = _GuardedFile(tmp)
+            # HDF5's own flock would clash with the one atomic_output holds on the temporary file.
+            self._handle = h5py.File(self._file, "w", locking=False)
+            for key, value in self.attrs.items():
+                self._handle.attrs[key] = value
+        except BaseException as exc:
+            self._abandon(exc)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._handle is not None
+        if exc is not None:
+            self._abandon(exc)
         try:
-            if exc_type is None and self.count == 0:
+            if self.count == 0:
                 raise VoxudaInputError(f"{self.path}: no samples to write")
+            # HDF5 writes most of the file at flush and close: a full disk shows here, and then the
+            # temporary file must not be renamed into place.
+            self._handle.flush()
+            self._arrays.clear()
             self._handle.close()
-        finally:
-            if exc_type is None:
-                self._context.__exit__(None, None, None)
-            else:
+            self._file.close()  # type: ignore[union-attr]
+            self._file.check()  # type: ignore[union-attr]
+        except BaseException as error:
+            self._abandon(error)
+        self._context.__exit__(None, None, None)
+
+    def _abandon(self, exc: BaseException) -> NoReturn:
+        """Close the HDF5 file as well as it can, remove the temporary file, raise (a write failure as one line)."""
+        self._arrays.clear()
+        with contextlib.suppress(Exception):
+            if self._handle is not None:
                 self._handle.close()
-                self._context.__exit__(exc_type, exc, tb)
+            if self._file is not None:
+                self._file.close()
+        self._context.__exit__(type(exc), exc, exc.__traceback__)
+        raise exc
 
     def set_attr(self, key: str, value: Any) -> None:
         """Set a file attribute while writing (e.g. a summary known only at the end)."""
@@ -253,9 +331,11 @@ class DatasetWriter:
 
     def _array(self, key: str, shape: tuple[int, ...], dtype: Any) -> h5py.Dataset:
         assert self._handle is not None
-        if key not in self._handle:
+        # Kept open until the file closes: HDF5 writes a dataset's chunks when its last handle goes,
+        # and there (in a destructor) a write error would only be printed, not raised.
+        if key not in self._arrays:
             volume_like = len(shape) == 3
-            self._handle.create_dataset(
+            self._arrays[key] = self._handle.create_dataset(
                 key,
                 shape=(0, *shape),
                 maxshape=(None, *shape),
@@ -263,7 +343,7 @@ class DatasetWriter:
                 chunks=(1, *shape) if volume_like else None,
                 compression=self.compression if volume_like else None,
             )
-        return self._handle[key]
+        return self._arrays[key]
 
     def _push(self, key: str, value: Any, dtype: Any) -> None:
         value = np.asarray(value, dtype=dtype) if dtype is not _STRING else value
@@ -288,6 +368,7 @@ class DatasetWriter:
         parent: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> None:
+        self._file.check()  # type: ignore[union-attr]  # stop at the first failed write, not at the end
         if tuple(image.shape) != self.box:
             raise VoxudaInputError(f"{name}: image shape {image.shape} differs from the dataset box {self.box}")
         self._push("images", image, np.float32)

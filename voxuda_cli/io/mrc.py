@@ -11,7 +11,7 @@ import mrcfile
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.io.atomic import atomic_output
+from voxuda_cli.io.atomic import atomic_output, reserve
 from voxuda_cli.io.volume import Volume
 
 MRC_SUFFIXES = (".mrc", ".map", ".rec", ".st", ".mrcs", ".ali")
@@ -141,6 +141,7 @@ def create_mrc_memmap(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=mrc_mode, overwrite=True) as mrc:
+                reserve(tmp, tmp.stat().st_size)
                 _set_header(mrc, like, label)
                 yield mrc.data
                 _set_stats_chunked(mrc, after_chunk)

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.errors import VoxudaInputError, check_format_version
 from voxuda_cli.fields import DEFAULT_ETA
-from voxuda_cli.io.atomic import atomic_output
+from voxuda_cli.io.atomic import atomic_torch_save
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
 
 MODEL_FORMAT = "voxuda-model"
@@ -59,8 +59,7 @@ def save_model(
     }
     if teacher is not None:
         payload["teacher"] = {k: v.detach().cpu() for k, v in teacher.items()}
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(path, payload)
 
 
 def resolve_model_path(path: Path | str) -> Path:
@@ -90,6 +89,7 @@ def load_model(
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise VoxudaInputError(f"{path}: not a voxuda model file; pass the model.pt that `voxuda train` wrote")
+    check_format_version(path, payload.get("format_version", 1), MODEL_FORMAT_VERSION, "model file")
     if which not in WEIGHT_SETS:
         raise VoxudaInputError(f"--use {which}: unknown weights; use teacher or student")
     arch = dict(payload["architecture"])

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from voxuda_cli.config import settings_to_dict
-from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.io.atomic import atomic_output
+from voxuda_cli.errors import VoxudaInputError, check_format_version
+from voxuda_cli.io import atomic
+from voxuda_cli.io.atomic import atomic_torch_save
+from voxuda_cli.io.lock import LOCK_NAME
 from voxuda_cli.training.settings import RESUMABLE_CHANGES, TrainSettings
 
 CHECKPOINT = "checkpoint.pt"
@@ -27,6 +29,7 @@ METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 RUN_FILES = (CHECKPOINT, MODEL, CONFIG, METRICS, CURVES)
 CHECKPOINT_FORMAT = "voxuda-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1  # a checkpoint without the key is version 1
 
 
 def check_fresh_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -35,7 +38,7 @@ def check_fresh_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise VoxudaInputError(f"-o {run_dir}: exists and is not a folder; pass a run directory")
     if overwrite or not run_dir.is_dir():
         return
-    if any(run_dir.iterdir()):
+    if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         hint = "continue it with --resume, " if (run_dir / CHECKPOINT).is_file() else ""
         raise VoxudaInputError(f"-o {run_dir}: folder is not empty; {hint}pass --overwrite or another folder")
 
@@ -49,8 +52,7 @@ def remove_run_files(run_dir: Path) -> None:
 def remove_stale_temporaries(run_dir: Path) -> None:
     """Temporary files a killed run left behind (atomic writes that never got renamed)."""
     for name in RUN_FILES:
-        for stale in run_dir.glob(f".{name}.*.tmp*"):
-            stale.unlink(missing_ok=True)
+        atomic.remove_stale_temporaries(run_dir / name)
 
 
 def comparable_settings(settings: TrainSettings | dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +79,7 @@ def load_checkpoint(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
         ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise VoxudaInputError(f"{path}: not a voxuda checkpoint; start again with --overwrite")
+    check_format_version(path, state.get("format_version", 1), CHECKPOINT_FORMAT_VERSION, "checkpoint")
     differences = settings_differences(state["settings"], settings)
     if differences:
         raise VoxudaInputError(
@@ -91,8 +94,7 @@ def load_checkpoint(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_output(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION, **state})
 
 
 def rng_states() -> dict[str, Any]:

@@ -50,6 +50,7 @@ from voxuda_cli.config import dump_toml, settings_to_dict
 from voxuda_cli.device import resolve_device, seed_everything
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import atomic_write_text
+from voxuda_cli.io.lock import folder_lock
 from voxuda_cli.models.discriminator import DomainDiscriminator, dann_ramp, reverse_gradient
 from voxuda_cli.models.serialization import ModelInfo, save_model
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
@@ -283,17 +284,27 @@ def train(
     context = DistributedContext.from_env()
     device = context.device_for(resolve_device(settings.device))
     context.start(device)
+    created = not run_dir.exists()
     try:
-        prepared: tuple[TrainingData, dict[str, Any] | None] | None = None
-        error: BaseException | None = None
-        try:
-            prepared = _prepare(settings, run_dir, resume, overwrite, device, context)
-        except Exception as exc:  # every process must hear of any process's failure
-            error = exc
-        context.agree(error)
-        assert prepared is not None
-        data, state = prepared
-        return _run(settings, run_dir, data, state, overwrite, device, context, progress if context.is_main else None)
+        with contextlib.ExitStack() as held:
+            prepared: tuple[TrainingData, dict[str, Any] | None] | None = None
+            error: BaseException | None = None
+            try:
+                if context.is_main and not (resume and created):  # one writer per run directory
+                    held.enter_context(folder_lock(run_dir, f"-o {run_dir}"))
+                prepared = _prepare(settings, run_dir, resume, overwrite, device, context)
+            except Exception as exc:  # every process must hear of any process's failure
+                error = exc
+            context.agree(error)
+            assert prepared is not None
+            data, state = prepared
+            progress = progress if context.is_main else None
+            return _run(settings, run_dir, data, state, overwrite, device, context, progress)
+    except BaseException:
+        if created and context.is_main:  # a run refused before it wrote anything leaves no folder
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
     finally:
         context.stop()
 

@@ -1,0 +1,65 @@
+"""An exclusive lock on a folder for one live process (``train`` on its run directory).
+
+flock on a lock file: the kernel drops the lock when the process ends however it ends (SIGKILL,
+out of memory, node reboot), so a killed run never leaves it stuck; a lock file left behind by a
+killed run is simply taken over. The holder's pid is written into the file for the message.
+flock works on local file systems and on NFS v4 (Linux maps it to a byte-range lock there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from voxuda_cli.errors import VoxudaInputError
+
+LOCK_NAME = ".voxuda.lock"
+
+
+def _holder(path: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f" (pid {int(path.read_text().split()[0])})"
+    return ""
+
+
+def _acquire(path: Path, what: str) -> int:
+    """The locked descriptor of ``path``, or VoxudaInputError if another process holds it."""
+    for _ in range(5):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VoxudaInputError(
+                f"{what}: another voxuda process{_holder(path)} is writing it; wait for it to end, "
+                "or choose another folder"
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not unlinked by a holder that just ended
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                return fd
+        os.close(fd)
+    raise VoxudaInputError(f"{what}: cannot take the lock {path}; try again")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path | str, what: str) -> Iterator[Path]:
+    """Hold the lock of ``folder`` (created if missing) while the block runs; refuse if it is held.
+
+    ``what`` names the folder in the message (e.g. "-o run/"). The lock file is removed at the end
+    (still locked, so a process that opened it meanwhile sees it was unlinked and takes a new one).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    fd = _acquire(path, what)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
