@@ -111,3 +111,25 @@ def test_resume_with_other_settings_leaves_the_run_untouched(runner, data: dict[
     result = _train(runner, *args, "--resume", "--width", "4", "--epochs", "2")
     assert result.exit_code == 2 and "width (8 -> 4)" in " ".join(result.output.split())
     assert snapshot(run) == before
+
+
+def test_a_second_train_into_a_live_run_directory_is_refused(runner, data: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    from tests.faults import voxuda, wait_for
+
+    run = tmp_path / "run"
+    args = ["train", "--src", str(data["src"]), "--tgt", str(data["tgt"]), "-o", str(run), *TINY]
+    first = voxuda(*args, "--method", "source-only")
+    # config.toml is written under the lock; the first run is then paused, so it cannot end meanwhile.
+    wait_for(first, lambda: (run / "config.toml").exists())
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = _train(runner, *args[1:], "--overwrite")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.exit_code == 2, second.output
+    assert f"another voxuda process (pid {first.pid}) is writing it" in second.stderr
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err.decode()
+    assert (run / "model.pt").is_file() and not (run / ".voxuda.lock").exists()
