@@ -22,15 +22,24 @@ TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(KeyboardInterrupt):
-    """The command was asked to stop by ``signum``."""
+    """The command was asked to stop by ``signum``; ``str()`` is what the command says about it."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum: int, message: str | None = None) -> None:
+        super().__init__(message or f"interrupted ({signal.Signals(signum).name})")
         self.signum = signum
 
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class Stopped(Interrupted):
+    """``train`` answered a checkpoint signal: the checkpoint is written, --resume continues."""
+
+
+def describe(exc: KeyboardInterrupt) -> str:
+    """What a command says when a signal stopped it."""
+    return str(exc) if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:

@@ -133,3 +133,23 @@ def test_a_second_train_into_a_live_run_directory_is_refused(runner, data: dict[
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err.decode()
     assert (run / "model.pt").is_file() and not (run / ".voxuda.lock").exists()
+
+
+def test_sigterm_checkpoints_exits_143_and_resume_finishes(runner, data: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    from tests.faults import leftovers, voxuda, wait_for
+
+    run = tmp_path / "run"
+    args = ["--src", str(data["src"]), "--tgt", str(data["tgt"]), "-o", str(run), *TINY, "--method", "source-only"]
+    process = voxuda("train", *args, "--epochs", "1000")  # far more than can run before the signal
+    wait_for(process, lambda: (run / "config.toml").exists())  # written once the signal is answered by a checkpoint
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err.decode()
+    assert "stopped by SIGTERM" in err.decode() and "--resume" in err.decode() and "Traceback" not in err.decode()
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] < 1000 and leftovers(run) == []
+    result = _train(runner, "-o", str(run), "--resume", "--epochs", str(saved["epoch"] + 1), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["resumed_from"] in (saved["epoch"], None)

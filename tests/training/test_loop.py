@@ -200,3 +200,62 @@ def test_teacher_is_an_exponential_moving_average(files: dict[str, Path]) -> Non
         else:
             assert torch.equal(value, student[name])
     assert not any(p.requires_grad for p in trainer.teacher.parameters())
+
+
+class SignalAfter:
+    """Progress that sends ``signum`` to this process after ``steps`` optimisation steps: a
+    scheduler's signal at a known step, without a race."""
+
+    def __init__(self, steps: int, signum: int) -> None:
+        self.steps, self.signum, self.seen = steps, signum, 0
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def advance(self, running: object) -> None:
+        self.seen += 1
+        if self.seen == self.steps:
+            os.kill(os.getpid(), self.signum)
+
+    def end_epoch(self, record: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("steps", "signum", "workers", "where"),
+    [
+        (3, signal.SIGTERM, 0, "in epoch 2 after step 1"),  # 2 steps per epoch: inside the second
+        (3, signal.SIGUSR1, 1, "in epoch 2 after step 1"),  # the loader workers' order continues too
+        (2, signal.SIGTERM, 0, "after epoch 1"),  # during an epoch's last step: its own checkpoint
+    ],
+)
+def test_a_checkpoint_signal_then_resume_gives_the_same_weights(  # noqa: PLR0913
+    files: dict[str, Path], vox_uda_run: Path, tmp_path: Path, steps: int, signum: int, workers: int, where: str
+) -> None:
+    from voxuda_cli.signals import Stopped
+
+    settings = vox_uda_settings(files).replace(workers=workers)
+    run = tmp_path / "run"
+    with pytest.raises(Stopped, match=f"stopped by {signal.Signals(signum).name} {where}") as stopped:
+        train(settings, run, progress=SignalAfter(steps, signum))
+    assert stopped.value.signum == signum and "--resume" in str(stopped.value)
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == (steps // 2) and saved["steps_done"] == steps
+    assert (saved["position"] or {}).get("step", 0) == steps % 2
+    assert not (run / ".voxuda.lock").exists()  # the lock went with the stopped run
+    summary = train(settings, run, resume=True)
+    assert summary["resumed_from"] == steps // 2 or (summary["resumed_from"] is None and steps < 2)
+    _assert_identical(run, vox_uda_run)
+    drop = ("seconds", "samples_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in _records(run)] == [
+        {k: v for k, v in r.items() if k not in drop} for r in _records(vox_uda_run)
+    ]
+
+
+def test_a_resume_inside_an_epoch_needs_that_epoch(files: dict[str, Path], tmp_path: Path) -> None:
+    settings = tiny(files, method="source-only", epochs=2)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(settings, run, progress=SignalAfter(3, signal.SIGTERM))
+    with pytest.raises(VoxudaInputError, match="inside epoch 2; pass at least that"):
+        train(settings.replace(epochs=1), run, resume=True)

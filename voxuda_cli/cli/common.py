@@ -66,7 +66,7 @@ def cli_errors(command: str) -> Iterator[None]:
         stderr_console.print(f"[bold red]voxuda {command}: error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt as exc:
-        stderr_console.print(f"voxuda {command}: interrupted ({exc or 'SIGINT'})", highlight=False)
+        stderr_console.print(f"voxuda {command}: {signals.describe(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(signals.exit_code(exc)) from None
     finally:
         from voxuda_cli.io.atomic import remove_live_temporaries

@@ -6,7 +6,10 @@ own. The run directory gets config.toml (the resolved settings), model.pt (what 
 pseudo-label load), checkpoint.pt (every epoch; --resume continues from it), metrics.jsonl and
 curves.png. Defaults are the paper's (300 epochs, batch 16, Adam 1e-3, x0.1 every 100 epochs).
 --resume starts from the run's config.toml (unless --config is given); only --epochs, --device,
---amp, --threads and --workers may differ from it.
+--amp, --threads, --workers and --checkpoint-signal may differ from it. On SIGTERM or SIGUSR1 (a
+scheduler's time limit or preemption; see --checkpoint-signal) the run writes checkpoint.pt at
+the current step and exits 128 + the signal number; --resume then continues bit for bit. A second
+train into a run directory that a live process is writing is refused.
 
 Several processes: torchrun --nproc_per_node=N -m voxuda_cli train ... (DDP; gloo on CPU, nccl on
 CUDA, one GPU per process; --batch-size is the global batch; rank 0 writes).

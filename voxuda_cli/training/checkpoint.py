@@ -1,9 +1,11 @@
 """The run directory: what a fresh run or a --resume may find there, and checkpoint.pt itself.
 
-checkpoint.pt holds everything needed to continue bit for bit: student, teacher and
-discriminator weights, optimiser, scheduler and gradient-scaler states, the global RNG states
-(torch, CUDA, numpy, python), the epoch reached, the metrics so far and the settings. It is
-written atomically, so a run killed at any moment leaves the previous epoch's checkpoint.
+checkpoint.pt holds everything needed to continue bit for bit: the trainer's state (student,
+teacher and discriminator weights, optimiser, scheduler and gradient-scaler states, the
+method's state), the global RNG states (torch, CUDA, numpy, python), the epochs done, the
+position inside the next epoch when a checkpoint signal stopped the run there, the metrics so
+far and the settings. It is written atomically, so a run killed at any moment (SIGKILL) leaves
+the previous checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 RUN_FILES = (CHECKPOINT, MODEL, CONFIG, METRICS, CURVES)
 CHECKPOINT_FORMAT = "voxuda-checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1  # a checkpoint without the key is version 1
+# 2: "position" inside an epoch (a checkpoint signal's); a checkpoint without the key is version 1.
+CHECKPOINT_FORMAT_VERSION = 2
 
 
 def check_fresh_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -89,6 +92,10 @@ def load_checkpoint(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     if settings.epochs < state["epoch"]:
         raise VoxudaInputError(
             f"--epochs {settings.epochs}: the checkpoint is already at epoch {state['epoch']}; pass at least that"
+        )
+    if state.get("position") and settings.epochs <= state["epoch"]:
+        raise VoxudaInputError(
+            f"--epochs {settings.epochs}: the checkpoint is inside epoch {state['epoch'] + 1}; pass at least that"
         )
     return state
 

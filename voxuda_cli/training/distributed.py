@@ -95,6 +95,12 @@ class DistributedContext:
         torch.distributed.all_reduce(tensor)
         return dict(zip(keys, tensor.tolist()))
 
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every process if it is True on any (so that all stop at the same step)."""
+        if not self.is_distributed:
+            return flag
+        return self.sum({"flag": float(flag)}, device)["flag"] > 0
+
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """DistributedDataParallel around ``model`` (SyncBatchNorm first on CUDA); the model itself otherwise.
 

@@ -37,8 +37,10 @@ import contextlib
 import copy
 import json
 import logging
+import signal
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from voxuda_cli import signals
 from voxuda_cli.config import dump_toml, settings_to_dict
 from voxuda_cli.device import resolve_device, seed_everything
 from voxuda_cli.errors import VoxudaInputError
@@ -335,6 +338,22 @@ def _prepare(
     return data, state
 
 
+@dataclass
+class EpochState:
+    """How far a run is inside ``epoch``: ``step`` steps done and the running sums of their figures.
+
+    A checkpoint signal saves it (with the trainer's state and every RNG state); --resume continues
+    from it. The batches themselves need no state: each comes from (seed, epoch, step, rank).
+    """
+
+    epoch: int
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "sums": dict(self.sums)}
+
+
 def _run(
     settings: TrainSettings,
     run_dir: Path,
@@ -348,87 +367,159 @@ def _run(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(settings, device, context)
-    if state is not None:
-        try:
-            trainer.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError) as exc:  # a checkpoint of another version of voxuda
-            raise VoxudaInputError(
-                f"--resume {run_dir / ckpt.CHECKPOINT}: checkpoint does not fit this version of voxuda "
-                f"({type(exc).__name__}: {str(exc)[:200]}); start again with --overwrite"
-            ) from exc
-        start_epoch, history, ramp_epochs = int(state["epoch"]), list(state["history"]), int(state["ramp_epochs"])
-        ckpt.restore_rng_states(state["rng"])
-    else:
-        start_epoch, history, ramp_epochs = 0, [], settings.ramp_epochs or settings.epochs
-    if context.is_main:
-        if state is None and overwrite:
-            ckpt.remove_run_files(run_dir)
-        ckpt.remove_stale_temporaries(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / ckpt.CONFIG, dump_toml(settings_to_dict(settings)))
-    per_process_batch = settings.batch_size // context.world_size
-    started = time.perf_counter()
-    for epoch in range(start_epoch, settings.epochs):
-        record = _train_epoch(trainer, data, settings, epoch, ramp_epochs, per_process_batch, context, progress)
+    start_epoch, history, ramp_epochs, inside = _restore(trainer, settings, state, run_dir)
+    with signals.stop_request(settings.signal_numbers()) as stop:
+        stop.armed = True  # from here a checkpoint signal is answered with a checkpoint
         if context.is_main:
-            if data.validation is not None:
-                record.update(trainer.evaluate(data.validation, per_process_batch))
-            history.append(record)
-            ckpt.save_checkpoint(
-                run_dir / ckpt.CHECKPOINT,
-                {
-                    **trainer.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "ramp_epochs": ramp_epochs,
-                    "settings": settings_to_dict(settings),
-                    "rng": ckpt.rng_states(),
-                },
-            )
-            _write_outputs(run_dir, trainer, settings, data, history)
-            if progress is not None:
-                progress.end_epoch(record)
-        context.barrier()
+            if state is None and overwrite:
+                ckpt.remove_run_files(run_dir)
+            ckpt.remove_stale_temporaries(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / ckpt.CONFIG, dump_toml(settings_to_dict(settings)))
+        per_process_batch = settings.batch_size // context.world_size
+        started = time.perf_counter()
+        for epoch in range(start_epoch, settings.epochs):
+            position = inside if inside is not None and inside.epoch == epoch else EpochState(epoch)
+            record = _train_epoch(trainer, data, settings, position, ramp_epochs, per_process_batch, context, progress, stop)
+            if record is None:  # a checkpoint signal inside the epoch
+                _save_checkpoint(run_dir, trainer, settings, history, ramp_epochs, context, position)
+                raise _stopped(stop, run_dir, f"in epoch {epoch + 1} after step {position.step}")
+            if context.is_main:
+                if data.validation is not None:
+                    record.update(trainer.evaluate(data.validation, per_process_batch))
+                history.append(record)
+            _save_checkpoint(run_dir, trainer, settings, history, ramp_epochs, context)
+            if context.is_main:
+                _write_outputs(run_dir, trainer, settings, data, history)
+                if progress is not None:
+                    progress.end_epoch(record)
+            context.barrier()
+            if context.any(stop.requested, device) and epoch + 1 < settings.epochs:
+                raise _stopped(stop, run_dir, f"after epoch {epoch + 1}")
     if context.is_main and start_epoch >= settings.epochs and not (run_dir / ckpt.MODEL).is_file():
         _write_outputs(run_dir, trainer, settings, data, history)
     return _summary(settings, run_dir, data, history, start_epoch, time.perf_counter() - started, device, context)
+
+
+def _restore(
+    trainer: Trainer, settings: TrainSettings, state: dict[str, Any] | None, run_dir: Path
+) -> tuple[int, list[dict[str, Any]], int, EpochState | None]:
+    """(epochs done, metrics so far, ramp horizon, position inside the next epoch) of a fresh or resumed run."""
+    if state is None:
+        return 0, [], settings.ramp_epochs or settings.epochs, None
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError) as exc:  # a checkpoint of another version of voxuda
+        raise VoxudaInputError(
+            f"--resume {run_dir / ckpt.CHECKPOINT}: checkpoint does not fit this version of voxuda "
+            f"({type(exc).__name__}: {str(exc)[:200]}); start again with --overwrite"
+        ) from exc
+    ckpt.restore_rng_states(state["rng"])
+    saved = state.get("position")
+    inside = None if not saved else EpochState(int(saved["epoch"]), int(saved["step"]), dict(saved["sums"]))
+    return int(state["epoch"]), list(state["history"]), int(state["ramp_epochs"]), inside
+
+
+def _save_checkpoint(
+    run_dir: Path,
+    trainer: Trainer,
+    settings: TrainSettings,
+    history: list[dict[str, Any]],
+    ramp_epochs: int,
+    context: DistributedContext,
+    position: EpochState | None = None,
+) -> None:
+    """checkpoint.pt at an epoch's end, or (``position``) inside an epoch; rank 0 writes, all wait."""
+    if context.is_main:
+        ckpt.save_checkpoint(
+            run_dir / ckpt.CHECKPOINT,
+            {
+                **trainer.state_dict(),
+                "epoch": len(history),
+                "position": None if position is None else position.to_dict(),
+                "history": history,
+                "ramp_epochs": ramp_epochs,
+                "settings": settings_to_dict(settings),
+                "rng": ckpt.rng_states(),
+            },
+        )
+    if position is not None:
+        context.barrier()
+
+
+def _stopped(stop: signals.StopRequest, run_dir: Path, where: str) -> signals.Stopped:
+    signum = stop.signum or signal.SIGTERM  # another process of the launch got the signal
+    name = signal.Signals(signum).name
+    return signals.Stopped(
+        signum,
+        f"stopped by {name} {where}; checkpoint written ({run_dir / ckpt.CHECKPOINT}); "
+        f"continue with: voxuda train -o {run_dir} --resume",
+    )
 
 
 def _train_epoch(
     trainer: Trainer,
     data: TrainingData,
     settings: TrainSettings,
-    epoch: int,
+    position: EpochState,
     ramp_epochs: int,
     batch_size: int,
     context: DistributedContext,
     progress: TrainProgress | None,
-) -> dict[str, Any]:
+    stop: signals.StopRequest,
+) -> dict[str, Any] | None:
+    """Train the rest of ``position.epoch``; its record, or None if a checkpoint signal stopped it (then
+    ``position`` says where)."""
+    epoch = position.epoch
     plan = EpochPlan.build(len(data.labelled), batch_size, settings.seed, epoch, context.rank, context.world_size)
     batches = EpochBatches(data, settings, plan, epoch, context.rank)
+    steps = range(position.step, len(batches))
     if settings.workers > 0:
         loader: Any = torch.utils.data.DataLoader(
-            batches, batch_size=None, num_workers=settings.workers, pin_memory=trainer.device.type == "cuda"
+            batches,
+            batch_size=None,
+            sampler=steps,
+            num_workers=settings.workers,
+            pin_memory=trainer.device.type == "cuda",
         )
     else:
-        loader = (batches[step] for step in range(len(batches)))
+        loader = (batches[step] for step in steps)
     lr = trainer.optimizer.param_groups[0]["lr"]
     if progress is not None:
         progress.start_epoch(epoch + 1, settings.epochs, plan.steps)
-    sums: dict[str, float] = {}
+    sums = position.sums
     started = time.perf_counter()
-    for step, batch in enumerate(loader):
-        position = epoch + step / plan.steps
-        figures = trainer.step(batch.to(trainer.device, non_blocking=True), position / ramp_epochs, position)
+    for step, batch in zip(steps, loader):
+        if context.any(stop.requested, trainer.device):
+            return None
+        at = epoch + step / plan.steps
+        figures = trainer.step(batch.to(trainer.device, non_blocking=True), at / ramp_epochs, at)
         for key, value in figures.items():
             sums[key] = sums.get(key, 0.0) + value
+        position.step = step + 1
         if progress is not None:
             progress.advance({k: v / (step + 1) for k, v in sums.items()})
     trainer.scheduler.step()
-    sums["steps"] = float(plan.steps)
-    sums["samples"] = float(len(plan.order))
-    totals = context.sum(sums, trainer.device)
+    run_share = len(steps) / plan.steps  # of a resumed epoch, only the steps run now count for its speed
     seconds = time.perf_counter() - started
+    return _epoch_record(trainer, data, plan, dict(sums), epoch, lr, seconds, run_share, context)
+
+
+def _epoch_record(
+    trainer: Trainer,
+    data: TrainingData,
+    plan: EpochPlan,
+    sums: dict[str, float],
+    epoch: int,
+    lr: float,
+    seconds: float,
+    run_share: float,
+    context: DistributedContext,
+) -> dict[str, Any]:
+    """The epoch's line of metrics.jsonl: mean figures over every process's steps, lr, speed."""
+    sums["steps"] = float(plan.steps)
+    sums["samples"] = float(len(plan.order)) * run_share
+    totals = context.sum(sums, trainer.device)
     steps = totals.pop("steps")
     samples = totals.pop("samples")
     record: dict[str, Any] = {"epoch": epoch + 1}

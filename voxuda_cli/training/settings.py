@@ -16,7 +16,7 @@ from voxuda_cli.training.methods import DEFAULT_METHOD, get_method
 from voxuda_cli.training.methods import names as method_names
 
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
-RESUMABLE_CHANGES = ("epochs", "device", "amp", "threads", "workers")
+RESUMABLE_CHANGES = ("epochs", "device", "amp", "threads", "workers", "checkpoint_signals")
 
 
 @dataclass
@@ -66,6 +66,12 @@ class TrainSettings:
     threads: int | None = setting(None, "Torch CPU threads.", default_help="[default: torch's]")
     # The data is in memory, so 0 is usually fastest.
     workers: int = setting(0, "Data-loading processes.")
+    # A scheduler's time limit or preemption: SLURM sends SIGTERM, or SIGUSR1 with --signal=USR1@120.
+    checkpoint_signals: tuple[str, ...] = setting(
+        ("SIGTERM", "SIGUSR1"),
+        "On this signal (repeatable; none: off) write a checkpoint at the current step and exit.",
+        flags=("--checkpoint-signal",),
+    )
 
     def __post_init__(self) -> None:
         for name in ("src", "tgt", "val"):
@@ -77,6 +83,8 @@ class TrainSettings:
         if self.noise is not None:
             self.noise = Path(self.noise).absolute()
         self.con_lambdas = tuple(float(v) for v in self.con_lambdas)  # type: ignore[assignment]
+        names = (self.checkpoint_signals,) if isinstance(self.checkpoint_signals, str) else self.checkpoint_signals
+        self.checkpoint_signals = tuple(str(v) for v in names if str(v).lower() != "none")
         self._check()
 
     def _check(self) -> None:
@@ -114,6 +122,26 @@ class TrainSettings:
             raise bad("threads", "must be at least 1")
         if self.workers < 0:
             raise bad("workers", "must not be negative")
+        self.signal_numbers()  # checked here, before anything runs
+
+    def signal_numbers(self) -> tuple[int, ...]:
+        """The checkpoint signals as numbers (an unknown or uncatchable name is an input error)."""
+        import signal
+
+        from voxuda_cli.signals import parse_signal
+
+        numbers = []
+        for name in self.checkpoint_signals:
+            try:
+                number = parse_signal(name)
+            except (KeyError, ValueError):
+                number = -1
+            if number in (-1, signal.SIGKILL, signal.SIGSTOP):
+                raise VoxudaInputError(
+                    f"--checkpoint-signal {name}: not a signal a program can catch; use e.g. SIGTERM, SIGUSR1 or none"
+                )
+            numbers.append(number)
+        return tuple(numbers)
 
     def replace(self, **changes: Any) -> TrainSettings:
         return dataclasses.replace(self, **changes)
