@@ -145,3 +145,46 @@ def test_a_full_disk_is_one_line_exit_2_and_the_earlier_file_survives(runner, tm
     assert "sim.h5: cannot write it: no space left on device" in result.stderr
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) <= 3  # rich may wrap
     assert out.read_bytes() == b"an earlier result" and leftovers(tmp_path) == []
+
+
+def test_outputs_are_readable_by_others_under_umask_022(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["simulate-prep", str(tmp_path / "sim.h5"), *SMALL, "--preview", str(tmp_path / "p.png")])
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert {stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("sim.h5", "p.png")} == {0o644}
+
+
+def _can_mount_tmpfs() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unprivileged user and mount namespaces (unshare -Urm)")
+def test_a_really_full_file_system(tmp_path: Path) -> None:
+    """A 600 KiB tmpfs in a private mount namespace: HDF5's own write errors (which crash h5py
+    when it closes the file), one line, exit 2, the earlier file intact, no temporary file."""
+    import subprocess
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=600k tmpfs {disk} && echo earlier > {disk}/sim.h5 && "
+        f"OMP_NUM_THREADS=1 {sys.executable} -m voxuda_cli simulate-prep {disk}/sim.h5 {' '.join(SMALL)} "
+        "--n-per-structure 30; echo rc=$?; ls -A " + str(disk) + "; cat " + str(disk) + "/sim.h5"
+    )
+    result = subprocess.run(["unshare", "-Urm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert "sim.h5: cannot write it: no space left on device" in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stdout.split() == ["rc=2", "sim.h5", "earlier"]
