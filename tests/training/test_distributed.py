@@ -49,3 +49,25 @@ def test_two_cpu_processes_train_one_epoch(tmp_path: Path) -> None:
     assert record["epoch"] == 1 and math.isfinite(record["con"])
     model, info = load_model(run)
     assert info.method == "vox-uda" and info.settings["batch_size"] == 4
+
+
+def test_sigterm_to_torchrun_checkpoints_on_every_process_then_resume(tmp_path: Path) -> None:
+    import signal
+
+    from tests.faults import wait_for
+
+    src = write_blobs(tmp_path / "src.h5", n=4, seed=1)
+    run = tmp_path / "run"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    launch += ["-m", "voxuda_cli", "train", "--src", str(src), "-o", str(run), "--method", "source-only"]
+    launch += ["--width", "4", "--batch-size", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*launch, "--epochs", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    wait_for(process, lambda: (run / "config.toml").exists())  # every process answers SIGTERM from here
+    process.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+    _, err = process.communicate(timeout=300)
+    assert err.decode().count("voxuda train: stopped by SIGTERM") == 2, err.decode()[-3000:]
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    result = subprocess.run([*launch, "--resume", "--epochs", str(saved["epoch"] + 1)], capture_output=True, env=env)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == saved["epoch"] + 1

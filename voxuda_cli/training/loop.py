@@ -366,10 +366,12 @@ def _run(
 ) -> dict[str, Any]:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    trainer = Trainer(settings, device, context)
-    start_epoch, history, ramp_epochs, inside = _restore(trainer, settings, state, run_dir)
     with signals.stop_request(settings.signal_numbers()) as stop:
-        stop.armed = True  # from here a checkpoint signal is answered with a checkpoint
+        # Armed before the trainer (whose DDP set-up is a collective): by the time rank 0 writes
+        # config.toml every process answers a checkpoint signal with a checkpoint.
+        stop.armed = True
+        trainer = Trainer(settings, device, context)
+        start_epoch, history, ramp_epochs, inside = _restore(trainer, settings, state, run_dir)
         if context.is_main:
             if state is None and overwrite:
                 ckpt.remove_run_files(run_dir)
