@@ -153,7 +153,8 @@ def test_outputs_are_readable_by_others_under_umask_022(runner, tmp_path: Path) 
 
     previous = os.umask(0o022)
     try:
-        result = runner.invoke(app, ["simulate-prep", str(tmp_path / "sim.h5"), *SMALL, "--preview", str(tmp_path / "p.png")])
+        args = ["simulate-prep", str(tmp_path / "sim.h5"), *SMALL, "--preview", str(tmp_path / "p.png")]
+        result = runner.invoke(app, args)
     finally:
         os.umask(previous)
     assert result.exit_code == 0, result.output

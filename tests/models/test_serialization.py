@@ -70,5 +70,5 @@ def test_a_model_of_a_newer_format_is_refused(tmp_path: Path) -> None:
     path = write_model(tmp_path / "model.pt", random_network(width=4, seed=1), box=32, voxel_size=7.5)
     payload = torch.load(path, weights_only=True)
     torch.save({**payload, "format_version": 7}, path)
-    with pytest.raises(VoxudaInputError, match="model file format version 7 is newer than this voxuda reads .up to 1.; upgrade"):
+    with pytest.raises(VoxudaInputError, match=r"model file format version 7 is newer than this voxuda reads \(up to"):
         load_model(path)

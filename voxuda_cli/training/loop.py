@@ -382,7 +382,9 @@ def _run(
         started = time.perf_counter()
         for epoch in range(start_epoch, settings.epochs):
             position = inside if inside is not None and inside.epoch == epoch else EpochState(epoch)
-            record = _train_epoch(trainer, data, settings, position, ramp_epochs, per_process_batch, context, progress, stop)
+            record = _train_epoch(
+                trainer, data, settings, position, ramp_epochs, per_process_batch, context, progress, stop
+            )
             if record is None:  # a checkpoint signal inside the epoch
                 _save_checkpoint(run_dir, trainer, settings, history, ramp_epochs, context, position)
                 raise _stopped(stop, run_dir, f"in epoch {epoch + 1} after step {position.step}")
