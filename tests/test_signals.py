@@ -75,3 +75,14 @@ def test_sigterm_during_predict_leaves_nothing(tmp_path: Path) -> None:
     code, err = _sigterm_when_writing(process, out)
     assert code == 143, err
     assert "Traceback" not in err and list(out.iterdir()) == []
+
+
+def test_a_signal_inside_held_back_is_answered_when_it_ends() -> None:
+    from voxuda_cli.signals import held_back
+
+    done = []
+    with pytest.raises(Interrupted) as caught, handled(), held_back():
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.sigtimedwait([], 0)
+        done.append("the block ran to its end")
+    assert done and caught.value.signum == signal.SIGTERM

@@ -66,11 +66,17 @@ class StopRequest:
 
 
 _current: StopRequest | None = None
+_held = 0  # depth of held_back blocks
+_pending: int | None = None  # a signal that arrived inside one
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
+    global _pending
     if _current is not None and _current.armed and signum in _current.signals:
         _current.signum = _current.signum or signum  # answered at the next step boundary
+        return
+    if _held:
+        _pending = _pending or signum
         return
     raise Interrupted(signum)
 
@@ -102,6 +108,24 @@ def stop_request(signums: tuple[int, ...]) -> Iterator[StopRequest]:
             yield request
     finally:
         _current = outer
+
+
+@contextlib.contextmanager
+def held_back() -> Iterator[None]:
+    """Answer a stopping signal only when the block ends (a few lines that must not be cut in two).
+
+    Not the signal mask: a signal sent to the process may be taken by any of its threads (torch's,
+    rich's), and Python then runs the handler in the main thread wherever it is.
+    """
+    global _held, _pending
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        if not _held and _pending is not None:
+            signum, _pending = _pending, None
+            raise Interrupted(signum)
 
 
 def parse_signal(name: str) -> int:

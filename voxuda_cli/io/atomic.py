@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from voxuda_cli.errors import VoxudaOutputError
+from voxuda_cli.signals import held_back
 
 # Why a write can fail that the user can fix, and what to do about it.
 _HINTS = {
@@ -145,17 +146,18 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     VoxudaOutputError naming ``path``.
     """
     path = Path(path)
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
-        tmp, fd = _create_temporary(path)
-    except OSError as exc:
-        raise output_error(path, exc) or exc from exc
-    try:
+        with held_back():  # a signal between mkstemp and here would leave a temporary nobody knows of
+            tmp, fd = _create_temporary(path)
         yield tmp
-        _commit(tmp, fd, path)
+        with held_back():
+            _commit(tmp, fd, path)
     except BaseException as exc:
-        _discard(tmp, fd)
+        if tmp is not None:
+            _discard(tmp, fd)
         failure = output_error(path, exc)
         if failure is not None:
             raise failure from exc

@@ -23,6 +23,7 @@ from voxuda_cli import __version__
 from voxuda_cli.errors import VoxudaInputError, check_format_version
 from voxuda_cli.io.atomic import atomic_output
 from voxuda_cli.io.mrc import check_finite
+from voxuda_cli.signals import held_back
 
 FORMAT_VERSION = 1
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -204,7 +205,8 @@ class _GuardedFile:
     """The file object HDF5 writes through: the first write error is kept, and HDF5 is told the write
     succeeded. HDF5 (1.14) does not survive its own write errors: after one, closing the file
     crashes the process (a segfault, at the latest at exit). The writer checks the kept error
-    after each sample and at the end, and then discards the file."""
+    after each sample and at the end, and then discards the file. For the same reason signals are
+    held back while HDF5 runs (a KeyboardInterrupt raised inside a callback is an HDF5 error)."""
 
     def __init__(self, path: Path) -> None:
         self._raw = open(path, "r+b")  # noqa: SIM115  (closed by close(), after HDF5's own close)
@@ -285,10 +287,11 @@ class DatasetWriter:
         tmp = self._context.__enter__()
         try:
             self._file = _GuardedFile(tmp)
-            # HDF5's own flock would clash with the one atomic_output holds on the temporary file.
-            self._handle = h5py.File(self._file, "w", locking=False)
-            for key, value in self.attrs.items():
-                self._handle.attrs[key] = value
+            with held_back():
+                # HDF5's own flock would clash with the one atomic_output holds on the temporary file.
+                self._handle = h5py.File(self._file, "w", locking=False)
+                for key, value in self.attrs.items():
+                    self._handle.attrs[key] = value
         except BaseException as exc:
             self._abandon(exc)
         return self
@@ -304,9 +307,10 @@ class DatasetWriter:
                 raise VoxudaInputError(f"{self.path}: no samples to write")
             # HDF5 writes most of the file at flush and close: a full disk shows here, and then the
             # temporary file must not be renamed into place.
-            self._handle.flush()
-            self._arrays.clear()
-            self._handle.close()
+            with held_back():
+                self._handle.flush()
+                self._arrays.clear()
+                self._handle.close()
             self._file.close()  # type: ignore[union-attr]
             self._file.check()  # type: ignore[union-attr]
         except BaseException as error:
@@ -327,7 +331,8 @@ class DatasetWriter:
     def set_attr(self, key: str, value: Any) -> None:
         """Set a file attribute while writing (e.g. a summary known only at the end)."""
         assert self._handle is not None
-        self._handle.attrs[key] = value
+        with held_back():
+            self._handle.attrs[key] = value
 
     def _array(self, key: str, shape: tuple[int, ...], dtype: Any) -> h5py.Dataset:
         assert self._handle is not None
@@ -348,11 +353,12 @@ class DatasetWriter:
     def _push(self, key: str, value: Any, dtype: Any) -> None:
         value = np.asarray(value, dtype=dtype) if dtype is not _STRING else value
         shape = () if dtype is _STRING else tuple(np.shape(value))
-        array = self._array(key, shape, dtype)
-        if array.shape[0] != self.count:
-            raise ValueError(f"{key}: every sample must provide it (got it for {array.shape[0]} of {self.count})")
-        array.resize(self.count + 1, axis=0)
-        array[self.count] = value
+        with held_back():  # HDF5 calls back into _GuardedFile: a signal must not land inside HDF5
+            array = self._array(key, shape, dtype)
+            if array.shape[0] != self.count:
+                raise ValueError(f"{key}: every sample must provide it (got it for {array.shape[0]} of {self.count})")
+            array.resize(self.count + 1, axis=0)
+            array[self.count] = value
 
     def append(
         self,
