@@ -229,7 +229,7 @@ def save_template(path: Path | str, template: Template) -> None:
     """Write a template as a compressed .npz (what ships in voxuda_cli/simulate/templates/)."""
     from voxuda_cli.io.atomic import atomic_output
 
-    with atomic_output(path) as tmp, tmp.open("wb") as handle:
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(
             handle,
             pdb_id=np.asarray(template.pdb_id),
