@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 
 TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -54,7 +54,6 @@ class StopRequest:
     signals: tuple[int, ...] = ()
     armed: bool = False
     signum: int | None = None
-    _previous: dict[int, object] = field(default_factory=dict)
 
     @property
     def requested(self) -> bool:

@@ -62,6 +62,18 @@ def save_model(
     atomic_torch_save(path, payload)
 
 
+def load_tagged(path: Path, tag: str, version: int, what: str, remedy: str) -> dict[str, Any]:
+    """A torch file voxuda wrote (its "format" is ``tag``), on the CPU; a newer format version is refused."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file or one of another kind
+        raise VoxudaInputError(f"{path}: not a voxuda {what} ({type(exc).__name__}); {remedy}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != tag:
+        raise VoxudaInputError(f"{path}: not a voxuda {what}; {remedy}")
+    check_format_version(path, payload.get("format_version", 1), version, what)
+    return payload
+
+
 def resolve_model_path(path: Path | str) -> Path:
     """A run directory or a model file -> the model file."""
     path = Path(path)
@@ -81,15 +93,9 @@ def load_model(
     the student.
     """
     path = resolve_model_path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise VoxudaInputError(
-            f"{path}: not a voxuda model file ({type(exc).__name__}); pass model.pt of a run"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise VoxudaInputError(f"{path}: not a voxuda model file; pass the model.pt that `voxuda train` wrote")
-    check_format_version(path, payload.get("format_version", 1), MODEL_FORMAT_VERSION, "model file")
+    payload = load_tagged(
+        path, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model file", "pass the model.pt that `voxuda train` wrote"
+    )
     if which not in WEIGHT_SETS:
         raise VoxudaInputError(f"--use {which}: unknown weights; use teacher or student")
     arch = dict(payload["architecture"])

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from voxuda_cli.config import settings_to_dict
-from voxuda_cli.errors import VoxudaInputError, check_format_version
+from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io import atomic
 from voxuda_cli.io.atomic import atomic_torch_save
 from voxuda_cli.io.lock import LOCK_NAME
+from voxuda_cli.models.serialization import load_tagged
 from voxuda_cli.training.settings import RESUMABLE_CHANGES, TrainSettings
 
 CHECKPOINT = "checkpoint.pt"
@@ -74,15 +75,8 @@ def load_checkpoint(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise VoxudaInputError(f"--resume: {path} not found; start the run without --resume")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise VoxudaInputError(
-            f"{path}: unreadable checkpoint ({type(exc).__name__}); start again with --overwrite"
-        ) from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise VoxudaInputError(f"{path}: not a voxuda checkpoint; start again with --overwrite")
-    check_format_version(path, state.get("format_version", 1), CHECKPOINT_FORMAT_VERSION, "checkpoint")
+    remedy = "start again with --overwrite"
+    state = load_tagged(path, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, "checkpoint", remedy)
     differences = settings_differences(state["settings"], settings)
     if differences:
         raise VoxudaInputError(
