@@ -117,6 +117,12 @@ def test_voxel_size_jitter_simulates_on_another_grid_and_stays_aligned() -> None
     # the simulated extent is the output box's: 32 x 10 A = n x v for an integer n
     assert np.allclose(320.0 / voxel, np.round(320.0 / voxel), atol=1e-3)
     assert jittered.images.shape == plain.images.shape and np.array_equal(jittered.masks, plain.masks)
+    # simulated on a coarser grid: nothing beyond that grid's Nyquist survives the resampling
+    k = np.fft.fftfreq(32)
+    beyond = np.abs(k)[:, None, None] > 0.5 * 10.0 / voxel[voxel > 11.0][:, None, None, None]
+    coarse = np.abs(np.fft.fft(jittered.images[voxel > 11.0], axis=1)) ** 2
+    reference = np.abs(np.fft.fft(plain.images[voxel > 11.0], axis=1)) ** 2
+    assert beyond.any() and (coarse * beyond).sum() < 1e-6 * coarse.sum() < (reference * beyond).sum()
     for image, density in zip(jittered.images, jittered.density):
         centred = shifted_correlation(image, density, 0)
         assert centred > 0.4 and centred > max(shifted_correlation(image, density, s) for s in (-1, 1))

@@ -33,7 +33,7 @@ class Geometry:
     angles: np.ndarray  # degrees
     voxel_size: float  # A, simulation grid
     box: int  # simulation grid edge; box * voxel_size = the output box's extent
-    offset: float  # A added to every coordinate on the simulation grid (see batch_geometry)
+    offset: float  # A added to coordinates drawn on the simulation grid (membranes; see batch_geometry)
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,9 @@ def _draw_membrane(rng: np.random.Generator, settings: SimulationSettings) -> tu
     return centre, radius, separation, nz.uniform(rng, settings.membrane_density)
 
 
-def render_molecule(template: Template, placement: Placement, box: int, voxel_size: float, offset: float) -> np.ndarray:
+def render_molecule(template: Template, placement: Placement, box: int, voxel_size: float) -> np.ndarray:
     positions = template.positions @ placement.rotation.T.astype(np.float32) + placement.centre.astype(np.float32)
-    return render_density(positions + np.float32(offset), template.masses, template.spreads, box, voxel_size)
+    return render_density(positions, template.masses, template.spreads, box, voxel_size)
 
 
 def render_scene(
@@ -151,27 +151,30 @@ def render_scene(
     density = np.zeros((box,) * 3, dtype=np.float32)
     mask = np.zeros((box,) * 3, dtype=bool)
     for placement in placements:
-        own = render_molecule(templates[placement.molecule], placement, box, settings.voxel_size, 0.0)
+        own = render_molecule(templates[placement.molecule], placement, box, settings.voxel_size)
         density += own
         mask |= molecule_mask(own, levels[placement.molecule]).astype(bool)  # density.py's one mask rule
     return density, mask.astype(np.uint8)
 
 
 def imaged_density(
-    templates: Sequence[Template],
-    placements: Sequence[Placement],
     output_density: np.ndarray,
     membranes: Sequence[tuple[np.ndarray, float, float, float]],
     geometry: Geometry,
 ) -> np.ndarray:
-    """What the microscope sees: the molecules (re-rendered on the simulation grid if it differs) plus membranes."""
+    """What the microscope sees, on the simulation grid: the molecules plus membranes.
+
+    On another grid the molecules are the output-grid density Fourier-resampled, not rendered
+    again (half the rendering time): the final resampling back to the output grid keeps only what
+    the output grid holds, so content beyond its Nyquist would be cropped either way. Noise, CTF
+    and filters still act at the simulation voxel size, which is what the jitter is for.
+    """
+    from voxuda_cli.resample import fourier_resample
+
     if geometry.box == output_density.shape[0]:
         density = output_density.copy()
     else:
-        density = np.zeros((geometry.box,) * 3, dtype=np.float32)
-        for placement in placements:
-            template = templates[placement.molecule]
-            density += render_molecule(template, placement, geometry.box, geometry.voxel_size, geometry.offset)
+        density = fourier_resample(output_density, (geometry.box,) * 3)
     for centre, radius, separation, peak in membranes:
         shifted = np.asarray(centre) + geometry.offset
         density += nz.membrane_density(geometry.box, geometry.voxel_size, shifted, radius, separation, peak)

@@ -257,10 +257,7 @@ def simulate_batch(
         render_scene(templates, [m.iso_level for m in molecules], [p, *e.neighbours], settings)
         for p, e in zip(placed, extras)
     ]
-    imaged = [
-        imaged_density(templates, [p, *e.neighbours], scene[0], e.membranes, geometry)
-        for p, e, scene in zip(placed, extras, scenes)
-    ]
+    imaged = [imaged_density(scene[0], e.membranes, geometry) for e, scene in zip(extras, scenes)]
     noise = np.stack([d.noise for d in draws], axis=1)
     slopes, mtfs = np.array([e.noise_slope for e in extras]), np.array([e.detector_mtf for e in extras])
     if np.any(slopes != 0) or np.any(mtfs < 1):
