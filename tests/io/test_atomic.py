@@ -113,3 +113,10 @@ def test_live_temporaries_are_removed_as_a_last_resort(tmp_path: Path) -> None:
     assert not tmp.exists()
     assert context.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None) is False  # re-raised by `with`
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_with_glob_characters(tmp_path: Path) -> None:
+    (tmp_path / ".run[1].h5.abcd1234.tmp").write_text("killed writer")
+    (tmp_path / ".run1.h5.abcd1234.tmp").write_text("another output's, left alone")
+    atomic_write_text(tmp_path / "run[1].h5", "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run1.h5.abcd1234.tmp", "run[1].h5"]

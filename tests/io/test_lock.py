@@ -43,3 +43,23 @@ def test_the_lock_is_released_on_error(tmp_path: Path) -> None:
             raise RuntimeError("boom")
     with folder_lock(tmp_path, "x"):
         pass
+
+
+def test_a_file_system_without_flock_warns_and_goes_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import fcntl
+
+    from voxuda_cli.io.atomic import atomic_write_text
+
+    def no_flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))  # Lustre without -o flock
+
+    stale = tmp_path / ".out.txt.abcd1234.tmp"
+    stale.write_text("cannot tell whose")
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with folder_lock(tmp_path, "-o run/"):
+        atomic_write_text(tmp_path / "out.txt", "written")
+    assert "cannot lock files" in caplog.text
+    assert (tmp_path / "out.txt").read_text() == "written" and stale.exists()  # never removed unless surely stale

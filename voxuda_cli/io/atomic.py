@@ -10,14 +10,14 @@ becomes one VoxudaOutputError naming the file and the cause.
 
 A writer holds an flock on its temporary file while it works. A temporary of the same target that
 nobody holds a lock on is the leftover of a killed process (SIGKILL, power loss): the next writer
-of that target removes it.
+of that target removes it. Where the file system has no flock, leftovers stay (hidden, harmless).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
+import glob
 import io
 import os
 import tempfile
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from voxuda_cli.errors import VoxudaOutputError
+from voxuda_cli.io.lock import try_flock
 from voxuda_cli.signals import held_back
 
 # Why a write can fail that the user can fix, and what to do about it.
@@ -68,15 +69,13 @@ def remove_stale_temporaries(path: Path | str) -> list[Path]:
     """Remove temporaries of ``path`` that no live writer holds (leftovers of a killed process)."""
     path = Path(path)
     removed = []
-    for stale in path.parent.glob(f".{path.name}.*.tmp*"):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         try:
             fd = os.open(stale, os.O_RDONLY)
         except OSError:
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)  # a live writer holds it
+        if not try_flock(fd):  # a live writer holds it, or the file system cannot tell
+            os.close(fd)
             continue
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
@@ -89,9 +88,11 @@ def _create_temporary(path: Path) -> tuple[Path, int]:
     """A new locked temporary beside ``path`` (retried if a concurrent sweep took it before the lock)."""
     for _ in range(5):
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # False: a concurrent sweep took it (and unlinks it); None: no flock here, so it stays unlocked
+        # (and no sweep ever removes it).
+        taken = try_flock(fd)
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(name).st_ino == os.fstat(fd).st_ino:
+            if taken is not False and os.stat(name).st_ino == os.fstat(fd).st_ino:
                 _LIVE[Path(name)] = os.getpid()
                 return Path(name), fd
         os.close(fd)

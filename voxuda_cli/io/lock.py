@@ -3,13 +3,16 @@
 flock on a lock file: the kernel drops the lock when the process ends however it ends (SIGKILL,
 out of memory, node reboot), so a killed run never leaves it stuck; a lock file left behind by a
 killed run is simply taken over. The holder's pid is written into the file for the message.
-flock works on local file systems and on NFS v4 (Linux maps it to a byte-range lock there).
+flock works on local file systems and on NFS v4 (Linux maps it to a byte-range lock there); on a
+file system without it (Lustre mounted without -o flock) the run goes ahead with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,23 @@ from pathlib import Path
 from voxuda_cli.errors import VoxudaInputError
 
 LOCK_NAME = ".voxuda.lock"
+# flock is missing on some cluster file systems (Lustre mounted without -o flock: ENOSYS; some FUSE
+# and old NFS mounts): there nothing can be locked, and voxuda says so rather than failing.
+_NO_LOCKS = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOLCK})
+log = logging.getLogger("voxuda")
+
+
+def try_flock(fd: int) -> bool | None:
+    """An exclusive flock on ``fd`` without waiting: True taken, False held by another, None unsupported."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno in _NO_LOCKS:
+            return None
+        raise
+    return True
 
 
 def _holder(path: Path) -> str:
@@ -29,14 +49,15 @@ def _acquire(path: Path, what: str) -> int:
     """The locked descriptor of ``path``, or VoxudaInputError if another process holds it."""
     for _ in range(5):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        taken = try_flock(fd)
+        if taken is False:
             os.close(fd)
             raise VoxudaInputError(
                 f"{what}: another voxuda process{_holder(path)} is writing it; wait for it to end, "
                 "or choose another folder"
-            ) from None
+            )
+        if taken is None:
+            log.warning("%s: this file system cannot lock files; a second run into it would not be noticed", what)
         with contextlib.suppress(FileNotFoundError):
             if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not unlinked by a holder that just ended
                 os.ftruncate(fd, 0)
