@@ -9,6 +9,7 @@ import typer
 from voxuda_cli import __version__
 from voxuda_cli.cli import (
     estimate_noise,
+    extract,
     ibf_denoise,
     patchify,
     predict,
@@ -23,7 +24,7 @@ app = typer.Typer(
     help=(
         "Vox-UDA for cryo-ET: train a 3D segmentation network on simulated subtomograms and adapt it "
         "to real, unlabelled tomograms. Subcommands read and write HDF5 datasets and MRC files and "
-        "chain into the workflow: simulate-prep -> patchify -> estimate-noise -> ibf-denoise -> train "
+        "chain into the workflow: simulate-prep -> extract or patchify -> estimate-noise -> ibf-denoise -> train "
         "-> pseudo-label -> predict -> score."
     ),
     no_args_is_help=True,
@@ -49,7 +50,7 @@ def _root(
     """voxuda: voxel-wise unsupervised domain adaptation for cryo-ET subtomogram segmentation."""
 
 
-for module in (simulate_prep, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, score):
+for module in (simulate_prep, extract, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, score):
     app.command(name=module.NAME, help=module.__doc__, no_args_is_help=True)(module.command)
 
 

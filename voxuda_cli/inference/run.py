@@ -155,7 +155,7 @@ class PredictionJob:
         return self._write_samples(dataset, prediction)
 
     def _write_dataset(self, dataset: Dataset, prediction: DatasetPrediction) -> None:
-        keep = {k: v for k, v in dataset.attrs.items() if k in ("parents_info", "patch", "stride")}
+        keep = {k: v for k, v in dataset.attrs.items() if k in ("parents_info", "patch", "stride", "coordinates", "box")}
         attrs = {"provenance": self.provenance, "threshold": self.predictor.settings.threshold, **keep}
         with_probabilities = self.predictor.settings.probabilities
         with DatasetWriter(self.output, dataset.box, dataset.voxel_size, "prediction", attrs) as writer:

@@ -69,7 +69,13 @@ class Dataset:
 
     @property
     def is_patchified(self) -> bool:
-        return self.coords is not None and self.parents is not None
+        """Grid patches (/coords = patch origins) that stitch back; extracted boxes (/coords = centres) do not."""
+        return self.coords is not None and self.parents is not None and not self.is_extracted
+
+    @property
+    def is_extracted(self) -> bool:
+        """Subtomograms cut at picks by ``voxuda extract``: /coords are box centres, pasted back by predict."""
+        return self.coords is not None and self.parents is not None and self.attrs.get("coordinates") == "centre"
 
     def subset(self, indices: np.ndarray | list[int]) -> Dataset:
         """The samples at ``indices`` (a copy), every aligned array included."""

@@ -1,0 +1,77 @@
+import json
+
+import imodmodel
+import pandas as pd
+import pytest
+import starfile
+
+from tests.extract_data import BLOBS, blob_tomogram, relion4_frame
+from voxuda_cli.cli.app import app
+from voxuda_cli.io import Volume, read_h5_dataset, write_mrc
+
+
+@pytest.fixture()
+def tomogram(tmp_path):
+    return blob_tomogram(tmp_path / "TS_01.mrc")
+
+
+def test_extract_json(runner, tmp_path, tomogram):
+    starfile.write(relion4_frame("TS_01"), tmp_path / "picks.star")
+    out = tmp_path / "sub.h5"
+    args = ["extract", str(tomogram), "--coords", str(tmp_path / "picks.star"), "-o", str(out), "--voxel-size", "10"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["subtomograms"] == len(BLOBS) and summary["voxel_size"] == 10.0
+    dataset = read_h5_dataset(out)
+    assert json.loads(dataset.attrs["provenance"])["command"] == "extract"
+
+
+def _bad_star(path):
+    starfile.write(pd.DataFrame({"rlnAngleRot": [1.0, 2.0]}), path)
+
+
+def _other_tomogram(path):
+    starfile.write(relion4_frame("TS_99"), path)
+
+
+def _outside(path):
+    pd.DataFrame({"x": [500.0, -90.0], "y": [5.0, 5.0], "z": [5.0, 5.0]}).to_csv(path, index=False)
+
+
+def _empty_mod(path):
+    imodmodel.write(pd.DataFrame({"object_id": [], "contour_id": [], "x": [], "y": [], "z": []}), path)
+
+
+@pytest.mark.parametrize(
+    "name, write, words",
+    [
+        ("nocols.star", _bad_star, "no coordinate columns"),
+        ("other.star", _other_tomogram, "TS_99"),
+        ("outside.csv", _outside, "no pick lies inside"),
+        ("empty.mod", _empty_mod, "no picks"),
+    ],
+)
+def test_bad_coordinates_one_line_exit_2_nothing_written(runner, tmp_path, tomogram, name, write, words):
+    coords = tmp_path / name
+    write(coords)
+    out = tmp_path / "sub.h5"
+    result = runner.invoke(app, ["extract", str(tomogram), "--coords", str(coords), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1 and name in message and words in message, message
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_lost_header_voxel_size_is_refused_then_overridden(runner, tmp_path):
+    import numpy as np
+
+    tomo = tmp_path / "TS_01.mrc"
+    write_mrc(tomo, Volume(np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32), voxel_size=1.0))
+    pd.DataFrame({"x": [20], "y": [20], "z": [20]}).to_csv(tmp_path / "p.csv", index=False)
+    args = ["extract", str(tomo), "--coords", str(tmp_path / "p.csv"), "-o", str(tmp_path / "s.h5"), "--box", "16"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--input-voxel-size" in result.output and "TS_01.mrc" in result.output
+    result = runner.invoke(app, [*args, "--input-voxel-size", "13.5", "--voxel-size", "10"])
+    assert result.exit_code == 0, result.output
+    assert read_h5_dataset(tmp_path / "s.h5").voxel_size == 10.0
