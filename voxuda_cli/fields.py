@@ -96,3 +96,12 @@ def invert(what: str = "") -> Any:
 
 def seed() -> Any:
     return setting(0, "Random seed (the same seed repeats a run exactly on CPU).")
+
+
+def input_voxel_size() -> Any:
+    """The inputs' voxel size, for headers that lost it (0 or 1.0 A are refused without it)."""
+    return setting(
+        None,
+        "Voxel size of the inputs (A), overriding their headers; needed where a header says 0 or 1.0 A.",
+        default_help="[default: the headers']",
+    )

@@ -81,7 +81,8 @@ def test_whole_tomogram_keeps_shape_voxel_size_and_origin(runner, tmp_path: Path
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     [record] = json.loads(result.stdout)["volumes"]
-    assert record["windows"] == 2 * 2 * 3 and record["shape"] == [40, 48, 56]
+    # 12 A resampled to the model's 10 A: 48 x 58 x 67 voxels, 2 x 3 x 4 windows at overlap 0.5
+    assert record["windows"] == 2 * 3 * 4 and record["shape"] == [40, 48, 56]
     mask, probabilities = read_mrc(tmp_path / "out" / "tomo.mrc"), read_mrc(tmp_path / "out" / "tomo_probabilities.mrc")
     for output in (mask, probabilities):
         assert output.shape == (40, 48, 56) and output.voxel_size == (12.0, 12.0, 12.0)
@@ -127,9 +128,9 @@ def test_bad_inputs_exit_2_and_write_nothing(runner, tmp_path: Path, model: Path
     write_dataset(tmp_path / "big.h5", big)
     nan = rng.normal(size=(40, 40, 48)).astype(np.float32)
     nan[39, 3, 3] = np.nan
-    write_mrc(tmp_path / "nan.mrc", Volume(nan))
+    write_mrc(tmp_path / "nan.mrc", Volume(nan, voxel_size=10.0))
     _tomogram(tmp_path / "tomo.mrc", rng)
-    write_mrc(tmp_path / "small.mrc", Volume(np.zeros((24, 24, 24), np.float32)))
+    write_mrc(tmp_path / "small.mrc", Volume(np.zeros((24, 24, 24), np.float32), voxel_size=10.0))
     before = sorted(p.name for p in tmp_path.iterdir())
     cases = [
         ([str(tmp_path / "junk.pt"), str(spheres)], "not a voxuda model file"),

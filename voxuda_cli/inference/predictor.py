@@ -41,6 +41,7 @@ from torch import nn
 from voxuda_cli.device import resolve_device
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.components import remove_small_components, remove_small_components_chunked
+from voxuda_cli.inference.rescaled import predict_samples, predict_tomogram_rescaled
 from voxuda_cli.inference.settings import PredictSettings
 from voxuda_cli.inference.sliding_window import WindowPlan, importance_map, sliding_window, sliding_window_array
 from voxuda_cli.io.dataset import Dataset
@@ -50,13 +51,12 @@ from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.normalise import VolumeStats, stream_stats, zscore_tensor
 from voxuda_cli.progress import Progress
-from voxuda_cli.resample import resample_probabilities
+from voxuda_cli.resample import checked_voxel_size, differs, resample_probabilities
 
 log = logging.getLogger("voxuda")
 
 FOREGROUND = 1
 _FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
-VOXEL_SIZE_TOLERANCE = 0.05  # relative; beyond it the data's scale differs from the training data's
 
 
 @dataclass
@@ -229,16 +229,14 @@ class Predictor:
                 "volumes as MRC files to predict them whole with sliding windows"
             )
 
-    def warn_voxel_size(self, voxel_size: float, source: str) -> None:
+    def input_voxel_size(self, header: float, source: str) -> float:
+        """An input's voxel size: ``--input-voxel-size`` if given, else its header (refused when lost)."""
+        return checked_voxel_size(header, self.settings.input_voxel_size, source)
+
+    def needs_resampling(self, voxel_size: float | Sequence[float]) -> bool:
+        """Whether an input's voxel size differs from the model's by more than 1 % (on any axis)."""
         reference = float(self.info.voxel_size)
-        if reference > 0 and abs(voxel_size - reference) > VOXEL_SIZE_TOLERANCE * reference:
-            log.warning(
-                "%s: voxel size %.3f A differs from the model's training data (%.3f A); "
-                "resample the data for faithful predictions",
-                source,
-                voxel_size,
-                reference,
-            )
+        return any(differs(float(v), reference) for v in np.atleast_1d(voxel_size))
 
     def predict_volume(self, volume: np.ndarray, on_progress: Progress | None = None) -> np.ndarray:
         """Foreground probabilities of one (D, H, W) volume held in memory; sliding windows when larger than the box."""
@@ -264,8 +262,12 @@ class Predictor:
     def predict_dataset(self, dataset: Dataset, on_progress: Progress | None = None) -> DatasetPrediction:
         """Every sample of a dataset (its box must be the model's) -> probabilities and masks."""
         self.check_dataset_box(dataset)
-        self.warn_voxel_size(dataset.voxel_size, dataset.source)
-        probabilities = self.predict_batches(dataset.images, on_progress=on_progress)
+        voxel_size = self.input_voxel_size(dataset.voxel_size, dataset.source)
+        if self.needs_resampling(voxel_size):
+            log.info("%s: %.3f A resampled to the model's %.3f A", dataset.source, voxel_size, self.info.voxel_size)
+            probabilities = predict_samples(self, dataset.images, voxel_size, on_progress)
+        else:
+            probabilities = self.predict_batches(dataset.images, on_progress=on_progress)
         masks = np.stack([self.segment(p) for p in probabilities])
         return DatasetPrediction(probabilities=probabilities, masks=masks)
 
@@ -297,6 +299,13 @@ class Predictor:
 
     # ---- whole tomograms -----------------------------------------------------------------------
 
+    def with_input_voxel_size(self, volume: Volume, source: str) -> Volume:
+        """The volume with its voxel size checked (lost headers refused) or set by ``--input-voxel-size``."""
+        self.input_voxel_size(volume.isotropic_voxel_size, source)
+        if self.settings.input_voxel_size is None:
+            return volume
+        return replace(volume, voxel_size=(float(self.settings.input_voxel_size),) * 3)
+
     def _stats_of(self, volume: np.ndarray, release: bool = False) -> VolumeStats:
         return stream_stats(volume, self.info.invert, "volume", release)
 
@@ -319,10 +328,14 @@ class Predictor:
         """
         started = time.perf_counter()
         input_path = Path(input_path)
-        volume = read_mrc(input_path, mmap=True, check=False)
+        volume = self.with_input_voxel_size(read_mrc(input_path, mmap=True, check=False), str(input_path))
+        if self.needs_resampling(volume.voxel_size):
+            target = Path(probabilities_path) if probabilities_path is not None else None
+            return predict_tomogram_rescaled(
+                self, input_path, Path(output_path), target, volume.voxel_size, on_progress, label
+            )
         data = volume.data
         self.check_volume_shape(data.shape, str(input_path))
-        self.warn_voxel_size(volume.isotropic_voxel_size, str(input_path))
         if scan is None:
             scan = stream_stats(data, self.info.invert, str(input_path), release=True)
         stats = scan if self.settings.normalise == "tomogram" else None

@@ -28,10 +28,12 @@ import torch
 
 from voxuda_cli.fields import DEFAULT_KEEP_RATE, DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 from voxuda_cli.inference.predictor import Predictor
+from voxuda_cli.inference.rescaled import fit_to_box, unfit
 from voxuda_cli.inference.settings import DEFAULT_ETA, PredictSettings, PseudoLabelSettings
-from voxuda_cli.io.dataset import Dataset, DatasetWriter
+from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter
 from voxuda_cli.models.serialization import ModelInfo
 from voxuda_cli.progress import Progress
+from voxuda_cli.resample import checked_voxel_size
 
 PREVIEW_ROWS = 4
 FILTER_DEFAULTS = {"sigma_d": DEFAULT_SIGMA_D, "sigma_r": DEFAULT_SIGMA_R, "keep_rate": DEFAULT_KEEP_RATE}
@@ -98,30 +100,39 @@ def make_pseudo_labels(
 
     assert settings.eta is not None and settings.denoiser is not None
     predictor.check_dataset_box(dataset)
-    predictor.warn_voxel_size(dataset.voxel_size, dataset.source)
-    shape = dataset.images.shape
-    masks = np.empty(shape, dtype=np.uint8)
-    confidence = np.empty(shape, dtype=np.float32)
+    source_images, geometry = _on_model_grid(predictor, dataset, settings)
+    foreground = np.empty(dataset.images.shape, dtype=np.float32)
     previews: list[np.ndarray] = []
     preview_picks = set(np.linspace(0, len(dataset) - 1, min(PREVIEW_ROWS, len(dataset))).astype(int).tolist())
     params = DenoiserParams(float(settings.sigma_d), float(settings.sigma_r), float(settings.keep_rate))  # type: ignore[arg-type]
     denoiser = make_denoiser(settings.denoiser, params)
     step = settings.batch_size
     for start in range(0, len(dataset), step):
-        images = torch.as_tensor(np.asarray(dataset.images[start : start + step], dtype=np.float32))
+        images = torch.as_tensor(np.asarray(source_images[start : start + step], dtype=np.float32))
         normalised = predictor.normalise(images.to(predictor.device))
         denoised = denoiser(normalised)
         denoised_np = denoised.float().cpu().numpy()
-        foreground = predictor.predict_windows(denoised_np, normalised=True)
-        stop = start + foreground.shape[0]
-        confidence[start:stop] = np.maximum(foreground, 1.0 - foreground)
-        masks[start:stop] = foreground > 0.5
+        stop = start + denoised_np.shape[0]
+        foreground[start:stop] = predictor.predict_windows(denoised_np, normalised=True)
         previews.extend(denoised_np[i - start] for i in range(start, stop) if i in preview_picks)
         if on_progress is not None:
             on_progress(stop - start)
+    if geometry is not None:  # back to the target's grid; voxels the box did not see stay unconfident (0.5)
+        foreground = unfit(foreground, geometry, dataset.box, fill=0.5)
+    confidence = np.maximum(foreground, 1.0 - foreground)
     confident = confidence >= settings.eta
-    masks &= confident
+    masks = ((foreground > 0.5) & confident).astype(np.uint8)
     return DatasetPseudoLabels(masks, confidence, confident, float(settings.eta), previews)
+
+
+def _on_model_grid(
+    predictor: Predictor, dataset: Dataset, settings: PseudoLabelSettings
+) -> tuple[np.ndarray, tuple | None]:
+    """The target on the model's voxel size, fitted to its box (``geometry`` None when no resampling was needed)."""
+    voxel_size = checked_voxel_size(dataset.voxel_size, settings.input_voxel_size, dataset.source)
+    if not predictor.needs_resampling(voxel_size):
+        return dataset.images, None
+    return fit_to_box(dataset.images, voxel_size, float(predictor.info.voxel_size), predictor.box)
 
 
 def write_pseudo_labels(
@@ -132,7 +143,7 @@ def write_pseudo_labels(
     provenance: str = "",
 ) -> None:
     """The pseudo-label dataset (format in this module's docstring), written atomically."""
-    keep = {k: v for k, v in dataset.attrs.items() if k in ("parents_info", "patch", "stride")}
+    keep = {k: v for k, v in dataset.attrs.items() if k in CARRIED_ATTRS}
     attrs = {
         "provenance": provenance,
         "eta": labels.eta,

@@ -28,8 +28,9 @@ import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.predictor import DatasetPrediction, Predictor
+from voxuda_cli.inference.rescaled import model_shape
 from voxuda_cli.inference.sliding_window import WindowPlan
-from voxuda_cli.io.dataset import Dataset, DatasetWriter, is_h5_path, read_h5_dataset
+from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
 from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
@@ -63,7 +64,7 @@ class PredictionJob:
     kind: str  # output kind: h5 | mrc | folder
     dataset: Dataset | None = None  # an HDF5 dataset, or the model-box MRC files read as one
     headers: dict[str, Volume] = field(default_factory=dict)  # MRC inputs' geometry (no data), by name
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # MRC inputs' shapes, by name
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # MRC inputs' shapes on the model's grid
     tomograms: list[tuple[Path, VolumeStats]] = field(default_factory=list)
     provenance: str = ""
 
@@ -155,7 +156,7 @@ class PredictionJob:
         return self._write_samples(dataset, prediction)
 
     def _write_dataset(self, dataset: Dataset, prediction: DatasetPrediction) -> None:
-        keep = {k: v for k, v in dataset.attrs.items() if k in ("parents_info", "patch", "stride", "coordinates", "box")}
+        keep = {k: v for k, v in dataset.attrs.items() if k in CARRIED_ATTRS}
         attrs = {"provenance": self.provenance, "threshold": self.predictor.settings.threshold, **keep}
         with_probabilities = self.predictor.settings.probabilities
         with DatasetWriter(self.output, dataset.box, dataset.voxel_size, "prediction", attrs) as writer:
@@ -216,6 +217,7 @@ def plan_prediction(predictor: Predictor, inputs: list[Path], output: Path, prov
     if dataset_path is not None:
         job.dataset = read_h5_dataset(dataset_path)
         predictor.check_dataset_box(job.dataset)
+        predictor.input_voxel_size(job.dataset.voxel_size, job.dataset.source)
     else:
         _plan_mrc_inputs(job, inputs)
     _check_outputs(job)
@@ -226,10 +228,13 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
     predictor = job.predictor
     subtomograms: list[Path] = []
     for path in expand_mrc_paths(inputs):
-        header = read_mrc(path, mmap=True, check=False)
-        predictor.check_volume_shape(header.shape, str(path))
+        header = predictor.with_input_voxel_size(read_mrc(path, mmap=True, check=False), str(path))
+        on_model_grid = header.shape
+        if predictor.needs_resampling(header.voxel_size) and header.shape != predictor.box:
+            on_model_grid = model_shape(header.shape, header.voxel_size, float(predictor.info.voxel_size))
+        predictor.check_volume_shape(on_model_grid, str(path))
         job.headers[path.stem] = _header_only(header)
-        job.shapes[path.stem] = header.shape
+        job.shapes[path.stem] = on_model_grid
         if header.shape == predictor.box:
             subtomograms.append(path)
         else:

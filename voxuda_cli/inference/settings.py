@@ -44,6 +44,7 @@ class PredictSettings:
     # Student: on the project's benchmark (benchmarks/results.md) the student segmented the held-out
     # target better than the teacher in every Vox-UDA run; the teacher's job is the pseudo-labels.
     use: str = fields.use("student")
+    input_voxel_size: float | None = fields.input_voxel_size()
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.threshold) < 1.0:
@@ -70,6 +71,7 @@ class PseudoLabelSettings:
     keep_rate: float | None = fields.keep_rate(None, default_help=FROM_MODEL)
     use: str = fields.use("teacher")
     batch_size: int = fields.batch_size(16, "samples per forward pass")
+    input_voxel_size: float | None = fields.input_voxel_size()
     device: str = fields.device()
     amp: bool = fields.amp()
 

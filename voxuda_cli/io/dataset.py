@@ -28,6 +28,8 @@ from voxuda_cli.signals import held_back
 FORMAT_VERSION = 1
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 VOLUME_ARRAYS = ("images", "masks", "probabilities", "density", "confidence")
+# attributes that say where samples came from; outputs aligned with an input carry them over
+CARRIED_ATTRS = ("parents_info", "patch", "stride", "coordinates", "box")
 _STRING = h5py.string_dtype(encoding="utf-8")
 _ARRAY_DTYPES = {
     "images": np.float32,
