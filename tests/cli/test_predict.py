@@ -161,3 +161,16 @@ def test_student_weights_and_help(runner, tmp_path: Path, spheres: Path) -> None
     assert json.loads(teacher.stdout)["weights"] == "teacher"
     assert not np.array_equal(read_h5_dataset(tmp_path / "s.h5").masks, read_h5_dataset(tmp_path / "t.h5").masks)
     assert "--overlap" in runner.invoke(app, ["predict", "--help"]).output
+
+
+def test_lost_header_voxel_size_refused_and_overridden(runner, tmp_path: Path, model: Path, rng) -> None:  # type: ignore[no-untyped-def]
+    volume = (ball((40, 40, 48), (20, 20, 24), 7) + rng.normal(0, 0.4, (40, 40, 48))).astype(np.float32)
+    write_mrc(tmp_path / "lost.mrc", Volume(volume, voxel_size=1.0))
+    result = _invoke(runner, str(model), str(tmp_path / "lost.mrc"), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "lost.mrc" in result.output and "--input-voxel-size" in result.output
+    assert not (tmp_path / "out").exists()
+    args = [str(model), str(tmp_path / "lost.mrc"), "-o", str(tmp_path / "out"), "--input-voxel-size", "13.5"]
+    result = _invoke(runner, *args)
+    assert result.exit_code == 0, result.output
+    output = read_mrc(tmp_path / "out" / "lost.mrc")
+    assert output.shape == (40, 40, 48) and output.voxel_size == (13.5, 13.5, 13.5)

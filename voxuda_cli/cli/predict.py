@@ -7,15 +7,21 @@ one MRC per sample, per patchified parent (stitched back onto its original grid)
 X.mrc takes a single volume. MRC inputs larger than the model box are predicted whole: Gaussian-
 blended sliding windows, streamed from disk in bounded memory, with the input's voxel size and
 origin kept. Masks are probability > --threshold; inputs are normalised as in training.
+Inputs whose voxel size differs from the model's by more than 1 % are Fourier-resampled to it and
+the result back (outputs keep the input's grid); a header voxel size of 0 or 1.0 A is refused,
+--input-voxel-size gives the real one. --paste FOLDER (an extract dataset) also writes one label
+MRC per parent tomogram, the masks placed back at their picks.
 
 Example: voxuda predict run/ tomo.mrc -o masks/ --overlap 0.5 --tta --min-size 50 --probabilities
+         voxuda predict run/ subtomos.h5 -o pred.h5 --paste segmentations/
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from voxuda_cli.cli.common import InputsArg, ModelArg, OutputOpt, PreviewOpt, bar_progress, emit, fmt, progress_bar
@@ -26,8 +32,23 @@ NAME = "predict"
 SETTINGS = PredictSettings
 
 
+PasteOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--paste",
+        help="For an extract dataset: also put the masks back, one <tomogram>.mrc per parent tomogram in this folder.",
+    ),
+]
+
+
 def run(
-    settings: PredictSettings, model: Path, inputs: list[Path], output: Path, preview: Path | None, as_json: bool
+    settings: PredictSettings,
+    model: Path,
+    inputs: list[Path],
+    output: Path,
+    preview: Path | None,
+    paste: Path | None,
+    as_json: bool,
 ) -> None:
     from voxuda_cli.cli.common import log
     from voxuda_cli.config import settings_to_dict
@@ -37,7 +58,7 @@ def run(
 
     predictor = Predictor(model, settings)
     origin = provenance(NAME, settings_to_dict(settings), [str(model), *(str(p) for p in inputs)])
-    job = plan_prediction(predictor, list(inputs), output, origin)
+    job = plan_prediction(predictor, list(inputs), output, origin, paste)
     log.info("%s on %s", describe_inputs(job), predictor.device)
     with progress_bar() as bar:
         task = bar.add_task(NAME, total=job.total, status="")
@@ -50,7 +71,7 @@ command = settings_command(
     PredictSettings,
     run,
     arguments=[param("model", ModelArg), param("inputs", InputsArg), param("output", OutputOpt)],
-    extras=[param("preview", PreviewOpt("input / probability / mask"), None)],
+    extras=[param("preview", PreviewOpt("input / probability / mask"), None), param("paste", PasteOpt, None)],
 )
 
 

@@ -67,6 +67,7 @@ class PredictionJob:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # MRC inputs' shapes on the model's grid
     tomograms: list[tuple[Path, VolumeStats]] = field(default_factory=list)
     provenance: str = ""
+    paste: Path | None = None  # folder for one label MRC per parent tomogram of an extract dataset
 
     @property
     def total(self) -> int:
@@ -148,12 +149,23 @@ class PredictionJob:
             previews["input"].append(dataset.images[index])
             previews["probability"].append(prediction.probabilities[index])
             previews["mask"].append(prediction.masks[index])
+        pasted = self._paste(dataset, prediction)
         if self.kind == "h5":
             self._write_dataset(dataset, prediction)
-            return [_sample_record(dataset, prediction, i) for i in range(len(dataset))], [str(self.output)]
-        if dataset.is_patchified:
-            return self._write_parents(dataset, prediction)
-        return self._write_samples(dataset, prediction)
+            return [_sample_record(dataset, prediction, i) for i in range(len(dataset))], [str(self.output), *pasted]
+        records, written = (self._write_parents if dataset.is_patchified else self._write_samples)(dataset, prediction)
+        return records, written + pasted
+
+    def _paste(self, dataset: Dataset, prediction: DatasetPrediction) -> list[str]:
+        """``--paste FOLDER``: the boxes' segmentations back in their tomograms (inference.paste)."""
+        if self.paste is None:
+            return []
+        from voxuda_cli.inference.paste import paste_predictions
+
+        settings = self.predictor.settings
+        return paste_predictions(
+            dataset, prediction.probabilities, self.paste, settings.threshold, settings.probabilities, self._label()
+        )
 
     def _write_dataset(self, dataset: Dataset, prediction: DatasetPrediction) -> None:
         keep = {k: v for k, v in dataset.attrs.items() if k in CARRIED_ATTRS}
@@ -207,12 +219,14 @@ def _sample_record(dataset: Dataset, prediction: DatasetPrediction, index: int) 
     }
 
 
-def plan_prediction(predictor: Predictor, inputs: list[Path], output: Path, provenance: str = "") -> PredictionJob:
+def plan_prediction(
+    predictor: Predictor, inputs: list[Path], output: Path, provenance: str = "", paste: Path | None = None
+) -> PredictionJob:
     """Read and check every input (nothing is written); raise VoxudaInputError on the first problem."""
     if not inputs:
         raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
     kind = output_kind(output)
-    job = PredictionJob(predictor, output, kind, provenance=provenance)
+    job = PredictionJob(predictor, output, kind, provenance=provenance, paste=paste)
     dataset_path = single_dataset(inputs)
     if dataset_path is not None:
         job.dataset = read_h5_dataset(dataset_path)
@@ -221,7 +235,19 @@ def plan_prediction(predictor: Predictor, inputs: list[Path], output: Path, prov
     else:
         _plan_mrc_inputs(job, inputs)
     _check_outputs(job)
+    if paste is not None:
+        _check_paste(job, paste)
     return job
+
+
+def _check_paste(job: PredictionJob, paste: Path) -> None:
+    from voxuda_cli.inference.paste import check_pasteable
+
+    if job.dataset is None:
+        raise VoxudaInputError(f"--paste {paste}: needs a dataset made by voxuda extract as the input")
+    if paste.exists() and not paste.is_dir():
+        raise VoxudaInputError(f"--paste {paste}: exists and is not a folder; pass a folder")
+    check_pasteable(job.dataset)
 
 
 def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
