@@ -150,3 +150,26 @@ def test_loader_workers_change_nothing() -> None:
 def test_validation_without_masks_is_kept_without_masks(files: dict[str, Path]) -> None:
     data = load_training_data(TrainSettings(src=(files["src"],), val=(files["tgt"],), method="source-only"))
     assert data.validation is not None and data.validation.masks is None
+
+
+def test_a_target_at_another_voxel_size_is_resampled_to_the_source(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.inference.models import ball
+    from voxuda_cli.io.dataset import Dataset, write_dataset
+
+    source = write_blobs(tmp_path / "src.h5", n=2, seed=1)  # 10 A
+    radius_angstrom = 60.0
+    images = np.stack([ball((32,) * 3, (16, 16, 16), radius_angstrom / 13.5)]).astype(np.float32)
+    write_dataset(tmp_path / "t.h5", Dataset(images=images, names=["t"], voxel_size=13.5, kind="target"))
+    data = load_training_data(TrainSettings(src=(source,), tgt=(tmp_path / "t.h5",), method="dann"))
+    assert data.target is not None and tuple(data.target.images.shape) == (1, 32, 32, 32)
+    image = data.target.images[0]
+    inside = int((image > (image.max() + image.min()) / 2).sum())  # the ball edge is half-way after resampling
+    expected = 4 / 3 * np.pi * (radius_angstrom / 10.0) ** 3  # the ball, counted in 10 A voxels
+    assert abs(inside - expected) < 0.15 * expected, (inside, expected)
+    assert "resampled" in data.warnings[0]
+    lost = Dataset(images=images, names=["t"], voxel_size=1.0, kind="target")
+    write_dataset(tmp_path / "lost.h5", lost)
+    with pytest.raises(VoxudaInputError, match="--input-voxel-size"):
+        load_training_data(TrainSettings(src=(source,), tgt=(tmp_path / "lost.h5",), method="dann"))

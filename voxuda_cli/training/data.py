@@ -97,6 +97,38 @@ def _check_voxel_size(reference: Dataset, other: Dataset, option: str, strict: b
     return message
 
 
+def match_target_voxel_size(reference: Dataset, target: Dataset, strict: bool) -> tuple[Dataset, str | None]:
+    """The target on the source's voxel size: Fourier-resampled when they differ by > 1 % (``--strict`` refuses).
+
+    Each box is resampled (``resample``) and fitted back to the box by a centre crop or edge
+    padding (``inference.rescaled.fit_to_box``), so the network sees target structures at the
+    scale of the source's. A lost header (0 or 1.0 A) is refused rather than trusted.
+    """
+    from voxuda_cli.inference.rescaled import fit_to_box
+    from voxuda_cli.resample import checked_voxel_size, differs
+
+    if not differs(target.voxel_size, reference.voxel_size):
+        return target, None
+    message = (
+        f"--tgt {target.source}: voxel size {target.voxel_size:.3f} A differs from the source's "
+        f"{reference.voxel_size:.3f} A by {abs(target.voxel_size / reference.voxel_size - 1) * 100:.0f} %"
+    )
+    if strict:
+        raise VoxudaInputError(message + "; refused because of --strict")
+    try:
+        checked_voxel_size(target.voxel_size, None, f"--tgt {target.source}")
+    except VoxudaInputError:
+        raise VoxudaInputError(
+            f"--tgt {target.source}: voxel size {target.voxel_size:g} A is what tools write when they lose it; "
+            "re-make the target with the real one (voxuda extract --input-voxel-size A)"
+        ) from None
+    images, _ = fit_to_box(target.images, target.voxel_size, reference.voxel_size, target.box)
+    resampled = Dataset(
+        images=images, names=list(target.names), voxel_size=reference.voxel_size, kind=target.kind, source=target.source
+    )
+    return resampled, message + "; resampled to the source's voxel size (Fourier, box kept)"
+
+
 def load_training_data(settings: TrainSettings, device: torch.device | None = None) -> TrainingData:
     """Read, check and normalise the datasets the method needs; denoise the target once; get sigma_t."""
     from voxuda_cli.training.methods import get_method
@@ -112,7 +144,8 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
                 f"--tgt {target_ds.source}: box {target_ds.box} differs from the source's {labelled_ds.box}; "
                 "patchify both to one box"
             )
-        warnings.append(_check_voxel_size(labelled_ds, target_ds, "--tgt", settings.strict) or "")
+        target_ds, warning = match_target_voxel_size(labelled_ds, target_ds, settings.strict)
+        warnings.append(warning or "")
     elif method.labelled_option == "--src" and settings.tgt:
         log.info("--method %s does not use --tgt", method.name)
     validation = None

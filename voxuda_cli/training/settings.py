@@ -59,7 +59,7 @@ class TrainSettings:
     # Flips only: data.random_flips says why there are no 90-degree rotations.
     augment: bool = setting(True, "Random flips of the labelled volumes.")
     invert: bool = fields.invert(" (before z-scoring)")
-    strict: bool = setting(False, "Refuse (instead of warn) a target voxel size > 5 % off the source's.")
+    strict: bool = setting(False, "Refuse (instead of resample) a target voxel size > 1 % off the source's.")
     seed: int = fields.seed()
     device: str = fields.device()
     amp: bool = fields.amp()
