@@ -40,7 +40,7 @@ from voxuda_cli.resample import checked_voxel_size, differs, fourier_resample, m
 log = logging.getLogger("voxuda")
 
 BORDER_CHOICES = ("pad", "skip")
-BATCH = 32  # boxes resampled per call
+BATCH = 4  # boxes resampled per call (larger batches were slower per box and cost memory)
 
 
 @dataclass
