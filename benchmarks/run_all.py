@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("bench_filters.py", "bench_simulate.py", "bench_extract.py", "bench_train.py", "bench_predict.py", "bench_uda.py")
+ORDER = (
+    "bench_filters.py",
+    "bench_simulate.py",
+    "bench_extract.py",
+    "bench_train.py",
+    "bench_predict.py",
+    "bench_uda.py",
+)
 
 
 def main() -> int:

@@ -53,9 +53,7 @@ def test_relion4_relion5_csv_and_imod_picks_give_the_same_subtomograms(tmp_path,
         "picks.csv": lambda p: pd.DataFrame({"x": zyx[:, 2], "y": zyx[:, 1], "z": zyx[:, 0]}).to_csv(p, index=False),
         "picks.tsv": lambda p: pd.DataFrame({"X": zyx[:, 2], "Y": zyx[:, 1], "Z": zyx[:, 0]}).to_csv(p, sep="\t"),
         "picks.mod": lambda p: imodmodel.write(
-            pd.DataFrame(
-                {"object_id": 0, "contour_id": 0, "x": zyx[:, 2] + 0.5, "y": zyx[:, 1] + 0.5, "z": zyx[:, 0]}
-            ),
+            pd.DataFrame({"object_id": 0, "contour_id": 0, "x": zyx[:, 2] + 0.5, "y": zyx[:, 1] + 0.5, "z": zyx[:, 0]}),
             p,
         ),
     }
@@ -109,6 +107,7 @@ def test_picks_are_matched_by_tomogram_name_and_file_name(tmp_path, tomogram):
     frame = pd.concat([relion4_frame("TS_01")[:2], relion4_frame("TS_02.mrc", blobs=[(24, 32, 36)])])
     starfile.write(frame, tmp_path / "both.star")
     pd.DataFrame({"x": [36], "y": [32], "z": [24]}).to_csv(tmp_path / "TS_02_picks.csv", index=False)
-    plan = plan_extraction([tomogram, second], [tmp_path / "both.star", tmp_path / "TS_02_picks.csv"],
-                           ExtractSettings(voxel_size=10.0))
+    plan = plan_extraction(
+        [tomogram, second], [tmp_path / "both.star", tmp_path / "TS_02_picks.csv"], ExtractSettings(voxel_size=10.0)
+    )
     assert [len(t.centres) for t in plan.tomograms] == [2, 2]

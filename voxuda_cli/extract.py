@@ -119,8 +119,10 @@ def plan_extraction(tomograms: list[Path], coords: list[Path], settings: Extract
     for path in paths:
         header = read_mrc(path, mmap=True, check=False)
         voxel_size = checked_voxel_size(header.isotropic_voxel_size, settings.input_voxel_size, str(path))
-        centres = [table.voxels(rows, header.shape, voxel_size, settings.centre, settings.scale)
-                   for table, rows in assignment[path.stem]]
+        centres = [
+            table.voxels(rows, header.shape, voxel_size, settings.centre, settings.scale)
+            for table, rows in assignment[path.stem]
+        ]
         if not centres:
             log.info("%s: no picks name this tomogram; skipped", path)
             continue
@@ -265,4 +267,3 @@ def _record(tomogram: TomogramPicks, written: int, padded: int, skipped: int) ->
         "skipped_border": skipped,
         "skipped_outside": tomogram.outside,
     }
-

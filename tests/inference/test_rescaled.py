@@ -69,7 +69,11 @@ def test_whole_tomogram_at_13_5_angstrom_keeps_its_grid(tmp_path):
         assert output.shape == (48, 60, 72) and output.voxel_size == (13.5,) * 3 and output.origin == (5.0, 6.0, 7.0)
         assert output.labels[0] == "scope"
     assert result.shape == (48, 60, 72) and sorted(p.name for p in tmp_path.iterdir()) == [
-        "m10.mrc", "m13.mrc", "p13.mrc", "t10.mrc", "t13.mrc"
+        "m10.mrc",
+        "m13.mrc",
+        "p13.mrc",
+        "t10.mrc",
+        "t13.mrc",
     ]  # no scratch left behind
     mask_10 = read_mrc(tmp_path / "m10.mrc").data > 0
     mask_13 = read_mrc(tmp_path / "m13.mrc").data > 0

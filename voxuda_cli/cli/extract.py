@@ -77,9 +77,7 @@ def command(
         origin = provenance(NAME, settings_to_dict(settings), [str(p) for p in [*tomograms, *coords]])
         with progress_bar() as bar:
             task = bar.add_task(NAME, total=plan.total, status="")
-            summary = write_subtomograms(
-                output, plan, origin, lambda n, name: bar.update(task, advance=n, status=name)
-            )
+            summary = write_subtomograms(output, plan, origin, lambda n, name: bar.update(task, advance=n, status=name))
         table = Table(title=f"extract -> {summary['output']} ({summary['box']}^3 at {summary['voxel_size']:.3f} A)")
         columns = ("name", "shape", "voxel_size", "picks", "extracted", "padded", "skipped_border", "skipped_outside")
         for column in columns:

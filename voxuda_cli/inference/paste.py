@@ -103,4 +103,3 @@ def paste_predictions(
                     np.maximum(best[placed.region], placed.values, out=best[placed.region])
         written += [str(mask_path)] + ([str(probability_path)] if with_probabilities else [])
     return written
-

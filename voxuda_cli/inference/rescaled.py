@@ -130,7 +130,7 @@ def predict_tomogram_rescaled(
         result = inner.predict_tomogram(resampled, scratch / "mask.mrc", scratch / "p.mrc", on_progress, label=label)
         probability = read_mrc(scratch / "p.mrc", mmap=True, check=False).data
         outputs = (output_path, probabilities_path)
-        removed, foreground = _write_back(predictor, probability, volume.shape, like, outputs, label, scratch)
+        removed, foreground, preview = _write_back(predictor, probability, volume.shape, like, outputs, label, scratch)
     result.name, result.shape = input_path.stem, tuple(volume.shape)
     result.outputs = [str(output_path)] + ([str(probabilities_path)] if probabilities_path else [])
     result.removed_voxels = removed
@@ -138,6 +138,7 @@ def predict_tomogram_rescaled(
     result.seconds = time.perf_counter() - started
     middle = volume.shape[0] // 2
     result.preview["input"] = np.array(volume.data[middle], dtype=np.float32)[None]
+    result.preview["probability"] = preview[None]
     result.preview["mask"] = np.array(read_mrc(output_path, mmap=True, check=False).data[middle], np.uint8)[None]
     return result
 
@@ -150,11 +151,13 @@ def _write_back(
     outputs: tuple[Path, Path | None],
     label: str | None,
     scratch: Path,
-) -> tuple[int, int]:
+) -> tuple[int, int, np.ndarray]:
     """Stream the model-grid probability back onto the input grid: mask (and probabilities) memory maps."""
     output_path, probabilities_path = outputs
     threshold = predictor.settings.threshold
     counts = {"foreground": 0}
+    middle = shape[0] // 2
+    preview = np.zeros(shape[1:], np.float32)  # the central z-slice of the probability, for --preview
     with contextlib.ExitStack() as stack:
         mask_map = stack.enter_context(create_mrc_memmap(output_path, shape, like, np.int8, label, release_rows))
         probability_map = None
@@ -168,6 +171,7 @@ def _write_back(
             mask = block > threshold
             mask_map[:, y0:y1] = mask
             counts["foreground"] += int(mask.sum())
+            preview[y0:y1] = block[middle]
             if probability_map is not None:
                 probability_map[:, y0:y1] = block
 
@@ -177,4 +181,4 @@ def _write_back(
             removed = remove_small_components_chunked(
                 mask_map, predictor.settings.min_size, release=lambda a, b: release_rows(mask_map, a, b)
             )
-    return removed, counts["foreground"] - removed
+    return removed, counts["foreground"] - removed, preview

@@ -19,6 +19,7 @@ is read and checked (model box, NaN, shapes) before anything is written.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,14 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.inference.predictor import DatasetPrediction, Predictor
+from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, TomogramPrediction
 from voxuda_cli.inference.rescaled import model_shape
 from voxuda_cli.inference.sliding_window import WindowPlan
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
 from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
+from voxuda_cli.io.zarr import is_zarr_path
 from voxuda_cli.normalise import VolumeStats, stream_stats
 from voxuda_cli.progress import Progress
 
@@ -41,11 +43,13 @@ PREVIEW_ROWS = 4
 
 
 def output_kind(output: Path) -> str:
-    """``h5`` (a dataset), ``mrc`` (one MRC file) or ``folder`` (MRC files named by input)."""
+    """``h5`` (a dataset), ``mrc`` (one MRC file), ``zarr`` (one OME-Zarr image) or ``folder`` (MRC files by input)."""
     if is_h5_path(output):
         return "h5"
     if is_mrc_path(output):
         return "mrc"
+    if is_zarr_path(output):
+        return "zarr"
     if output.exists() and not output.is_dir():
         raise VoxudaInputError(f"{output}: exists and is not a folder; pass a folder, an .h5 or an .mrc path")
     return "folder"
@@ -89,16 +93,8 @@ class PredictionJob:
         if self.dataset is not None:
             records, written = self._run_dataset(on_progress, previews, labels)
         for path, scan in self.tomograms:
-            target = self.output if self.kind == "mrc" else self.output / f"{path.stem}.mrc"
             advance = (lambda n, name=path.stem: on_progress(n, name)) if on_progress else None
-            result = self.predictor.predict_tomogram(
-                path,
-                target,
-                probabilities_path(target) if settings.probabilities else None,
-                advance,
-                scan,
-                label=self._label(),
-            )
+            result = self._predict_tomogram(path, scan, advance)
             records.append(result.to_dict())
             written.extend(result.outputs)
             if len(labels) < PREVIEW_ROWS:
@@ -127,6 +123,29 @@ class PredictionJob:
             "foreground_fraction": foreground / voxels if voxels else 0.0,
             "seconds": time.perf_counter() - started,
         }
+
+    def _predict_tomogram(
+        self, path: Path, scan: VolumeStats, advance: Callable[[int], None] | None
+    ) -> TomogramPrediction:
+        """One whole tomogram into its MRC mask, or (``-o X.zarr``) through a scratch MRC into OME-Zarr."""
+        with_probabilities = self.predictor.settings.probabilities
+        if self.kind != "zarr":
+            target = self.output if self.kind == "mrc" else self.output / f"{path.stem}.mrc"
+            probabilities = probabilities_path(target) if with_probabilities else None
+            return self.predictor.predict_tomogram(path, target, probabilities, advance, scan, label=self._label())
+        from voxuda_cli.io.zarr import mrc_to_ome_zarr
+
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.output.parent, prefix=".voxuda-predict-") as folder:
+            target = Path(folder) / f"{path.stem}.mrc"
+            probabilities = probabilities_path(target) if with_probabilities else None
+            result = self.predictor.predict_tomogram(path, target, probabilities, advance, scan, label=self._label())
+            mrc_to_ome_zarr(target, self.output)
+            result.outputs = [str(self.output)]
+            if probabilities is not None:
+                mrc_to_ome_zarr(probabilities, probabilities_path(self.output))
+                result.outputs.append(str(probabilities_path(self.output)))
+        return result
 
     def _model_name(self) -> str:
         path = self.predictor.model_path
@@ -286,6 +305,8 @@ def _check_outputs(job: PredictionJob) -> None:
     if job.dataset is not None:
         parents = set(job.dataset.parents or []) if job.dataset.is_patchified else None
         count += len(parents) if parents is not None else len(job.dataset)
+    if job.kind == "zarr" and (job.dataset is not None or count != 1):
+        raise VoxudaInputError(f"{job.output}: an OME-Zarr output holds one whole tomogram; pass one, or -o a folder")
     if job.kind == "mrc" and count != 1:
         raise VoxudaInputError(
             f"{job.output}: one MRC file cannot hold {count} output volumes; pass a folder or an .h5 path to -o"

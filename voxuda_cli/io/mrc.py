@@ -13,6 +13,7 @@ import numpy as np
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import atomic_output, reserve
 from voxuda_cli.io.volume import Volume
+from voxuda_cli.io.zarr import is_zarr_path, read_zarr
 
 MRC_SUFFIXES = (".mrc", ".map", ".rec", ".st", ".mrcs", ".ali")
 _FINITE_CHECK_CHUNK = 16  # z-slices at a time, so checking a huge tomogram needs little memory
@@ -52,8 +53,14 @@ def check_finite(data: np.ndarray, source: str, chunk: int = _FINITE_CHECK_CHUNK
 
 
 def read_mrc(path: Path | str, mmap: bool = False, check: bool = True) -> Volume:
-    """Read a 3D MRC volume. With ``mmap`` the data stays on disk (read-only memory map)."""
+    """Read a 3D MRC volume. With ``mmap`` the data stays on disk (read-only memory map).
+
+    An OME-Zarr folder (``.zarr``, the optional extra) is read here too, lazily (``io.zarr``).
+    """
     path = Path(path)
+    if is_zarr_path(path):
+        volume = read_zarr(path, check)
+        return volume if mmap else volume.with_data(np.asarray(volume.data[:]))
     if not path.is_file():
         raise VoxudaInputError(f"{path}: file not found; check the path")
     try:

@@ -12,11 +12,12 @@ from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.dataset import Dataset, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import MRC_SUFFIXES, is_mrc_path, read_mrc
 from voxuda_cli.io.volume import Volume
+from voxuda_cli.io.zarr import is_zarr_path
 
 _VOXEL_SIZE_TOLERANCE = 1e-3  # relative; headers written by different tools round differently
 
 
-InputKind = Literal["hdf5", "mrc", "folder"]
+InputKind = Literal["hdf5", "mrc", "zarr", "folder"]
 
 
 def input_kind(path: Path | str) -> InputKind:
@@ -27,6 +28,8 @@ def input_kind(path: Path | str) -> InputKind:
     subtomogram or a whole tomogram depends on the model's box: ``voxuda predict`` decides that.)
     """
     path = Path(path)
+    if is_zarr_path(path) and path.is_dir():
+        return "zarr"  # an OME-Zarr store is a folder but one volume
     if path.is_dir():
         return "folder"
     if not path.exists():
@@ -59,11 +62,11 @@ def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
         path = Path(raw)
         kind = input_kind(path)
         if kind == "folder":
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_mrc_path(p))
+            found = sorted(p for p in path.iterdir() if (p.is_file() and is_mrc_path(p)) or input_kind(p) == "zarr")
             if not found:
                 raise VoxudaInputError(f"{path}: folder holds no MRC files ({', '.join(MRC_SUFFIXES)})")
             files.extend(found)
-        elif kind == "mrc":
+        elif kind in ("mrc", "zarr"):
             files.append(path)
         else:
             raise VoxudaInputError(f"{path}: an HDF5 dataset must be the only input, not mixed with MRC files")

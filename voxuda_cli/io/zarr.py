@@ -1,0 +1,155 @@
+"""OME-Zarr volumes (the CZ cryoET data portal's and copick's format), an optional extra: ``pip install voxuda[zarr]``.
+
+Reading: scale 0 of the first multiscale image, opened lazily with ``zarr`` (slices read only
+the chunks they touch, so the streaming readers treat it like a memory map); voxel size and
+origin from its ``scale`` and ``translation`` transforms, converted to angstrom from the axes'
+units (OME-NGFF 0.4 ``multiscales`` attributes, or 0.5's ``ome.multiscales``).
+
+Writing: ``ome_zarr.writer.write_image`` (NGFF 0.4, what napari's OME-Zarr reader and the data
+portal read) with a pyramid of 2x and 4x downsampled levels (nearest neighbour, so labels stay
+labels), from a dask array over the input (a memory map is read chunk by chunk). The store is
+written into a temporary folder beside the target and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.volume import Volume
+
+ZARR_SUFFIX = ".zarr"
+PYRAMID = (2, 4)  # downsampling factors of the levels after scale 0
+CHUNK = 64
+_TO_ANGSTROM = {"angstrom": 1.0, "nanometer": 10.0, "micrometer": 1e4, "": 1.0}
+
+
+def is_zarr_path(path: Path | str) -> bool:
+    return Path(path).suffix.lower() == ZARR_SUFFIX
+
+
+def _zarr() -> Any:
+    try:
+        import zarr
+    except ImportError:
+        raise VoxudaInputError("OME-Zarr needs the optional extra: pip install 'voxuda[zarr]'") from None
+    return zarr
+
+
+def _multiscale(path: Path, group: Any) -> dict[str, Any]:
+    attrs = dict(group.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if not multiscales:
+        raise VoxudaInputError(f"{path}: no OME-Zarr multiscales metadata; pass an OME-Zarr image (or an MRC file)")
+    return multiscales[0]
+
+
+def _transforms(path: Path, multiscale: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    axes = multiscale.get("axes", [])
+    units = [str(a.get("unit", "")) if isinstance(a, dict) else "" for a in axes][-3:] or [""] * 3
+    unknown = sorted({u for u in units if u not in _TO_ANGSTROM})
+    if unknown:
+        raise VoxudaInputError(f"{path}: axis unit {unknown[0]} is not a length voxuda knows (angstrom, nanometer)")
+    factor = np.array([_TO_ANGSTROM[u] for u in units])
+    scale, translation = np.ones(3), np.zeros(3)
+    for transform in multiscale["datasets"][0].get("coordinateTransformations", []):
+        if transform.get("type") == "scale":
+            scale = np.asarray(transform["scale"], dtype=float)[-3:]
+        elif transform.get("type") == "translation":
+            translation = np.asarray(transform["translation"], dtype=float)[-3:]
+    return scale * factor, translation * factor
+
+
+def read_zarr(path: Path | str, check: bool = True) -> Volume:
+    """Scale 0 of an OME-Zarr image as a lazily read Volume (z, y, x), geometry in angstrom."""
+    path = Path(path)
+    if not path.is_dir():
+        raise VoxudaInputError(f"{path}: OME-Zarr folder not found; check the path")
+    zarr = _zarr()
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        multiscale = _multiscale(path, group)
+        array = group[multiscale["datasets"][0]["path"]]
+    except (KeyError, ValueError, OSError) as exc:
+        raise VoxudaInputError(f"{path}: not a readable OME-Zarr image ({exc}); check the store") from exc
+    if array.ndim != 3 or min(array.shape) <= 1:
+        raise VoxudaInputError(f"{path}: scale 0 has shape {array.shape}; voxuda reads 3D (z, y, x) volumes")
+    voxel_size, origin = _transforms(path, multiscale)
+    if check:
+        from voxuda_cli.io.mrc import check_finite
+
+        check_finite(array, f"{path}:")
+    return Volume(data=array, voxel_size=tuple(voxel_size), origin=tuple(origin))  # type: ignore[arg-type]
+
+
+def write_ome_zarr(
+    path: Path | str, data: np.ndarray, voxel_size: tuple[float, ...], origin: tuple[float, ...]
+) -> None:
+    """Write a (D, H, W) array (a memory map is fine) as an OME-Zarr image with a pyramid, atomically."""
+    _zarr()
+    import dask.array as da
+    from ome_zarr.format import FormatV04
+    from ome_zarr.scale import Methods
+    from ome_zarr.writer import write_image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spacing = np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write_image(
+            da.from_array(data, chunks=(CHUNK,) * 3),
+            str(folder),
+            scale_factors=[{"z": f, "y": f, "x": f} for f in PYRAMID],
+            method=Methods.NEAREST,
+            fmt=FormatV04(),
+            axes="zyx",
+            scale=dict(zip("zyx", spacing.tolist())),
+            axes_units=dict.fromkeys("zyx", "angstrom"),
+            storage_options={"chunks": (CHUNK,) * 3},
+        )
+        _shift_levels(folder, np.asarray(origin, dtype=float))
+        _replace_folder(folder, path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _shift_levels(folder: Path, origin: np.ndarray) -> None:
+    """Move every level's translation by ``origin`` (the writer places voxel 0 of scale 0 at 0)."""
+    import zarr
+
+    group = zarr.open_group(str(folder), mode="r+")
+    multiscales = group.attrs["multiscales"]
+    for dataset in multiscales[0]["datasets"]:
+        for transform in dataset["coordinateTransformations"]:
+            if transform["type"] == "translation":
+                transform["translation"] = (np.asarray(transform["translation"]) + origin).tolist()
+    group.attrs["multiscales"] = multiscales
+
+
+def mrc_to_ome_zarr(mrc_path: Path | str, path: Path | str) -> None:
+    """An MRC volume (read through a memory map) as an OME-Zarr image with its voxel size and origin."""
+    from voxuda_cli.io.mrc import read_mrc
+
+    volume = read_mrc(mrc_path, mmap=True, check=False)
+    write_ome_zarr(path, volume.data, volume.voxel_size, volume.origin)
+
+
+def _replace_folder(folder: Path, path: Path) -> None:
+    """Move a finished store onto ``path`` (an older store there is removed only once the new one exists)."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        os.replace(path, old)
+        os.replace(folder, path)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old)
+    else:
+        os.replace(folder, path)
