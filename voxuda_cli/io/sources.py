@@ -28,7 +28,7 @@ def input_kind(path: Path | str) -> InputKind:
     subtomogram or a whole tomogram depends on the model's box: ``voxuda predict`` decides that.)
     """
     path = Path(path)
-    if is_zarr_path(path) and path.is_dir():
+    if _is_zarr_store(path):
         return "zarr"  # an OME-Zarr store is a folder but one volume
     if path.is_dir():
         return "folder"
@@ -41,6 +41,10 @@ def input_kind(path: Path | str) -> InputKind:
     raise VoxudaInputError(
         f"{path}: unknown file type; pass an HDF5 dataset (.h5) or MRC volumes ({', '.join(MRC_SUFFIXES)})"
     )
+
+
+def _is_zarr_store(path: Path) -> bool:
+    return path.is_dir() and is_zarr_path(path)
 
 
 def single_dataset(paths: Sequence[Path | str]) -> Path | None:
@@ -62,7 +66,7 @@ def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
         path = Path(raw)
         kind = input_kind(path)
         if kind == "folder":
-            found = sorted(p for p in path.iterdir() if (p.is_file() and is_mrc_path(p)) or input_kind(p) == "zarr")
+            found = sorted(p for p in path.iterdir() if (p.is_file() and is_mrc_path(p)) or _is_zarr_store(p))
             if not found:
                 raise VoxudaInputError(f"{path}: folder holds no MRC files ({', '.join(MRC_SUFFIXES)})")
             files.extend(found)
