@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from voxuda_cli import fields
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.fields import setting
 from voxuda_cli.io.coordinates import CENTRE_CHOICES, assign_picks, read_picks
 from voxuda_cli.io.dataset import DatasetWriter
 from voxuda_cli.io.memory import release_rows
@@ -35,6 +37,7 @@ from voxuda_cli.io.mrc import read_mrc
 from voxuda_cli.io.sources import expand_mrc_paths
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.patches import ParentInfo
+from voxuda_cli.progress import Progress
 from voxuda_cli.resample import checked_voxel_size, differs, fourier_resample, matched_sizes
 
 log = logging.getLogger("voxuda")
@@ -47,25 +50,21 @@ BATCH = 4  # boxes resampled per call (larger batches were slower per box and co
 class ExtractSettings:
     """Settings of ``voxuda extract`` (the one source of its defaults)."""
 
-    box: int = field(default=32, metadata={"help": "Edge of the extracted cube, in voxels at --voxel-size."})
-    voxel_size: float | None = field(
-        default=None,
-        metadata={"help": "Resample boxes to this voxel size (A), e.g. the model's. [default: the tomogram's own]"},
+    box: int = setting(32, "Edge of the extracted cube, in voxels at --voxel-size.")
+    voxel_size: float | None = setting(
+        None, "Resample boxes to this voxel size (A), e.g. the model's.", default_help="[default: the tomogram's own]"
     )
-    input_voxel_size: float | None = field(
-        default=None, metadata={"help": "Voxel size of the tomograms (A), overriding their headers."}
-    )
-    invert: bool = field(default=False, metadata={"help": "Flip contrast (raw data whose protein is dark)."})
-    border: str = field(
-        default="pad", metadata={"help": "Boxes crossing the tomogram's border: pad (mean, flagged) or skip."}
-    )
-    centre: str = field(
-        default="half",
-        metadata={"help": "RELION 5 centred coordinates: centre at size/2 (half) or size/2 - 1 (half-minus-one)."},
-    )
-    scale: float = field(
-        default=1.0, metadata={"help": "Multiply voxel coordinates (RELION 4, CSV, IMOD) first, e.g. by 1/binning."}
-    )
+    input_voxel_size: float | None = fields.input_voxel_size()
+    invert: bool = fields.invert()
+    border: str = setting(
+        "pad", "Boxes crossing the tomogram's border: {choices} (pad: with the mean, flagged).",
+        choices=lambda: BORDER_CHOICES,
+    )  # fmt: skip
+    centre: str = setting(
+        "half", "RELION 5 centred coordinates: centre at size/2 (half) or size/2 - 1: {choices}.",
+        choices=lambda: CENTRE_CHOICES,
+    )  # fmt: skip
+    scale: float = setting(1.0, "Multiply voxel coordinates (RELION 4, CSV, IMOD) first, e.g. by 1/binning.")
 
     def __post_init__(self) -> None:
         if self.box < 4 or self.box % 2:
@@ -212,7 +211,7 @@ def write_subtomograms(
     output: Path,
     plan: ExtractionPlan,
     provenance_json: str,
-    on_progress: Callable[[int, str], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Extract every planned pick into ``output`` (written atomically); returns a summary."""
     settings = plan.settings

@@ -125,7 +125,7 @@ class PredictionJob:
         }
 
     def _predict_tomogram(
-        self, path: Path, scan: VolumeStats, advance: Callable[[int], None] | None
+        self, path: Path, scan: VolumeStats, advance: Progress | None
     ) -> TomogramPrediction:
         """One whole tomogram into its MRC mask, or (``-o X.zarr``) through a scratch MRC into OME-Zarr."""
         with_probabilities = self.predictor.settings.probabilities
