@@ -18,6 +18,7 @@ resampled z-slab by z-slab into a scratch memory map, then z is resampled y-slab
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from scipy import ndimage
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.volume import Volume
 
-SLAB_BYTES = 64 * 2**20  # working set of one streamed slab (input and output float32)
+SLAB_BYTES = 16 * 2**20  # one streamed slab (input and output float32); 16 MB measured leaner and faster than 64
 RELATIVE_TOLERANCE = 0.01  # voxel sizes closer than 1 % are treated as equal (no resampling)
 
 EmitFn = Callable[[int, int, np.ndarray], None]  # (y0, y1, block of shape (D', y1 - y0, W'))
@@ -115,8 +116,10 @@ def _rows_per_slab(row_elements: int) -> int:
 def resample_tomogram(data: np.ndarray, shape: Sequence[int], emit: EmitFn, scratch: Path | None = None) -> None:
     """Stream a (memory-mapped) (D, H, W) volume to ``shape``; ``emit(y0, y1, block)`` receives the output.
 
-    Pass 1 resamples (y, x) z-slab by z-slab into a float32 scratch memory map (in ``scratch``,
-    else the system's temporary folder); pass 2 resamples z y-slab by y-slab. Memory: two slabs.
+    Pass 1 resamples (y, x) z-slab by z-slab into a float32 scratch file (in ``scratch``, else the
+    system's temporary folder); pass 2 resamples z y-slab by y-slab. Memory: about two slabs.
+    The scratch file is written and read with plain file I/O, not a memory map: a y-slab touches
+    every plane, and page faults on a map read ahead (megabytes per fault) into the process.
     """
     import torch
     from torch_fourier_rescale import fourier_rescale_2d
@@ -124,25 +127,36 @@ def resample_tomogram(data: np.ndarray, shape: Sequence[int], emit: EmitFn, scra
     depth, height, width = (int(n) for n in data.shape)
     new_d, new_h, new_w = (int(n) for n in shape)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=".voxuda-resample-") as folder:
-        planes = np.lib.format.open_memmap(
-            Path(folder) / "planes.npy", mode="w+", dtype=np.float32, shape=(depth, new_h, new_w)
-        )
+        planes = Path(folder) / "planes.f32"
         step = _rows_per_slab(height * width + new_h * new_w)
-        for z0 in range(0, depth, step):
-            slab = torch.from_numpy(np.ascontiguousarray(data[z0 : z0 + step], dtype=np.float32))
-            if (new_h, new_w) != (height, width):
-                slab = fourier_rescale_2d(slab, target_shape=(new_h, new_w))[0]
-            planes[z0 : z0 + step] = slab.numpy()
-            release_rows(data, z0, z0 + step)
-            release_rows(planes, z0, z0 + step)
+        with planes.open("wb") as handle:
+            for z0 in range(0, depth, step):
+                slab = torch.from_numpy(np.array(data[z0 : z0 + step], dtype=np.float32))
+                if (new_h, new_w) != (height, width):
+                    slab = fourier_rescale_2d(slab, target_shape=(new_h, new_w))[0]
+                handle.write(np.ascontiguousarray(slab.numpy(), dtype=np.float32).tobytes())
+                release_rows(data, z0, z0 + step)
         step = _rows_per_slab((depth + new_d) * new_w)
-        for y0 in range(0, new_h, step):
-            block = torch.from_numpy(np.ascontiguousarray(planes[:, y0 : y0 + step]).transpose(1, 0, 2).copy())
-            if new_d != depth:
-                block = fourier_rescale_2d(block, target_shape=(new_d, new_w))[0]
-            emit(y0, min(y0 + step, new_h), block.numpy().transpose(1, 0, 2))
-            release_rows(planes, 0, depth)  # a y-slab touches pages of every plane
-        del planes
+        fd = os.open(planes, os.O_RDONLY)
+        try:
+            for y0 in range(0, new_h, step):
+                y1 = min(y0 + step, new_h)
+                block = _read_rows(fd, depth, new_h, new_w, y0, y1)
+                if new_d != depth:
+                    block = fourier_rescale_2d(torch.from_numpy(block), target_shape=(new_d, new_w))[0].numpy()
+                emit(y0, y1, block.transpose(1, 0, 2))
+        finally:
+            os.close(fd)
+
+
+def _read_rows(fd: int, depth: int, height: int, width: int, y0: int, y1: int) -> np.ndarray:
+    """Rows ``y0:y1`` of every plane of a raw (depth, height, width) float32 file, as (y1 - y0, depth, width)."""
+    block = np.empty((y1 - y0, depth, width), dtype=np.float32)
+    plane = np.empty((y1 - y0, width), dtype=np.float32)
+    for z in range(depth):
+        os.preadv(fd, [memoryview(plane).cast("B")], 4 * (z * height + y0) * width)
+        block[:, z] = plane
+    return block
 
 
 def resample_to_map(data: np.ndarray, out: np.ndarray, scratch: Path | None = None) -> None:
@@ -150,8 +164,7 @@ def resample_to_map(data: np.ndarray, out: np.ndarray, scratch: Path | None = No
 
     def write(y0: int, y1: int, block: np.ndarray) -> None:
         out[:, y0:y1] = block
-        if hasattr(out, "flush"):
-            out.flush()
+        release_rows(out, 0, out.shape[0])  # a y-slab touches pages of every z-row: flush and drop them
 
     resample_tomogram(data, out.shape, write, scratch)
 

@@ -172,8 +172,10 @@ def _write_back(
             mask_map[:, y0:y1] = mask
             counts["foreground"] += int(mask.sum())
             preview[y0:y1] = block[middle]
+            release_rows(mask_map, 0, shape[0])  # a y-slab touches pages of every z-row
             if probability_map is not None:
                 probability_map[:, y0:y1] = block
+                release_rows(probability_map, 0, shape[0])
 
         resample_tomogram(probability, shape, emit, scratch)
         removed = 0
