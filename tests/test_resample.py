@@ -2,11 +2,9 @@ import numpy as np
 import pytest
 
 from voxuda_cli.resample import (
-    centre_index,
     differs,
     fourier_resample,
     matched_sizes,
-    output_origin,
     resample_to_map,
     resampled_shape,
     resize_mask,
@@ -26,17 +24,16 @@ def test_box_resize_matches_the_analytic_blob():
 
 
 @pytest.mark.parametrize("n, m", [(31, 45), (32, 45), (44, 31), (32, 44)])
-def test_grid_convention_of_the_library(n, m):
-    # a blob at physical 150 A on a 10 A grid of n voxels, resampled to m voxels: it must sit where output_origin says
+def test_voxel_0_stays_in_place_for_odd_and_even_sizes(n, m):
+    # a blob at 150 A on a 10 A grid of n voxels, resampled to m voxels, is still at 150 A
     spacing = 10.0
     data = gaussian((n, 8, 8), spacing, (150.0, 35.0, 35.0), sigma=25.0)
     out = fourier_resample(data, (m, 8, 8))
     new_spacing = spacing * n / m
-    origin = output_origin((0.0,), (n,), (m,), spacing)[0]
+    origin = 0.0  # voxel 0 stays in place
     profile = out[:, 4, 4].astype(np.float64)
     positions = origin + np.arange(m) * new_spacing
     assert abs((profile * positions).sum() / profile.sum() - 150.0) < 0.5
-    assert centre_index(n) == (n + 1) // 2
 
 
 def test_streamed_tomogram_equals_in_memory(tmp_path, monkeypatch):

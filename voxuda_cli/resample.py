@@ -2,18 +2,21 @@
 whole tomograms streamed), masks and probabilities of patches linearly.
 
 One library does the Fourier numerics: ``torch-fourier-rescale`` (teamtomo), which crops or pads
-the real-to-complex spectrum. Measured against the complex-FFT numpy version this project had and
-``scipy.signal.resample`` on a Gaussian blob (40^3 at 13.5 A <-> 54^3 at 10 A, one thread):
-all three agree with the analytic blob to 1e-5, and torch-fourier-rescale is 2.9-3x faster
-(1.9 / 2.9 ms per box against 5.4 / 8.7 ms); hence it is the one used here.
+the real-to-complex spectrum. Measured against the complex-FFT numpy version this project had (and
+``scipy.signal.resample``) on a Gaussian blob, 40^3 at 13.5 A <-> 54^3 at 10 A, one thread: all
+agree with the analytic blob to 1e-5, and torch-fourier-rescale took 1.7-4.2 ms per box against
+6.8-12.7 ms in two runs on a shared 2-core machine (``python benchmarks/bench_resample.py`` reruns
+it); hence it is the one used here.
 
-Grid convention (the library's, pinned by tests): the spectrum is centred with fftshift, so the
-source index ``ceil(n / 2)`` and the output index ``ceil(m / 2)`` are the same point, and output
-index ``j`` samples the source at ``ceil(n / 2) + (j - ceil(m / 2)) * n / m``. For even sizes that
-is ``j * n / m``: voxel 0 stays in place. Resampling back to ``n`` is the exact inverse map.
+Grid convention: voxel 0 stays in place, so output index ``j`` samples the input at
+``j * n / m`` (n input, m output voxels) and the origin (the position of voxel 0, as in an MRC
+header) is unchanged. The library's own wrapper fftshifts the image first, which fixes the voxel
+``ceil(n / 2)`` instead (the same for even sizes, half a voxel off for odd ones); here the
+spectrum of the unshifted image is cropped or padded with the library's ``fourier_rescale_rfft_*``.
+Resampling back to ``n`` is the exact inverse map.
 
 Whole tomograms never sit in memory: a Fourier crop is separable, so the (y, x) planes are
-resampled z-slab by z-slab into a scratch memory map, then z is resampled y-slab by y-slab.
+resampled z-slab by z-slab into a scratch file, then z is resampled y-slab by y-slab.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -45,28 +49,28 @@ def resampled_shape(shape: Sequence[int], voxel_size: float, target: float) -> t
     return tuple(max(1, round(int(n) * voxel_size / target)) for n in shape)
 
 
-def centre_index(n: int) -> int:
-    """The index that stays fixed under the library's fftshift convention."""
-    return (int(n) + 1) // 2
-
-
-def output_origin(origin: Sequence[float], shape: Sequence[int], new_shape: Sequence[int], voxel_size: float) -> tuple:
-    """Physical position (A) of voxel 0 of the resampled grid (equal to ``origin`` for even sizes)."""
-    return tuple(
-        float(o) + (centre_index(n) - centre_index(m) * n / m) * voxel_size for o, n, m in zip(origin, shape, new_shape)
-    )
-
-
 def fourier_resample(data: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Resample one volume, or a batch (..., D, H, W), to ``shape`` (float32, mean preserved)."""
+    """Resample one volume, or a batch (..., D, H, W), to ``shape`` (float32, mean preserved, voxel 0 fixed)."""
     import torch  # here, not at import: the CLI starts without torch
-    from torch_fourier_rescale import fourier_rescale_3d
 
     array = np.ascontiguousarray(data, dtype=np.float32)
     if tuple(array.shape[-3:]) == tuple(shape):
         return array.copy()
-    out, _ = fourier_rescale_3d(torch.from_numpy(array), target_shape=tuple(int(s) for s in shape))
-    return out.numpy().astype(np.float32, copy=False)
+    return _rescale_last(torch.from_numpy(array), tuple(int(s) for s in shape)).numpy()
+
+
+def _rescale_last(x: Any, shape: tuple[int, ...]) -> Any:
+    """Fourier crop/pad of the last ``len(shape)`` (2 or 3) axes of a tensor to ``shape``."""
+    import torch
+    from torch_fourier_rescale import fourier_rescale_rfft_2d, fourier_rescale_rfft_3d
+
+    dims = tuple(range(-len(shape), 0))
+    source = tuple(int(n) for n in x.shape[-len(shape) :])
+    dft = torch.fft.fftshift(torch.fft.rfftn(x, dim=dims), dim=dims[:-1])
+    rescale = fourier_rescale_rfft_3d if len(shape) == 3 else fourier_rescale_rfft_2d
+    dft = torch.fft.ifftshift(rescale(dft, image_shape=source, target_shape=shape), dim=dims[:-1])
+    # norm="forward" leaves out the inverse's 1/m; dividing by the input's size keeps the mean
+    return torch.fft.irfftn(dft, s=shape, dim=dims, norm="forward") / float(np.prod(source))
 
 
 def resize_volume(volume: Volume, shape: Sequence[int]) -> Volume:
@@ -122,7 +126,6 @@ def resample_tomogram(data: np.ndarray, shape: Sequence[int], emit: EmitFn, scra
     every plane, and page faults on a map read ahead (megabytes per fault) into the process.
     """
     import torch
-    from torch_fourier_rescale import fourier_rescale_2d
 
     depth, height, width = (int(n) for n in data.shape)
     new_d, new_h, new_w = (int(n) for n in shape)
@@ -133,7 +136,7 @@ def resample_tomogram(data: np.ndarray, shape: Sequence[int], emit: EmitFn, scra
             for z0 in range(0, depth, step):
                 slab = torch.from_numpy(np.array(data[z0 : z0 + step], dtype=np.float32))
                 if (new_h, new_w) != (height, width):
-                    slab = fourier_rescale_2d(slab, target_shape=(new_h, new_w))[0]
+                    slab = _rescale_last(slab, (new_h, new_w))
                 handle.write(np.ascontiguousarray(slab.numpy(), dtype=np.float32).tobytes())
                 release_rows(data, z0, z0 + step)
         step = _rows_per_slab((depth + new_d) * new_w)
@@ -143,7 +146,7 @@ def resample_tomogram(data: np.ndarray, shape: Sequence[int], emit: EmitFn, scra
                 y1 = min(y0 + step, new_h)
                 block = _read_rows(fd, depth, new_h, new_w, y0, y1)
                 if new_d != depth:
-                    block = fourier_rescale_2d(torch.from_numpy(block), target_shape=(new_d, new_w))[0].numpy()
+                    block = _rescale_last(torch.from_numpy(block), (new_d, new_w)).numpy()
                 emit(y0, y1, block.transpose(1, 0, 2))
         finally:
             os.close(fd)
