@@ -18,6 +18,10 @@ stays exactly as it is.
 Whole volumes larger than memory: ``filter_volume`` runs in z-chunks that read 2 rows beyond
 themselves (IBF needs both: one for the window, one for the Sobel), and gives exactly the result of
 one pass.
+
+On CPU in float32 the fused numba kernel of fused_bilateral.py computes the same numbers several times
+faster; this torch path stays the reference (``kernel="torch"``), the CUDA path, float64's, and the
+fallback where numba is unavailable.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from voxuda_cli.fields import DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 from voxuda_cli.progress import Progress
 
 BILATERAL_METHODS = ("ibf", "bf")
+KERNELS = ("auto", "torch", "fused")  # auto: fused where it applies (float32 on CPU, numba importable)
 # The 13 offsets o > 0 (lexicographically); -o covers the other 13 neighbours.
 HALF_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
     (dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dz, dy, dx) > (0, 0, 0)
@@ -270,6 +275,7 @@ def _filter_rows(
     method: str,
     sigma_d: float,
     sigma_r: float,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """Filter volume rows ``target = (z0, z1)``, given ``rows`` (B, R, H, W): volume rows from ``first_row``.
 
@@ -280,6 +286,10 @@ def _filter_rows(
     """
     if method not in BILATERAL_METHODS:
         raise VoxudaInputError(f"--method {method}: unknown bilateral method; use {' or '.join(BILATERAL_METHODS)}")
+    if _use_fused(rows, kernel):
+        from voxuda_cli.filters.fused_bilateral import fused_filter_rows
+
+        return fused_filter_rows(rows, first_row, target, depth, method == "ibf", sigma_d, sigma_r)
     z0, z1 = target
     batch, _, height, width = rows.shape
     out = torch.empty((batch, z1 - z0, height, width), dtype=rows.dtype, device=rows.device)
@@ -306,6 +316,19 @@ def _filter_rows(
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+def _use_fused(rows: torch.Tensor, kernel: str) -> bool:
+    if kernel not in KERNELS:
+        raise ValueError(f"bilateral kernel {kernel!r}: use one of {KERNELS}")
+    if kernel == "torch":
+        return False
+    from voxuda_cli.filters import fused_bilateral
+
+    applies = rows.device.type == "cpu" and rows.dtype == torch.float32 and fused_bilateral.AVAILABLE
+    if kernel == "fused" and not applies:
+        raise ValueError("the fused bilateral kernel needs float32 CPU input and numba")
+    return applies
 
 
 def _filter_tiles(
@@ -338,7 +361,7 @@ def _filter_tiles(
             torch.add(block.grid("values")[core], block.grid("num")[core], out=out[:, r0 - z0 : r1 - z0, y0:y1])
 
 
-def _filter_tensor(x: torch.Tensor, method: str, sigma_d: float, sigma_r: float) -> torch.Tensor:
+def _filter_tensor(x: torch.Tensor, method: str, sigma_d: float, sigma_r: float, kernel: str) -> torch.Tensor:
     check_sigmas(sigma_d, sigma_r)
     if x.ndim < 3:
         raise VoxudaInputError(f"{method}: expected (..., D, H, W), got shape {tuple(x.shape)}")
@@ -346,22 +369,25 @@ def _filter_tensor(x: torch.Tensor, method: str, sigma_d: float, sigma_r: float)
     lead, (depth, height, width) = x.shape[:-3], x.shape[-3:]
     rows = x.to(dtype).reshape(-1, depth, height, width)
     with torch.no_grad():
-        out = _filter_rows(rows, 0, (0, depth), depth, method, sigma_d, sigma_r)
+        out = _filter_rows(rows, 0, (0, depth), depth, method, sigma_d, sigma_r, kernel)
     return out.reshape(*lead, depth, height, width)
 
 
 def bilateral_filter(
-    x: torch.Tensor, sigma_d: float = DEFAULT_SIGMA_D, sigma_r: float = DEFAULT_SIGMA_R
+    x: torch.Tensor, sigma_d: float = DEFAULT_SIGMA_D, sigma_r: float = DEFAULT_SIGMA_R, kernel: str = "auto"
 ) -> torch.Tensor:
     """Bilateral filter (range kernel on intensity differences) of (..., D, H, W), 3x3x3 window."""
-    return _filter_tensor(x, "bf", sigma_d, sigma_r)
+    return _filter_tensor(x, "bf", sigma_d, sigma_r, kernel)
 
 
 def improved_bilateral_filter(
-    x: torch.Tensor, sigma_d: float = DEFAULT_SIGMA_D, sigma_r: float = DEFAULT_SIGMA_R
+    x: torch.Tensor, sigma_d: float = DEFAULT_SIGMA_D, sigma_r: float = DEFAULT_SIGMA_R, kernel: str = "auto"
 ) -> torch.Tensor:
-    """Improved bilateral filter (range kernel on Sobel-gradient differences) of (..., D, H, W), 3x3x3 window."""
-    return _filter_tensor(x, "ibf", sigma_d, sigma_r)
+    """Improved bilateral filter (range kernel on Sobel-gradient differences) of (..., D, H, W), 3x3x3 window.
+
+    ``kernel``: "auto" (the fused CPU kernel where it applies), "torch" (the reference) or "fused".
+    """
+    return _filter_tensor(x, "ibf", sigma_d, sigma_r, kernel)
 
 
 def available_memory_bytes(device: torch.device) -> int:
