@@ -11,7 +11,7 @@
    density, and Dice of the thresholded result with the true mask (threshold: the mask's voxel count,
    so every method is judged at the same volume), for none / Gaussian / NGM / BF / IBF.
 
-Usage: python benchmarks/bench_filters.py [--quick]
+Usage: python benchmarks/bench_filters.py [--quick] [--part throughput|memory|quality]
 """
 
 from __future__ import annotations
@@ -253,14 +253,18 @@ def quality(quick: bool) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that the benchmark runs")
+    parser.add_argument("--part", choices=("all", "throughput", "memory", "quality"), default="all")
     args = parser.parse_args()
     print(
         f"# bench_filters {'(quick)' if args.quick else ''}: {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}"
     )
-    throughput((32, 64, 64) if args.quick else (128, 256, 256), 2 if args.quick else 5)
-    peak_memory((64, 128, 128) if args.quick else (256, 512, 512))
-    quality(args.quick)
+    if args.part in ("all", "throughput"):
+        throughput((32, 64, 64) if args.quick else (128, 256, 256), 2 if args.quick else 5)
+    if args.part in ("all", "memory"):
+        peak_memory((64, 128, 128) if args.quick else (256, 512, 512))
+    if args.part in ("all", "quality"):
+        quality(args.quick)
     return 0
 
 

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from voxuda_cli.io.dataset import Dataset, write_dataset  # noqa: E402
+from voxuda_cli.models import speed  # noqa: E402
 from voxuda_cli.training.data import EpochBatches, EpochPlan, TrainingData, load_training_data  # noqa: E402
 from voxuda_cli.training.loop import Trainer  # noqa: E402
 from voxuda_cli.training.settings import TrainSettings  # noqa: E402
@@ -59,13 +60,19 @@ def prepare(folder: Path, samples: int, device: torch.device) -> TrainingData:
 
 
 def make_stepper(
-    data: TrainingData, method: str, width: int, batch: int, device: torch.device, amp: bool
+    data: TrainingData, method: str, width: int, batch: int, device: torch.device, amp: bool, path: str
 ) -> Callable[[int], tuple[float, float]]:
-    """A function that runs training step ``i`` of ``method`` and returns its (wall, CPU) seconds."""
-    settings = TrainSettings(method=method, width=width, batch_size=batch, amp=amp, device=device.type)
+    """A function that runs training step ``i`` of ``method`` on ``path`` and returns its (wall, CPU) seconds."""
+    settings = TrainSettings(
+        method=method, width=width, batch_size=batch, amp=amp, device=device.type, compile=path == "compiled"
+    )
     if method != "vox-uda":
         data = TrainingData(**{**data.__dict__, "target": None, "denoised_target": None, "noise_sigma": None})
-    trainer = Trainer(settings, device)
+    trainer = Trainer(settings, device)  # "eager": the Trainer's network as it is (default layout, not compiled)
+    if path == "channels-last":  # measured here; the Trainer does not use it (models/speed.py says why)
+        for network in (trainer.segmenter, trainer.teacher):
+            if network is not None:
+                speed.prepare_network(network, device)  # the parameters stay the same objects (optimiser, EMA)
     batches = EpochBatches(data, settings, EpochPlan.build(len(data.labelled), batch, settings.seed, 0), epoch=0)
 
     def step(index: int) -> tuple[float, float]:
@@ -81,16 +88,21 @@ def make_stepper(
 
 
 def measure(
-    data: TrainingData, width: int, batch: int, steps: int, warmup: int, device: torch.device, amp: bool
-) -> dict[str, list[tuple[float, float]]]:
-    """Per-step (wall, CPU) times of both methods, steps interleaved so a change in machine load hits both."""
-    steppers = {method: make_stepper(data, method, width, batch, device, amp) for method in METHODS}
-    times: dict[str, list[tuple[float, float]]] = {method: [] for method in METHODS}
+    data: TrainingData, width: int, batch: int, steps: int, warmup: int, device: torch.device, amp: bool,
+    paths: tuple[str, ...],
+) -> dict[tuple[str, str], list[tuple[float, float]]]:  # fmt: skip
+    """Per-step (wall, CPU) times of both methods on every path, steps interleaved so load changes hit all alike."""
+    steppers = {
+        (path, method): make_stepper(data, method, width, batch, device, amp, path)
+        for path in paths
+        for method in METHODS
+    }
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in steppers}
     for index in range(warmup + steps):
-        for method, step in steppers.items():
+        for key, step in steppers.items():
             seconds = step(index)
             if index >= warmup:
-                times[method].append(seconds)
+                times[key].append(seconds)
     return times
 
 
@@ -104,6 +116,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per method")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--paths", default="eager,channels-last", help="comma-separated: eager (today's Trainer), channels-last "
+        "(the layout predict uses), compiled (--compile: torch.compile; minutes of compiling)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.width, args.batch_size, args.steps, args.warmup = 8, 4, 2, 1
@@ -122,23 +138,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         data = prepare(Path(folder), args.batch_size * 2, device)
     # CPU seconds (all threads of this process) are less disturbed than wall time by other work on the machine.
-    print(f"{'amp':>5} {'method':>12} {'wall s/step':>12} {'CPU s/step':>11} {'samples/s':>10}")
+    paths = tuple(args.paths.split(","))
+    print(f"{'amp':>5} {'path':>14} {'method':>12} {'wall s/step':>12} {'CPU s/step':>11} {'samples/s':>10}")
     for amp in amp_modes:
-        times = measure(data, args.width, args.batch_size, args.steps, args.warmup, device, amp)
-        wall = {method: float(np.median([t[0] for t in values])) for method, values in times.items()}
-        cpu = {method: float(np.median([t[1] for t in values])) for method, values in times.items()}
-        for method in METHODS:
+        times = measure(data, args.width, args.batch_size, args.steps, args.warmup, device, amp, paths)
+        wall = {key: float(np.median([t[0] for t in values])) for key, values in times.items()}
+        cpu = {key: float(np.median([t[1] for t in values])) for key, values in times.items()}
+        for path, method in times:
             print(
-                f"{str(amp):>5} {method:>12} {wall[method]:12.3f} {cpu[method]:11.3f} "
-                f"{args.batch_size / wall[method]:10.2f}"
+                f"{str(amp):>5} {path:>14} {method:>12} {wall[path, method]:12.3f} {cpu[path, method]:11.3f} "
+                f"{args.batch_size / wall[path, method]:10.2f}"
             )
-        for clock, values in (("wall", wall), ("CPU", cpu)):
-            ratio = values["vox-uda"] / values["source-only"]
-            verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
-            print(
-                f"{str(amp):>5} ratio vox-uda / source-only {clock} time per step (medians): {ratio:.2f} "
-                f"({verdict} target {TARGET_RATIO})"
-            )
+        for path in paths:
+            for clock, values in (("wall", wall), ("CPU", cpu)):
+                ratio = values[path, "vox-uda"] / values[path, "source-only"]
+                verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
+                print(
+                    f"{str(amp):>5} {path:>14} vox-uda / source-only {clock} time per step (medians): {ratio:.2f} "
+                    f"({verdict} target {TARGET_RATIO})"
+                )
+        for path in paths[1:]:
+            speedup = wall[paths[0], "source-only"] / wall[path, "source-only"]
+            print(f"{str(amp):>5} source-only samples/s, {path} vs {paths[0]} (same run): {speedup:.2f}x")
     return 0
 
 

@@ -90,6 +90,12 @@ def amp() -> Any:
     return setting(False, "Mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU.")
 
 
+def compile_network() -> Any:
+    # Off by default: measured on a 2-core CPU (benchmarks/results.md) compiling costs minutes of
+    # start-up and needs a C++ compiler; see voxuda_cli/models/speed.py.
+    return setting(False, "torch.compile the network (falls back to eager where it cannot compile).")
+
+
 def invert(what: str = "") -> Any:
     return setting(False, f"Flip contrast of data whose protein is dark{what}.")
 

@@ -49,6 +49,7 @@ from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, read_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
+from voxuda_cli.models.speed import prepare_network
 from voxuda_cli.normalise import VolumeStats, stream_stats, zscore_tensor
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import checked_voxel_size, differs, resample_probabilities
@@ -128,7 +129,7 @@ class Predictor:
         return predictor
 
     def _setup(self, network: nn.Module, info: ModelInfo) -> None:
-        self.network = network
+        self.network = prepare_network(network, self.device, self.settings.compile)
         self.info = info
         if info.normalisation != "zscore":
             raise VoxudaInputError(

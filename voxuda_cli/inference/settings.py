@@ -41,6 +41,7 @@ class PredictSettings:
     )  # fmt: skip
     device: str = fields.device()
     amp: bool = fields.amp()
+    compile: bool = fields.compile_network()
     # Student: on the project's benchmark (benchmarks/results.md) the student segmented the held-out
     # target better than the teacher in every Vox-UDA run; the teacher's job is the pseudo-labels.
     use: str = fields.use("student")

@@ -56,6 +56,7 @@ from voxuda_cli.io.atomic import atomic_write_text
 from voxuda_cli.io.lock import folder_lock
 from voxuda_cli.models.discriminator import DomainDiscriminator, dann_ramp, reverse_gradient
 from voxuda_cli.models.serialization import ModelInfo, save_model
+from voxuda_cli.models.speed import prepare_network
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
 from voxuda_cli.training import checkpoint as ckpt
 from voxuda_cli.training.data import Batch, EpochBatches, EpochPlan, TrainingData, VolumeSet, load_training_data
@@ -130,6 +131,10 @@ class Trainer:
         self.wrapped = self.context.wrap(Segmenter(student, discriminator).to(device), device)
         self.segmenter: Segmenter = getattr(self.wrapped, "module", self.wrapped)  # type: ignore[assignment]
         self.segmenter.train()
+        # before the optimiser and the EMA pairs take the parameters; no channels-last (models/speed.py says why)
+        for network in (self.segmenter, self.teacher):
+            if network is not None:
+                prepare_network(network, device, settings.compile, channels_last=False)
         self.optimizer = torch.optim.Adam(self.segmenter.parameters(), lr=settings.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma

@@ -16,7 +16,7 @@ from voxuda_cli.training.methods import DEFAULT_METHOD, get_method
 from voxuda_cli.training.methods import names as method_names
 
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
-RESUMABLE_CHANGES = ("epochs", "device", "amp", "threads", "workers", "checkpoint_signals")
+RESUMABLE_CHANGES = ("epochs", "device", "amp", "compile", "threads", "workers", "checkpoint_signals")
 
 
 @dataclass
@@ -63,6 +63,7 @@ class TrainSettings:
     seed: int = fields.seed()
     device: str = fields.device()
     amp: bool = fields.amp()
+    compile: bool = fields.compile_network()
     threads: int | None = setting(None, "Torch CPU threads.", default_help="[default: torch's]")
     # The data is in memory, so 0 is usually fastest.
     workers: int = setting(0, "Data-loading processes.")

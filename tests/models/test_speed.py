@@ -1,0 +1,55 @@
+"""models/speed.py: the channels-last layout and torch.compile change speed, not results."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from tests.inference.models import random_network
+from voxuda_cli.inference.predictor import Predictor
+from voxuda_cli.inference.settings import PredictSettings
+from voxuda_cli.models import ModelInfo, speed
+from voxuda_cli.training.settings import TrainSettings
+
+CPU = torch.device("cpu")
+
+
+def test_channels_last_network_equals_default_layout() -> None:
+    reference = random_network(width=4)
+    fast = speed.prepare_network(copy.deepcopy(reference), CPU)
+    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not reference.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x).numpy(), reference(x).numpy(), atol=1e-5)
+    # the state dict (model files, checkpoints) keeps its keys and values
+    assert fast.state_dict().keys() == reference.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), reference.state_dict().values()))
+
+
+def test_compile_on_and_off_predict_the_same() -> None:
+    network = random_network(width=4)
+    info = ModelInfo(architecture=network.config, box=(32, 32, 32))
+    windows = np.random.default_rng(0).normal(size=(2, 32, 32, 32)).astype(np.float32)
+    plain = Predictor.from_network(copy.deepcopy(network), info, PredictSettings(device="cpu"))
+    compiled = Predictor.from_network(copy.deepcopy(network), info, PredictSettings(device="cpu", compile=True))
+    expected = plain.predict_windows(windows)
+    got = compiled.predict_windows(windows)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not np.allclose(expected, expected.mean(), atol=1e-3)  # the outputs vary: the comparison means something
+
+
+def test_compile_without_a_compiler_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed.shutil, "which", lambda name: None)
+    assert not speed.can_compile(CPU)
+    network = speed.prepare_network(random_network(width=4), CPU, compile=True)
+    assert network._compiled_call_impl is None  # not compiled: plain eager calls
+    assert network(torch.zeros(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
+
+
+def test_compile_is_a_setting_that_may_change_on_resume() -> None:
+    from voxuda_cli.training.settings import RESUMABLE_CHANGES
+
+    assert TrainSettings().compile is False and PredictSettings().compile is False
+    assert "compile" in RESUMABLE_CHANGES
