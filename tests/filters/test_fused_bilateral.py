@@ -71,3 +71,14 @@ def test_kernel_choice() -> None:
         improved_bilateral_filter(x64, kernel="fused")
     with pytest.raises(ValueError, match="kernel"):
         improved_bilateral_filter(x32, kernel="numba")
+
+
+def test_fused_leaves_torch_threads_alone() -> None:
+    # numba's OpenMP thread pool shares libgomp with torch; starting it must not change torch's count
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        improved_bilateral_filter(torch.zeros(40, 160, 170), kernel="fused")  # large enough to run in parallel
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

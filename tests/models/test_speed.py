@@ -18,8 +18,8 @@ CPU = torch.device("cpu")
 def test_channels_last_network_equals_default_layout() -> None:
     reference = random_network(width=4)
     fast = speed.prepare_network(copy.deepcopy(reference), CPU)
-    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
-    assert not reference.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert fast.stem[3].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not reference.stem[3].weight.is_contiguous(memory_format=torch.channels_last_3d)
     x = torch.randn(2, 1, 32, 32, 32)
     with torch.no_grad():
         np.testing.assert_allclose(fast(x).numpy(), reference(x).numpy(), atol=1e-5)
@@ -33,11 +33,29 @@ def test_compile_on_and_off_predict_the_same() -> None:
     info = ModelInfo(architecture=network.config, box=(32, 32, 32))
     windows = np.random.default_rng(0).normal(size=(2, 32, 32, 32)).astype(np.float32)
     plain = Predictor.from_network(copy.deepcopy(network), info, PredictSettings(device="cpu"))
-    compiled = Predictor.from_network(copy.deepcopy(network), info, PredictSettings(device="cpu", compile=True))
+    # what Predictor(model file, compile=True) runs: its own network, prepared
+    fast = speed.prepare_network(copy.deepcopy(network), CPU, compile=True)
+    compiled = Predictor.from_network(fast, info, PredictSettings(device="cpu"))
     expected = plain.predict_windows(windows)
     got = compiled.predict_windows(windows)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert not np.allclose(expected, expected.mean(), atol=1e-3)  # the outputs vary: the comparison means something
+    assert fast._compiled_call_impl is not None
+
+
+def test_predictor_leaves_a_borrowed_network_as_it_is() -> None:
+    # from_network gets e.g. the network being trained: converting its layout mid-run would change the run
+    network = random_network(width=4)
+    Predictor.from_network(network, ModelInfo(architecture=network.config, box=(32, 32, 32)))
+    assert not network.stem[3].weight.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_predictor_prepares_its_own_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.inference.models import write_model
+
+    path = write_model(tmp_path / "model.pt", random_network(width=4))
+    predictor = Predictor(path, device="cpu")
+    assert predictor.network.stem[3].weight.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 def test_compile_without_a_compiler_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:

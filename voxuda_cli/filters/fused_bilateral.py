@@ -237,13 +237,28 @@ def fused_filter_rows(
     z0, z1 = target
     array = np.ascontiguousarray(rows.numpy())
     batch, _, height, width = array.shape
-    scale = np.float32(1.0 / (math.sqrt(2.0) * float(sigma_r)))
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     if batch * (z1 - z0) * height * width < _PARALLEL_VOXELS:
         threads = 1
-    numba.set_num_threads(threads)
+    try:
+        numba.set_num_threads(threads)
+        return torch.from_numpy(_filter(array, first_row, target, depth, ibf, sigma_d, sigma_r))
+    finally:
+        # numba's OpenMP layer shares libgomp with torch: its thread pool start resets torch's thread
+        # count (measured: 1 -> 2), which changes training's numbers, so put torch's back
+        torch.set_num_threads(torch_threads)
+
+
+def _filter(
+    array: np.ndarray, first_row: int, target: tuple[int, int], depth: int, ibf: bool, sigma_d: float, sigma_r: float
+) -> np.ndarray:
+    """The two kernels on a contiguous float32 array (B, R, H, W)."""
+    z0, z1 = target
+    batch, _, height, width = array.shape
+    scale = np.float32(1.0 / (math.sqrt(2.0) * float(sigma_r)))
     # the Sobel gradient is scaled once, so a weight is exp(-||f_p - f_q||^2)
     values, features = _pad_chunk(array, first_row, z0, z1, depth, ibf, scale if ibf else 1.0)
     out = np.empty((batch, z1 - z0, height, width), dtype=np.float32)
     _window_chunk(values, features, ibf, scale, _spatial_weights(sigma_d), out)
-    return torch.from_numpy(out)
+    return out

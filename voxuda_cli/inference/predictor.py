@@ -116,7 +116,8 @@ class Predictor:
         self.device = resolve_device(self.settings.device)
         self.model_path = resolve_model_path(model)
         network, info = load_model(self.model_path, self.settings.use, self.device)
-        self._setup(network, info)
+        # only a network of its own: from_network's (e.g. the one being trained) is left as it is
+        self._setup(prepare_network(network, self.device, self.settings.compile), info)
 
     @classmethod
     def from_network(cls, network: nn.Module, info: ModelInfo, settings: PredictSettings | None = None) -> Predictor:
@@ -129,7 +130,7 @@ class Predictor:
         return predictor
 
     def _setup(self, network: nn.Module, info: ModelInfo) -> None:
-        self.network = prepare_network(network, self.device, self.settings.compile)
+        self.network = network
         self.info = info
         if info.normalisation != "zscore":
             raise VoxudaInputError(
