@@ -68,11 +68,13 @@ def make_stepper(
     )
     if method != "vox-uda":
         data = TrainingData(**{**data.__dict__, "target": None, "denoised_target": None, "noise_sigma": None})
-    trainer = Trainer(settings, device)  # "eager": the Trainer's network as it is (default layout, not compiled)
-    if path == "channels-last":  # measured here; the Trainer does not use it (models/speed.py says why)
-        for network in (trainer.segmenter, trainer.teacher):
-            if network is not None:
-                speed.prepare_network(network, device)  # the parameters stay the same objects (optimiser, EMA)
+    # "eager": the network as before issue 15 (default memory layout); the Trainer prepares it once, here
+    layout = speed.uses_channels_last
+    speed.uses_channels_last = (lambda device: False) if path == "eager" else layout  # type: ignore[assignment]
+    try:
+        trainer = Trainer(settings, device)
+    finally:
+        speed.uses_channels_last = layout  # type: ignore[assignment]
     batches = EpochBatches(data, settings, EpochPlan.build(len(data.labelled), batch, settings.seed, 0), epoch=0)
 
     def step(index: int) -> tuple[float, float]:
@@ -117,8 +119,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--paths", default="eager,channels-last", help="comma-separated: eager (today's Trainer), channels-last "
-        "(the layout predict uses), compiled (--compile: torch.compile; minutes of compiling)",
+        "--paths", default="eager,channels-last", help="comma-separated: eager (before issue 15), channels-last "
+        "(the default now), compiled (--compile: channels-last and torch.compile; minutes of compiling)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.quick:

@@ -1,15 +1,12 @@
 """Preparing a network for speed: the channels-last memory layout and torch.compile, with a fallback.
 
 One place for both, called once by the Trainer (student/discriminator and teacher) and once by the
-Predictor.
+Predictor (for a network it loaded itself).
 
 - ``channels_last_3d`` on CPU: oneDNN's 3D convolutions run on NDHWC without reordering each layer's
   input and output (benchmarks/bench_train.py measures it against the default layout in one run).
   Converting the weights is enough: a convolution whose weight is channels-last gives a
   channels-last output, and every later layer follows. On CUDA it was not measured, so it stays off.
-  Training does not use it yet: measured 1.28x on source-only steps, but with it a run killed and
-  resumed from its checkpoint no longer repeats the uninterrupted run bit for bit
-  (tests/training/test_loop.py), and that guarantee comes first.
 - ``torch.compile`` (inductor) needs a C++ compiler at run time on CPU. Where there is none, or
   compiling fails, the network runs eagerly with a warning (``suppress_errors``), never an error.
 """

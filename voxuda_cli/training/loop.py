@@ -131,10 +131,10 @@ class Trainer:
         self.wrapped = self.context.wrap(Segmenter(student, discriminator).to(device), device)
         self.segmenter: Segmenter = getattr(self.wrapped, "module", self.wrapped)  # type: ignore[assignment]
         self.segmenter.train()
-        # before the optimiser and the EMA pairs take the parameters; no channels-last (models/speed.py says why)
+        # before the optimiser and the EMA pairs take the parameters (the layout replaces their data)
         for network in (self.segmenter, self.teacher):
             if network is not None:
-                prepare_network(network, device, settings.compile, channels_last=False)
+                prepare_network(network, device, settings.compile)
         self.optimizer = torch.optim.Adam(self.segmenter.parameters(), lr=settings.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma
