@@ -36,16 +36,13 @@ def can_compile(device: torch.device) -> bool:
     return True
 
 
-def prepare_network(
-    module: nn.Module, device: torch.device, compile: bool = False, channels_last: bool = True
-) -> nn.Module:
-    """In place: ``module`` in the layout that is fastest on ``device`` (unless ``channels_last`` is
-    False) and, if asked, compiled.
+def prepare_network(module: nn.Module, device: torch.device, compile: bool = False) -> nn.Module:
+    """In place: ``module`` in the layout that is fastest on ``device`` and, if asked, compiled.
 
     ``module.compile()`` compiles its ``__call__`` only and keeps its parameters and state-dict keys
     (no ``_orig_mod.`` prefix), so checkpoints and model files do not depend on the setting.
     """
-    if channels_last and uses_channels_last(device):
+    if uses_channels_last(device):
         module.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     if compile:
         if can_compile(device):
