@@ -1,226 +1,291 @@
-"""Domain-adaptation benchmark: the rows of the paper's Table 1 on voxuda's own source and target.
+"""Domain-adaptation benchmark: Table 1 rows of the paper, several seeds, on voxuda's own presets.
 
-Source: `simulate-prep --preset source` (3jb9, 4v1w, 7pbl at SNR 0.03 and 0.05). Target: `--preset
-target` (6qt9, 4jsv, 7cth; SNR log-uniform 0.01-0.1, other defocus and tilt range), simulated twice:
-an unlabelled adaptation set (its masks are used only by the supervised upper bound) and a held-out
-test set that every method is scored on. Rows: source-only (w/o adaptation), DANN, Vox-UDA with
-NGM, BF and IBF denoising, supervised. Writes benchmarks/results.md and benchmarks/uda_bars.png.
+For each source preset (``--sources``: the paper's ``source``, or ``randomized``) and target preset
+(``--targets``: the easy ``target``, the hard ``crowded``) and each seed, the script simulates a
+labelled source set, an unlabelled target adaptation set (its masks are used only by the
+supervised upper bound) and a held-out target test set that every row is scored on; then trains
+every row and scores the student and the teacher. A seed changes the data and the network's
+initialisation alike. Rows (``--rows``, keys below) are the baselines, the paper's literal recipe
+(``--recipe paper``), the default recipe, its denoiser variants and one ablation per term.
 
-Every run keeps its run directory under --work; re-running the script skips finished runs
-(delete --work to start again). Defaults fit a 2-core CPU in about an hour; scale up on a GPU:
+Figures are the mean and standard deviation over the seeds of the per-sample Dice on the test set.
+Every run keeps its directory under --work, and re-running skips finished runs (delete --work to
+start again). ``--jobs 2`` trains two runs at a time, one thread each. Defaults fit a 2-core CPU:
 
-    python benchmarks/bench_uda.py --n-source 500 --epochs 300 --width 32 --batch-size 16 --device cuda
+    python benchmarks/bench_uda.py --targets crowded,target --seeds 0,1,2 --jobs 2
+    python benchmarks/bench_uda.py --n-source 500 --epochs 100 --width 32 --batch-size 16 --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
-
-import torch
-
-from voxuda_cli.filters.noise import NoiseSettings, estimate_noise
-from voxuda_cli.inference import Predictor, PredictSettings
-from voxuda_cli.io import read_dataset
-from voxuda_cli.metrics import score_masks
-from voxuda_cli.plots import save_bars
-from voxuda_cli.simulate import preset, simulate_dataset
-from voxuda_cli.training import TrainSettings, train
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROWS = (
-    ("w/o adaptation (source-only)", {"method": "source-only"}),
-    ("DANN", {"method": "dann"}),
-    ("Vox-UDA (w NGM)", {"method": "vox-uda", "denoiser": "ngm"}),
-    ("Vox-UDA (w BF)", {"method": "vox-uda", "denoiser": "bf"}),
-    ("Vox-UDA (w IBF)", {"method": "vox-uda", "denoiser": "ibf"}),
-    ("Fully supervised (upper bound)", {"method": "supervised"}),
-    # Not a paper row: METHOD.md's reading plus a Mean Teacher warm-up of L_pl over half the epochs.
-    ("Vox-UDA (w IBF) + L_pl warm-up", {"method": "vox-uda", "denoiser": "ibf", "pl_warmup": "half"}),
-)
+
+ON_DENOISED = {"teacher_input": "denoised"}
+# key: (label, TrainSettings options). The vox-uda rows use the default recipe unless they say otherwise.
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "source-only": ("w/o adaptation (source-only)", {"method": "source-only"}),
+    "dann": ("DANN", {"method": "dann"}),
+    "vox-uda-paper": ("Vox-UDA, paper recipe (w IBF)", {"method": "vox-uda", "recipe": "paper"}),
+    "vox-uda": ("Vox-UDA (default recipe)", {"method": "vox-uda"}),
+    "teacher-ngm": (
+        "Vox-UDA, teacher on NGM-denoised",
+        {"method": "vox-uda", "teacher_input": "denoised", "denoiser": "ngm"},
+    ),
+    "teacher-bf": (
+        "Vox-UDA, teacher on BF-denoised",
+        {"method": "vox-uda", "teacher_input": "denoised", "denoiser": "bf"},
+    ),
+    "teacher-ibf": (
+        "Vox-UDA, teacher on IBF-denoised",
+        {"method": "vox-uda", "teacher_input": "denoised", "denoiser": "ibf"},
+    ),
+    "teacher-mean": ("Vox-UDA, teacher on raw + IBF (mean)", {"method": "vox-uda", "teacher_input": "mean"}),
+    "no-pl": ("Vox-UDA w/o L_pl", {"method": "vox-uda", "pl_weight": 0.0}),
+    "no-dis": ("Vox-UDA w/o L_dis", {"method": "vox-uda", "dis_weight": 0.0}),
+    "no-con": ("Vox-UDA w/o L_con", {"method": "vox-uda", "con_weight": 0.0}),
+    "no-ngm": ("Vox-UDA w/o NGM noise", {"method": "vox-uda", "ngm_scale": 0.0}),
+    "supervised": ("Fully supervised (upper bound)", {"method": "supervised"}),
+}
+DEFAULT_ROWS = "source-only,dann,vox-uda-paper,vox-uda,supervised"
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs (no figures)")
     parser.add_argument("--work", type=Path, default=HERE / "uda_work", help="data and run directories")
-    parser.add_argument("--n-source", type=int, default=30, help="source samples per molecule and SNR level")
+    parser.add_argument("--sources", default="source", help="source presets, comma-separated")
+    parser.add_argument("--targets", default="crowded,target", help="target presets, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--n-source", type=int, default=20, help="source samples per molecule (and SNR level)")
     parser.add_argument("--n-target", type=int, default=30, help="target samples per molecule (each set)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr-step", type=int, default=None, help="default: 2/3 of --epochs")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", default="all", help="comma-separated row numbers (1-6) to run")
-    parser.add_argument("--extra", default="", help="extra TrainSettings for Vox-UDA rows, JSON")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each when > 1)")
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated row keys or 'all': {', '.join(ROWS)}")
+    parser.add_argument("--row", action="append", default=[], help="extra row KEY=JSON of TrainSettings options")
     parser.add_argument("--results", type=Path, default=HERE / "results.md")
-    parser.add_argument("--rescore", action="store_true", help="re-score finished runs (no training)")
+    parser.add_argument("--json-results", type=Path, default=HERE / "uda_results.json")
     args = parser.parse_args()
+    for spec in args.row:
+        key, _, options = spec.partition("=")
+        ROWS[key] = (key, json.loads(options))
+    args.rows = list(ROWS) if args.rows == "all" else [r for r in args.rows.split(",") if r]
+    args.rows += [spec.partition("=")[0] for spec in args.row if spec.partition("=")[0] not in args.rows]
+    unknown = [r for r in args.rows if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
+    args.sources = args.sources.split(",")
+    args.targets = args.targets.split(",")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
-        args.n_source, args.n_target, args.epochs, args.width, args.batch_size = 4, 4, 1, 4, 4
+        args.n_source, args.n_target, args.epochs, args.width, args.batch_size = 2, 2, 2, 4, 4
         args.work = args.work.with_name(args.work.name + "_quick")
         args.results = args.work / "results.md"
+        args.json_results = args.work / "uda_results.json"
     return args
 
 
-def make_data(args: argparse.Namespace) -> dict[str, Path]:
-    args.work.mkdir(parents=True, exist_ok=True)
-    paths = {name: args.work / f"{name}.h5" for name in ("source", "target_adapt", "target_test")}
+def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> dict[str, Path]:
+    """Simulate (once) the source, target adaptation and target test sets of one seed; estimate sigma_t."""
+    from voxuda_cli.filters.noise import NoiseSettings, estimate_noise
+    from voxuda_cli.io import read_dataset
+    from voxuda_cli.simulate import preset, simulate_dataset
+
+    folder = args.work / f"data_{source}_s{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "source": folder / f"{source}.h5",
+        "target_adapt": folder / f"{target}_adapt.h5",
+        "target_test": folder / f"{target}_test.h5",
+    }
     plans = {
-        "source": dataclasses.replace(preset("source"), n_per_structure=args.n_source, seed=args.seed),
-        "target_adapt": dataclasses.replace(preset("target"), n_per_structure=args.n_target, seed=args.seed + 1),
-        "target_test": dataclasses.replace(preset("target"), n_per_structure=args.n_target, seed=args.seed + 2),
+        "source": dataclasses.replace(preset(source), n_per_structure=args.n_source, seed=1000 * seed),
+        "target_adapt": dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 1),
+        "target_test": dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 2),
     }
     for name, settings in plans.items():
         if not paths[name].exists():
             simulate_dataset(paths[name], dataclasses.replace(settings, workers=2))
-    noise_path = args.work / "noise.json"
-    if not noise_path.exists():
+    paths["noise"] = folder / f"{target}_noise.json"
+    if not paths["noise"].exists():
         adapt = read_dataset([paths["target_adapt"]])
-        estimate_noise(adapt.images, adapt.names, NoiseSettings(seed=args.seed)).save(noise_path)
-    paths["noise"] = noise_path
+        estimate_noise(adapt.images, adapt.names, NoiseSettings(seed=seed)).save(paths["noise"])
     return paths
 
 
-def run_row(args: argparse.Namespace, index: int, label: str, options: dict, paths: dict[str, Path]) -> dict:
-    options = dict(options)
-    if options.get("pl_warmup") == "half":
-        options["pl_warmup"] = args.epochs / 2
-    extra = json.loads(args.extra) if args.extra and options["method"] == "vox-uda" else {}
-    name = "_".join([f"run{index}", options["method"], *([options["denoiser"]] if "denoiser" in options else [])])
-    run_dir = args.work / (name + ("_warmup" if "pl_warmup" in options else ""))
+def run_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one row on one seed's data and score its student and teacher (cached in the run folder)."""
+    import torch
+
+    from voxuda_cli.inference import Predictor, PredictSettings
+    from voxuda_cli.io import read_dataset
+    from voxuda_cli.metrics import score_masks
+    from voxuda_cli.training import TrainSettings, train
+
+    run_dir, paths, options = Path(job["run_dir"]), job["paths"], job["options"]
     result_path = run_dir / "bench_result.json"
-    cached = json.loads(result_path.read_text()) if result_path.exists() else None
-    if cached is not None and not args.rescore:
-        return cached
-    if cached is not None:
-        seconds = cached["train_seconds"]
-        summary = {"final": cached["final_losses"], "pseudo_labels": cached["pseudo_labels"]}
-    else:
-        seconds, summary = train_row(args, {**options, **extra}, paths, run_dir)
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    torch.set_num_threads(job["threads"])
+    settings = TrainSettings(
+        src=(paths["source"],),
+        tgt=(paths["target_adapt"],),
+        noise=paths["noise"],
+        epochs=job["epochs"],
+        width=job["width"],
+        batch_size=job["batch_size"],
+        lr_step=job["lr_step"],
+        device=job["device"],
+        seed=job["seed"],
+        threads=job["threads"],
+        **options,
+    )
+    started = time.perf_counter()
+    summary = train(settings, run_dir, overwrite=True)
+    seconds = time.perf_counter() - started
     test = read_dataset([paths["target_test"]])
-    predictor = Predictor(run_dir, PredictSettings(device=args.device))
-    report = score_masks(test.names, predictor.predict_dataset(test).masks, test.masks, test.classes)
-    other = None
-    if "teacher" in predictor.info.weights:  # the weights predict does not use by default, for comparison
-        other_use = "teacher" if predictor.settings.use == "student" else "student"
-        masks = Predictor(run_dir, PredictSettings(device=args.device, use=other_use)).predict_dataset(test).masks
-        other = {"weights": other_use, **score_masks(test.names, masks, test.masks, test.classes)["mean"]}
+    scores = {}
+    predictor = Predictor(run_dir, PredictSettings(device=job["device"]))
+    for use in predictor.info.weights:
+        masks = Predictor(run_dir, PredictSettings(device=job["device"], use=use)).predict_dataset(test).masks
+        scores[use] = score_masks(test.names, masks, test.masks, test.classes)["mean"]
     result = {
-        "row": label,
-        "options": {**options, **extra},
-        "weights": predictor.settings.use,
-        "mean": report["mean"],
-        "per_class": report["per_class"],
-        "global": report["global"],
-        "other_weights": other,
+        **{k: job[k] for k in ("row", "source", "target", "seed")},
+        "options": options,
+        "default_weights": predictor.settings.use,
+        "scores": scores,
         "train_seconds": seconds,
-        "final_losses": summary.get("final"),
+        "final": summary.get("final"),
         "pseudo_labels": summary.get("pseudo_labels"),
     }
     result_path.write_text(json.dumps(result, indent=2))
     return result
 
 
-def train_row(args: argparse.Namespace, options: dict, paths: dict[str, Path], run_dir: Path) -> tuple[float, dict]:
-    settings = TrainSettings(
-        src=(paths["source"],),
-        tgt=(paths["target_adapt"],),
-        noise=paths["noise"],
-        epochs=args.epochs,
-        width=args.width,
-        batch_size=args.batch_size,
-        lr_step=args.lr_step or max(1, (2 * args.epochs) // 3),
-        device=args.device,
-        seed=args.seed,
-        **options,
-    )
-    start = time.perf_counter()
-    summary = train(settings, run_dir, overwrite=True)
-    return time.perf_counter() - start, summary
+def jobs_for(args: argparse.Namespace) -> list[dict[str, Any]]:
+    jobs = []
+    for source in args.sources:
+        for target in args.targets:
+            for seed in args.seeds:
+                paths = {k: str(v) for k, v in make_data(args, source, target, seed).items()}
+                for row in args.rows:
+                    jobs.append(
+                        {
+                            "row": row,
+                            "source": source,
+                            "target": target,
+                            "seed": seed,
+                            "options": ROWS[row][1],
+                            "paths": paths,
+                            "run_dir": str(args.work / f"{source}_{target}_s{seed}" / row),
+                            "epochs": args.epochs,
+                            "width": args.width,
+                            "batch_size": args.batch_size,
+                            "lr_step": args.lr_step or max(1, (2 * args.epochs) // 3),
+                            "device": args.device,
+                            "threads": 1 if args.jobs > 1 else (os.cpu_count() or 1),
+                        }
+                    )
+    return jobs
 
 
-def table(results: list[dict]) -> str:
-    classes = sorted({c for r in results for c in r["per_class"]})
-    header = [
-        "Method",
-        "mIoU",
-        *[f"mIoU_{c}" for c in classes],
-        "Dice",
-        *[f"Dice_{c}" for c in classes],
-        "Dice (teacher)",
-        "train (min)",
-    ]
+def run_all(args: argparse.Namespace, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    results = []
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run_one, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            job = futures[future]
+            result = future.result()
+            dice = {use: f"{100 * s['dice']:.1f}" for use, s in result["scores"].items()}
+            print(f"{job['source']}->{job['target']} seed {job['seed']} {job['row']}: Dice {dice}", flush=True)
+            results.append(result)
+    return results
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def table(args: argparse.Namespace, results: list[dict[str, Any]], source: str, target: str) -> str:
+    header = ["Row", "key", "Dice (predict's weights)", "Dice (teacher)", "mIoU", "per seed (Dice)", "train (min)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in results:
-        cells = [r["row"], f"{100 * r['mean']['iou']:.1f}"]
-        cells += [f"{100 * r['per_class'][c]['iou']:.1f}" for c in classes]
-        cells += [f"{100 * r['mean']['dice']:.1f}"]
-        cells += [f"{100 * r['per_class'][c]['dice']:.1f}" for c in classes]
-        other = r.get("other_weights")
-        cells += [f"{100 * other['dice']:.1f}" if other else "-"]
-        cells += [f"{r['train_seconds'] / 60:.1f}"]
+    for row in args.rows:
+        runs = sorted(
+            (r for r in results if r["row"] == row and r["source"] == source and r["target"] == target),
+            key=lambda r: r["seed"],
+        )
+        if not runs:
+            continue
+        default = [r["scores"][r["default_weights"]] for r in runs]
+        teacher = [r["scores"]["teacher"]["dice"] for r in runs if "teacher" in r["scores"]]
+        cells = [
+            ROWS[row][0],
+            f"`{row}`",
+            mean_std([s["dice"] for s in default]),
+            mean_std(teacher),
+            mean_std([s["iou"] for s in default]),
+            ", ".join(f"{100 * s['dice']:.1f}" for s in default),
+            f"{statistics.fmean(r['train_seconds'] for r in runs) / 60:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_results(args: argparse.Namespace, results: list[dict]) -> None:
+def write_results(args: argparse.Namespace, results: list[dict[str, Any]]) -> str:
+    import torch
+
     command = "python benchmarks/bench_uda.py " + " ".join(sys.argv[1:])
     machine = f"{platform.node()}: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}"
-    if torch.cuda.is_available() and args.device != "cpu":
-        machine += f", {torch.cuda.get_device_name(0)}"
-    text = f"""# Domain-adaptation benchmark (Table 1 rows on voxuda's own data)
+    sections = []
+    for source in args.sources:
+        for target in args.targets:
+            sections.append(f"### source `{source}` -> target `{target}`\n\n{table(args, results, source, target)}\n")
+    text = f"""## Domain adaptation (generated by bench_uda.py)
 
 Date: {datetime.date.today().isoformat()}. Machine: {machine}. torch {torch.__version__}.
 Command: `{command}`
 
-Settings: source = 3jb9, 4v1w, 7pbl x SNR 0.03, 0.05 x {args.n_source} samples; target = 6qt9, 4jsv,
-7cth, {args.n_target} per molecule, SNR log-uniform 0.01-0.1, defocus 3-6 um, tilts -50..50 by 2
-(the `target` preset); scored on a held-out target set of the same size (other seed). VoxResNet width
-{args.width}, batch {args.batch_size}, {args.epochs} epochs, Adam 1e-3 decayed x0.1 at epoch
-{args.lr_step or max(1, (2 * args.epochs) // 3)}, seed {args.seed}; all else at the defaults of
-`voxuda train`. Figures in percent; per-class columns are the target molecules. Masks come from
-`voxuda predict`'s default weights (the student); "Dice (teacher)" scores the EMA teacher of the
-same run (the weights that make the pseudo-labels).
+Per seed: {args.n_source} source samples per molecule (and SNR level), {args.n_target} target samples per
+molecule in the adaptation set and as many in the held-out test set (other seeds). VoxResNet width
+{args.width}, batch {args.batch_size}, {args.epochs} epochs, lr decayed x0.1 at epoch
+{args.lr_step or max(1, (2 * args.epochs) // 3)}; seeds {", ".join(map(str, args.seeds))}; every
+other setting at `voxuda train`'s defaults. Dice in percent, mean ± standard deviation over seeds,
+of `voxuda predict`'s default weights; "Dice (teacher)" scores the EMA teacher of the same runs.
 
-{table(results)}
-"""
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
-    save_bars(
-        args.results.with_name("uda_bars.png") if not args.quick else args.work / "uda_bars.png",
-        [r["row"] for r in results],
-        {"mIoU": [100 * r["mean"]["iou"] for r in results], "Dice": [100 * r["mean"]["dice"] for r in results]},
-        ylabel="%",
-        title="Target segmentation (held-out target set)",
-    )
-    print(text)
+{chr(10).join(sections)}"""
+    return text
 
 
 def main() -> None:
     args = parse()
-    paths = make_data(args)
-    wanted = range(1, len(ROWS) + 1) if args.rows == "all" else [int(r) for r in args.rows.split(",")]
-    results = []
-    for index in wanted:
-        label, options = ROWS[index - 1]
-        print(f"--- {label}", flush=True)
-        result = run_row(args, index, label, options, paths)
-        print(
-            f"    mIoU {100 * result['mean']['iou']:.1f}  Dice {100 * result['mean']['dice']:.1f}  "
-            f"({result['train_seconds'] / 60:.1f} min)",
-            flush=True,
-        )
-        results.append(result)
-    write_results(args, results)
+    jobs = jobs_for(args)
+    started = time.perf_counter()
+    results = run_all(args, jobs)
+    text = write_results(args, results)
+    args.json_results.parent.mkdir(parents=True, exist_ok=True)
+    args.json_results.write_text(json.dumps(results, indent=2))
+    print(text)
+    print(f"{len(jobs)} runs in {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
 
 
 if __name__ == "__main__":

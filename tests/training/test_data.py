@@ -40,7 +40,9 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_vox_uda_data(files: dict[str, Path]) -> None:
-    data = load_training_data(TrainSettings(src=(files["src"],), tgt=(files["tgt"],), method="vox-uda"))
+    data = load_training_data(
+        TrainSettings(src=(files["src"],), tgt=(files["tgt"],), method="vox-uda", teacher_input="denoised")
+    )
     assert data.box == (32, 32, 32) and data.voxel_size == 10.0
     assert len(data.labelled) == 3 and data.labelled.masks is not None
     assert data.target is not None and data.denoised_target is not None
@@ -55,7 +57,9 @@ def test_noise_file_replaces_the_estimate(files: dict[str, Path], tmp_path: Path
     from voxuda_cli.filters.noise import NoiseEstimate
 
     path = NoiseEstimate(sigma=0.7, variance=0.49, keep_rate=0.244, n_sampled=1).save(tmp_path / "noise.json")
-    settings = TrainSettings(src=(files["src"],), tgt=(files["tgt"],), noise=path, denoiser="none")
+    settings = TrainSettings(
+        src=(files["src"],), tgt=(files["tgt"],), noise=path, denoiser="none", teacher_input="denoised"
+    )
     data = load_training_data(settings)
     assert data.noise_sigma == pytest.approx(0.7)
     torch.testing.assert_close(data.denoised_target, data.target.images)  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ import torch
 from tests.training.datasets import snapshot, write_blobs
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.training import Trainer, TrainSettings, get_method, method_names, train
+from voxuda_cli.training.methods import Position
 
 RUN_FILES = ("config.toml", "model.pt", "checkpoint.pt", "metrics.jsonl", "curves.png")
 
@@ -183,10 +184,11 @@ def test_overwrite_replaces_only_the_run_files(files: dict[str, Path], tmp_path:
 
 
 def test_teacher_is_an_exponential_moving_average(files: dict[str, Path]) -> None:
-    trainer = Trainer(tiny(files, ema=0.9), torch.device("cpu"))
+    trainer = Trainer(tiny(files, ema=0.9, recipe="paper"), torch.device("cpu"))
     assert trainer.teacher is not None
     for name, value in trainer.teacher.state_dict().items():
         assert torch.equal(value, trainer.student.state_dict()[name])
+    trainer.start_teacher()  # what the first step does (the paper's recipe has no burn-in)
     teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
     with torch.no_grad():
         for parameter in trainer.student.parameters():
@@ -259,3 +261,64 @@ def test_a_resume_inside_an_epoch_needs_that_epoch(files: dict[str, Path], tmp_p
         train(settings, run, progress=SignalAfter(3, signal.SIGTERM))
     with pytest.raises(VoxudaInputError, match="inside epoch 2; pass at least that"):
         train(settings.replace(epochs=1), run, resume=True)
+
+
+def test_burn_in_trains_without_adaptation_then_starts_the_teacher_from_the_student(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    settings = tiny(files, epochs=4, ramp_epochs=4, burn_in=0.5, pl_ramp=0.0, ema=0.99)
+    trainer = Trainer(settings, torch.device("cpu"))
+    assert trainer.teacher_started_at is None
+    method, before, after = trainer.method, Position(1.9, 0.49), Position(3.0, 0.75)
+    assert not method.teacher_ready(before) and method.teacher_ready(after)
+    assert method.weights(before)["pl"] == 0.0 and method.reversal_weight(before) == 0.0
+    assert method.weights(after)["pl"] == 1.0
+    assert 0 < method.reversal_weight(after) <= settings.reversal_scale
+    with torch.no_grad():
+        for parameter in trainer.student.parameters():
+            parameter.add_(1.0)
+    trainer.steps_done = 7
+    trainer.start_teacher()
+    assert trainer.teacher_started_at == 7
+    for name, value in trainer.teacher.state_dict().items():
+        assert torch.equal(value, trainer.student.state_dict()[name])
+
+    run = tmp_path / "run"
+    train(settings, run)
+    records = _records(run)
+    assert [("pl" in r) for r in records] == [False, False, True, True]  # L_pl only after the burn-in
+    assert all(r["reversal_weight"] == 0.0 for r in records[:2]) and records[3]["reversal_weight"] > 0
+    assert all(0 <= r["agreement"] <= 1 and "teacher_foreground" in r for r in records[2:])
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["teacher_started_at"] == 2 * math.ceil(4 / 2)  # two epochs of two steps
+
+
+def test_paper_recipe_starts_the_teacher_at_once_with_the_warm_up(files: dict[str, Path]) -> None:
+    trainer = Trainer(tiny(files, recipe="paper"), torch.device("cpu"))
+    assert trainer.settings.ema_warmup and trainer.settings.teacher_input == "denoised"
+    start = Position(0.0, 0.0)
+    assert trainer.method.teacher_ready(start) and trainer.method.weights(start)["pl"] == 1.0
+    assert trainer.method.reversal_weight(start) == 0.0  # the DANN ramp starts at 0
+    assert trainer.dis_optimizer is None  # the discriminator shares the segmenter's Adam
+
+
+def test_explicit_options_win_over_the_recipe(files: dict[str, Path]) -> None:
+    settings = tiny(files, recipe="paper", burn_in=0.2, pl_threshold="class-quantile")
+    assert settings.burn_in == 0.2 and settings.pl_threshold == "class-quantile"
+    assert settings.teacher_input == "denoised"  # the rest from the paper's recipe
+    with pytest.raises(VoxudaInputError, match="--recipe mine: unknown"):
+        tiny(files, recipe="mine")
+    with pytest.raises(VoxudaInputError, match="--burn-in 1.5"):
+        tiny(files, burn_in=1.5)
+
+
+def test_the_collapse_guard_warns_when_the_teacher_labels_far_less_foreground_than_the_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from voxuda_cli.training.loop import warn_if_collapsing
+
+    with caplog.at_level("WARNING", logger="voxuda"):
+        assert warn_if_collapsing({"epoch": 3, "teacher_foreground": 0.001, "source_foreground": 0.05})
+    assert "collapsing to background" in caplog.text and "epoch 3" in caplog.text
+    assert not warn_if_collapsing({"epoch": 3, "teacher_foreground": 0.03, "source_foreground": 0.05})
+    assert not warn_if_collapsing({"epoch": 1, "source_foreground": 0.05})  # no teacher yet: nothing to say

@@ -6,8 +6,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from voxuda_cli.training.losses import (
+    balanced_pseudo_label_loss,
+    confident_labels,
     consistency_loss,
     cosine_distance,
     domain_loss,
@@ -89,3 +92,37 @@ def test_pseudo_label_loss_ignores_unconfident_voxels_and_is_zero_without_any() 
     nobody = pseudo_labels(torch.zeros(1, 2, 2, 2, 2), 0.85)
     assert nobody.coverage == 0 and nobody.foreground_fraction == 0
     assert pseudo_label_loss(torch.randn(1, 2, 2, 2, 2), nobody).item() == 0.0
+
+
+def _probabilities(foreground: list[float]) -> torch.Tensor:
+    fg = torch.tensor(foreground).reshape(1, 1, 1, 1, -1)
+    return torch.cat([1 - fg, fg], dim=1)
+
+
+def test_class_quantile_thresholds_keep_the_most_confident_fraction_of_each_class() -> None:
+    # Foreground (p >= 0.5): 0.6, 0.7, 0.8, 0.9 -> none reaches eta 0.95; keep 1/2 -> 0.8, 0.9.
+    # Background: p(bg) 0.99, 0.98, 0.97, 0.6 -> all >= 0.95 but the last are confident by eta.
+    probabilities = _probabilities([0.6, 0.7, 0.8, 0.9, 0.01, 0.02, 0.03, 0.4])
+    single = confident_labels(probabilities, 0.95)
+    assert single.confident.flatten().tolist() == [False] * 4 + [True, True, True, False]
+    balanced = confident_labels(probabilities, 0.95, keep=0.5)
+    assert balanced.labels.flatten().tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert balanced.confident.flatten().tolist() == [False, False, True, True, True, True, True, False]
+    assert balanced.class_coverage(1) == pytest.approx(0.5)
+    assert balanced.class_coverage(0) == pytest.approx(0.75)
+    everything = confident_labels(probabilities, 0.95, keep=1.0)
+    assert bool(everything.confident.all())
+
+
+def test_balanced_pseudo_label_loss_weights_the_classes_equally() -> None:
+    # One confident foreground voxel against three confident background voxels.
+    targets = confident_labels(_probabilities([0.99, 0.01, 0.01, 0.01]), 0.9)
+    student = torch.zeros(1, 2, 1, 1, 4)
+    student[0, 1, 0, 0, 0] = -3.0  # the student misses the foreground voxel
+    plain = pseudo_label_loss(student, targets)
+    balanced = balanced_pseudo_label_loss(student, targets)
+    ce_fg, ce_bg = F.cross_entropy(student[..., :1], targets.labels[..., :1]), math.log(2)
+    assert plain.item() == pytest.approx((ce_fg.item() + 3 * ce_bg) / 4, rel=1e-5)
+    assert balanced.item() > plain.item()
+    none = confident_labels(_probabilities([0.6, 0.4]), 0.9)
+    assert balanced_pseudo_label_loss(torch.zeros(1, 2, 1, 1, 2), none).item() == 0.0

@@ -133,7 +133,7 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
     """Read, check and normalise the datasets the method needs; denoise the target once; get sigma_t."""
     from voxuda_cli.training.methods import get_method
 
-    method = get_method(settings.method)
+    method = get_method(settings.method)(settings)
     warnings: list[str] = []
     labelled_ds = _read_labelled(settings, method.labelled_option)
     target_ds = None
@@ -325,6 +325,7 @@ class EpochBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> Batch:
         from voxuda_cli.filters.noise import add_ngm_noise
+        from voxuda_cli.filters.spectral import mix_amplitudes
 
         generator = torch.Generator().manual_seed(
             derived_seed(self.settings.seed, STREAM_BATCH, self.epoch, step, self.rank)
@@ -337,12 +338,17 @@ class EpochBatches(torch.utils.data.Dataset):
             images, masks = random_flips(images, masks, generator)
         images = images.unsqueeze(1).contiguous()
         noisy = target = denoised = None
-        if self.data.noise_sigma is not None:
-            noisy = add_ngm_noise(images, self.data.noise_sigma, generator=generator)
+        view = self.settings.source_view
+        if self.data.noise_sigma is not None and view in ("ngm", "both"):
+            noisy = add_ngm_noise(images, self.settings.ngm_scale * self.data.noise_sigma, generator=generator)
         if self.data.target is not None:
             # The target is sampled with replacement: it may be larger or smaller than the source.
             picks = torch.randint(len(self.data.target), (len(indices),), generator=generator)
             target = self.data.target.images[picks].unsqueeze(1).contiguous()
             if self.data.denoised_target is not None:
                 denoised = self.data.denoised_target[picks].unsqueeze(1).contiguous()
+            if self.data.noise_sigma is not None and view in ("spectral", "both"):
+                # x_s' styled after the batch's target volumes (after the NGM's noise, for "both")
+                strength = torch.rand(len(indices), generator=generator) * self.settings.spectral_strength
+                noisy = mix_amplitudes(images if noisy is None else noisy, target, strength)
         return Batch(images, masks.contiguous(), noisy, target, denoised)

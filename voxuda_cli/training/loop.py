@@ -54,21 +54,30 @@ from voxuda_cli.device import resolve_device, seed_everything
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import atomic_write_text
 from voxuda_cli.io.lock import folder_lock
-from voxuda_cli.models.discriminator import DomainDiscriminator, dann_ramp, reverse_gradient
+from voxuda_cli.models.discriminator import DomainDiscriminator, reverse_gradient
 from voxuda_cli.models.serialization import ModelInfo, save_model
 from voxuda_cli.models.speed import prepare_network
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
 from voxuda_cli.training import checkpoint as ckpt
 from voxuda_cli.training.data import Batch, EpochBatches, EpochPlan, TrainingData, VolumeSet, load_training_data
 from voxuda_cli.training.distributed import DistributedContext
-from voxuda_cli.training.methods import Method, StepOutputs, get_method
+from voxuda_cli.training.methods import Method, Position, StepOutputs, get_method
 from voxuda_cli.training.settings import TrainSettings
 
 log = logging.getLogger("voxuda")
 
 CURVE_GROUPS = {
     "losses": ("loss", "seg", "con", "dis", "pl"),
-    "pseudo-labels": ("pl_coverage", "pl_foreground", "reversal_weight"),
+    "pseudo-labels": (
+        "pl_coverage",
+        "pl_coverage_fg",
+        "pl_foreground",
+        "teacher_foreground",
+        "student_foreground_target",
+        "source_foreground",
+        "agreement",
+    ),
+    "schedule": ("reversal_weight", "pl_weight"),
     "validation": ("val_dice", "val_iou", "val_dice_student"),
     "learning rate": ("lr",),
 }
@@ -135,7 +144,15 @@ class Trainer:
         for network in (self.segmenter, self.teacher):
             if network is not None:
                 prepare_network(network, device, settings.compile)
-        self.optimizer = torch.optim.Adam(self.segmenter.parameters(), lr=settings.lr)
+        # The discriminator may have its own optimiser (--dis-lr): with the segmenter's Adam and lr it
+        # wins within a few steps and the reversed gradient then swamps L_seg (issue 11).
+        self.dis_optimizer: torch.optim.Optimizer | None = None
+        parameters = list(self.segmenter.student.parameters())
+        if discriminator is not None and settings.dis_lr:
+            self.dis_optimizer = torch.optim.Adam(self.segmenter.discriminator.parameters(), lr=settings.dis_lr)
+        elif discriminator is not None:
+            parameters += list(self.segmenter.discriminator.parameters())
+        self.optimizer = torch.optim.Adam(parameters, lr=settings.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma
         )
@@ -143,6 +160,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self._ema_pairs = self._teacher_pairs() if self.teacher is not None else None
         self.steps_done = 0
+        self.teacher_started_at: int | None = None  # the step at which teacher := student
 
     @property
     def student(self) -> VoxResNet:
@@ -170,37 +188,44 @@ class Trainer:
     @torch.no_grad()
     def update_teacher(self) -> None:
         """teacher <- decay * teacher + (1 - decay) * student (parameters and BN running statistics)."""
-        if self._ema_pairs is None:
+        if self._ema_pairs is None or self.teacher_started_at is None:
             return
-        decay = min(self.settings.ema, 1.0 - 1.0 / (self.steps_done + 1))
+        decay = self.settings.ema
+        if self.settings.ema_warmup:  # Mean Teacher's warm-up, counted from the teacher's start
+            decay = min(decay, 1.0 - 1.0 / (self.steps_done - self.teacher_started_at + 1))
         floats_t, floats_s, counters_t, counters_s = self._ema_pairs
         torch._foreach_lerp_(floats_t, [s.detach() for s in floats_s], 1.0 - decay)
         for teacher_counter, student_counter in zip(counters_t, counters_s):
             teacher_counter.copy_(student_counter)
 
+    @torch.no_grad()
+    def start_teacher(self) -> None:
+        """teacher := student (parameters and buffers), from this step on its EMA (Unbiased Teacher, MAPSeg)."""
+        if self.teacher is not None:
+            self.teacher.load_state_dict(self.student.state_dict())
+            self.teacher_started_at = self.steps_done
+
     def step(self, batch: Batch, progress: float, epoch_position: float | None = None) -> dict[str, float]:
         """One optimisation step; returns the loss terms and the method's figures as floats.
 
-        ``progress`` drives the DANN reversal ramp; ``epoch_position`` (epochs done, fractional) the
-        method's schedules (e.g. the L_pl warm-up).
+        ``progress`` (fraction of the schedule's horizon) drives the method's schedules (burn-in,
+        reversal ramp, L_pl ramp); ``epoch_position`` (epochs done, fractional) the --pl-warmup.
         """
-        method = self.method
-        method.before_step(self, epoch_position)
-        reversal = dann_ramp(progress) if method.has_discriminator else 0.0
+        method, position = self.method, Position(epoch_position, progress)
+        if self.teacher is not None and self.teacher_started_at is None and method.teacher_ready(position):
+            self.start_teacher()
+        method.before_step(self, position)
+        weights = method.weights(position)
+        reversal = method.reversal_weight(position)
         with self._autocast():
             logits, features, domain = self.wrapped(method.inputs(batch), reversal)
             teacher_logits = None
-            if self.teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = self.teacher(batch.denoised)
-        outputs = StepOutputs(logits, features, domain, teacher_logits, epoch_position)
+            if self.teacher is not None and method.wants_teacher(position, weights):
+                teacher_logits = self.teacher_log_probabilities(method.teacher_views(batch))
+        outputs = StepOutputs(logits, features, domain, teacher_logits, position)
         losses = method.losses(outputs, batch)
-        weights = method.weights(epoch_position)
         total = torch.stack([weights[k] * v for k, v in losses.items()]).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self._optimise(total)
         self.update_teacher()
         self.steps_done += 1
         figures = dict(outputs.figures)
@@ -208,7 +233,26 @@ class Trainer:
         figures.update({k: float(v.detach()) for k, v in losses.items()})
         if method.has_discriminator:
             figures["reversal_weight"] = reversal
+        if "pl" in weights and self.teacher is not None:
+            figures["pl_weight"] = weights["pl"]
         return figures
+
+    def _optimise(self, total: torch.Tensor) -> None:
+        optimizers = [self.optimizer, *([self.dis_optimizer] if self.dis_optimizer is not None else [])]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)
+        self.scaler.update()
+
+    @torch.no_grad()
+    def teacher_log_probabilities(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """log of the teacher's class probabilities, averaged over ``views`` (one view: its log-softmax)."""
+        assert self.teacher is not None
+        probabilities = [torch.softmax(self.teacher(view).float(), dim=1) for view in views]
+        mean = probabilities[0] if len(probabilities) == 1 else torch.stack(probabilities).mean(0)
+        return mean.clamp_min(1e-12).log()
 
     @torch.no_grad()
     def evaluate(self, validation: VolumeSet, batch_size: int) -> dict[str, float]:
@@ -248,6 +292,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "steps_done": self.steps_done,
+            "teacher_started_at": self.teacher_started_at,
+            "dis_optimizer": None if self.dis_optimizer is None else self.dis_optimizer.state_dict(),
             "method": self.method.state_dict(),
         }
 
@@ -260,6 +306,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.steps_done = int(state["steps_done"])
+        # A checkpoint of before the burn-in existed had its teacher running from the first step.
+        self.teacher_started_at = state.get("teacher_started_at", 0 if self.teacher is not None else None)
+        if self.dis_optimizer is not None:
+            self.dis_optimizer.load_state_dict(state["dis_optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.method.load_state_dict(dict(state.get("method") or {}))
@@ -533,6 +583,7 @@ def _epoch_record(
     samples = totals.pop("samples")
     record: dict[str, Any] = {"epoch": epoch + 1}
     record.update({k: v / steps for k, v in totals.items()})
+    warn_if_collapsing(record)
     record.update(
         {
             "noise_sigma": data.noise_sigma,
@@ -542,6 +593,30 @@ def _epoch_record(
         }
     )
     return {k: v for k, v in record.items() if v is not None}
+
+
+COLLAPSE_RATIO = 0.25  # teacher foreground below this fraction of the source's: a collapsing teacher
+
+
+def warn_if_collapsing(record: Mapping[str, Any]) -> bool:
+    """Log (and return True) when the teacher labels far less foreground than the source has.
+
+    The failure of issue 11: a teacher that calls every target voxel confident background pulls
+    the student to predicting nothing. The source's foreground fraction is the only prior the
+    run has of how much macromolecule a box holds.
+    """
+    teacher, source = record.get("teacher_foreground"), record.get("source_foreground")
+    if teacher is None or not source or teacher >= COLLAPSE_RATIO * source:
+        return False
+    log.warning(
+        "epoch %d: the teacher labels %.2f %% of the target voxels foreground, the source has %.2f %%: "
+        "the pseudo-labels are collapsing to background (see curves.png; try a longer --burn-in, "
+        "--pl-threshold class-quantile or a lower --pl-weight)",
+        record.get("epoch", 0),
+        100 * teacher,
+        100 * source,
+    )
+    return True
 
 
 def model_info(settings: TrainSettings, data: TrainingData) -> ModelInfo:
@@ -565,7 +640,9 @@ def _write_outputs(
 ) -> None:
     from voxuda_cli.plots import save_curves
 
-    teacher = None if trainer.teacher is None else trainer.teacher.state_dict()
+    teacher = None
+    if trainer.teacher is not None:  # until the burn-in ends, the teacher is the student
+        teacher = (trainer.teacher if trainer.teacher_started_at is not None else trainer.student).state_dict()
     save_model(run_dir / ckpt.MODEL, model_info(settings, data), trainer.student.state_dict(), teacher)
     atomic_write_text(run_dir / ckpt.METRICS, "".join(json.dumps(r) + "\n" for r in history))
     if history:

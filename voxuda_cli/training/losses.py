@@ -74,12 +74,44 @@ class PseudoLabelBatch(NamedTuple):
         count = int(self.confident.sum())
         return 0.0 if count == 0 else float((self.labels.bool() & self.confident).sum()) / count
 
+    def class_coverage(self, label: int) -> float:
+        """Fraction of the voxels the teacher labels ``label`` that are confident (0 when it labels none)."""
+        of_class = self.labels == label
+        count = int(of_class.sum())
+        return 0.0 if count == 0 else float((of_class & self.confident).sum()) / count
+
 
 def pseudo_labels(teacher_logits: torch.Tensor, eta: float) -> PseudoLabelBatch:
     """Voxels whose teacher foreground or background probability is >= eta become labels."""
-    probabilities = torch.softmax(teacher_logits.float(), dim=1)
-    confidence, labels = probabilities.max(dim=1)
-    return PseudoLabelBatch(labels=labels, confident=confidence >= eta)
+    return confident_labels(torch.softmax(teacher_logits.float(), dim=1), eta)
+
+
+def confident_labels(teacher_probabilities: torch.Tensor, eta: float, keep: float | None = None) -> PseudoLabelBatch:
+    """Pseudo-labels from the teacher's class probabilities (B, C, D, H, W).
+
+    ``keep`` None: one threshold, voxels whose most probable class has probability >= eta.
+    ``keep`` given: CBST's class-wise thresholds (Zou et al. 2018): per class, the ``keep`` most
+    confident fraction of the voxels the teacher labels with it, or every voxel at or above
+    ``eta``, become labels.
+
+    With one threshold for both classes a rare class (here the macromolecule, a few % of the
+    voxels) seldom becomes confident and the loss drifts to background; a quantile per class keeps
+    each class represented in proportion to what the teacher predicts.
+    """
+    confidence, labels = teacher_probabilities.float().max(dim=1)
+    confident = confidence >= eta
+    if keep is None:
+        return PseudoLabelBatch(labels=labels, confident=confident)
+    for label in range(teacher_probabilities.shape[1]):
+        of_class = labels == label
+        count = int(of_class.sum())
+        if count == 0:
+            continue
+        values = confidence[of_class]
+        rank = max(1, min(count, count - int(round(keep * count)) + 1))  # the k-th smallest kept value
+        threshold = values.kthvalue(rank).values
+        confident |= of_class & (confidence >= threshold)
+    return PseudoLabelBatch(labels=labels, confident=confident)
 
 
 def pseudo_label_loss(student_logits: torch.Tensor, targets: PseudoLabelBatch) -> torch.Tensor:
@@ -87,3 +119,23 @@ def pseudo_label_loss(student_logits: torch.Tensor, targets: PseudoLabelBatch) -
     per_voxel = F.cross_entropy(student_logits.float(), targets.labels, reduction="none")
     weight = targets.confident.float()
     return (per_voxel * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def balanced_pseudo_label_loss(student_logits: torch.Tensor, targets: PseudoLabelBatch) -> torch.Tensor:
+    """L_pl with the classes weighted equally: the mean of each class's mean CE over its confident
+    voxels, plus the soft foreground Dice over the confident voxels (as L_seg has on the source)."""
+    per_voxel = F.cross_entropy(student_logits.float(), targets.labels, reduction="none")
+    confident = targets.confident
+    parts = []
+    for label in range(student_logits.shape[1]):
+        weight = (confident & (targets.labels == label)).float()
+        if float(weight.sum()) > 0:
+            parts.append((per_voxel * weight).sum() / weight.sum())
+    if not parts:
+        return per_voxel.sum() * 0.0
+    weight = confident.float()
+    foreground = torch.softmax(student_logits.float(), dim=1)[:, 1] * weight
+    truth = targets.labels.float() * weight
+    dims = tuple(range(1, foreground.ndim))
+    dice = (2.0 * (foreground * truth).sum(dims) + DICE_SMOOTH) / (foreground.sum(dims) + truth.sum(dims) + DICE_SMOOTH)
+    return torch.stack(parts).mean() + (1.0 - dice).mean()

@@ -15,6 +15,55 @@ from voxuda_cli.filters.denoisers import check_denoiser
 from voxuda_cli.training.methods import DEFAULT_METHOD, get_method
 from voxuda_cli.training.methods import names as method_names
 
+TEACHER_INPUTS = ("denoised", "raw", "mean")
+PL_THRESHOLDS = ("global", "class-quantile")
+PL_LOSSES = ("ce", "balanced")
+SOURCE_VIEWS = ("ngm", "spectral", "both")
+# The adaptation recipe fields (None in TrainSettings) for each --recipe; options given win.
+# "paper": METHOD.md's literal reading of the paper (no burn-in, one eta, the teacher on the
+# denoised target from the first step, the reversal ramp to 1 with the segmenter's Adam).
+# "voxuda": the recipe chosen by measurement across seeds (benchmarks/results.md).
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "burn_in": 0.0,
+        "pl_ramp": 0.0,
+        "ema_warmup": True,
+        "teacher_input": "denoised",
+        "pl_threshold": "global",
+        "pl_keep": 0.5,
+        "pl_loss": "ce",
+        "reversal_scale": 1.0,
+        "dis_lr": 0.0,
+        "source_view": "ngm",
+        "spectral_strength": 0.5,
+    },
+    "voxuda": {
+        "burn_in": 0.3,
+        "pl_ramp": 0.2,
+        "ema_warmup": False,
+        "teacher_input": "raw",
+        "pl_threshold": "class-quantile",
+        "pl_keep": 0.5,
+        "pl_loss": "balanced",
+        "reversal_scale": 0.1,
+        "dis_lr": 1e-4,
+        "source_view": "ngm",
+        "spectral_strength": 0.5,
+    },
+}
+DEFAULT_RECIPE = "voxuda"
+FROM_RECIPE = "[default: the --recipe's]"
+
+
+def _recipe_names() -> tuple[str, ...]:
+    return tuple(RECIPES)
+
+
+def recipe_setting(help: str, **metadata: Any) -> Any:
+    """A field whose default comes from --recipe (None until __post_init__ fills it)."""
+    return setting(None, help, default_help=FROM_RECIPE, **metadata)
+
+
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
 RESUMABLE_CHANGES = ("epochs", "device", "amp", "compile", "threads", "workers", "checkpoint_signals")
 
@@ -32,6 +81,15 @@ class TrainSettings:
     sigma_r: float = fields.sigma_r()
     keep_rate: float = fields.keep_rate()
     n_sampled: int = setting(10, "NGM: target volumes sampled to estimate sigma_t.")
+    # x_s' of L_seg and L_con. "spectral" (filters/spectral.py) carries any spectral nuisance of the
+    # target (noise colour, MTF, background) where the NGM's white noise carries one sigma.
+    source_view: str | None = recipe_setting(
+        "The second source view: ngm (+ white noise at sigma_t), spectral (amplitudes moved towards a "
+        "target volume's), both.",
+        choices=lambda: SOURCE_VIEWS,
+    )
+    spectral_strength: float | None = recipe_setting("Spectral view: most of the way to the target (U(0, s)).")
+    ngm_scale: float = setting(1.0, "NGM noise as a multiple of sigma_t (0: none, an ablation).")
     noise: Path | None = setting(
         None, "A saved estimate (voxuda estimate-noise -o) instead of estimating here.", default_help="[default: off]"
     )
@@ -56,6 +114,24 @@ class TrainSettings:
     # Mean Teacher's exp(-5 (1 - t)^2) (METHOD.md). A young teacher labels nearly every target voxel
     # confident background; the ramp keeps those labels from locking the student into predicting nothing.
     pl_warmup: float = setting(0.0, "Epochs over which the L_pl weight ramps up (Mean Teacher); 0 = off.")
+    # The adaptation recipe (issue 11; training/schedule.py). Fractions are of the schedule's horizon
+    # (--ramp-epochs, else the --epochs the run started with).
+    recipe: str = setting(DEFAULT_RECIPE, "Adaptation recipe: {choices} (paper: METHOD.md's literal).", choices=_recipe_names)
+    burn_in: float | None = recipe_setting("Fraction trained without L_pl and L_dis; then teacher := student.")
+    pl_ramp: float | None = recipe_setting("Fraction after the burn-in over which the L_pl weight ramps in.")
+    ema_warmup: bool | None = recipe_setting("Teacher decay min(--ema, 1 - 1/(k+1)) (Mean Teacher's warm-up).")
+    teacher_input: str | None = recipe_setting(
+        "What the teacher sees: {choices} (mean: of its probabilities on both).", choices=lambda: TEACHER_INPUTS
+    )
+    pl_threshold: str | None = recipe_setting(
+        "Pseudo-label selection: global (--eta) or class-quantile (CBST).", choices=lambda: PL_THRESHOLDS
+    )
+    pl_keep: float | None = recipe_setting("class-quantile: fraction of each class's predicted voxels kept.")
+    pl_loss: str | None = recipe_setting(
+        "L_pl: ce, or balanced (CE averaged per class + soft Dice on confident voxels).", choices=lambda: PL_LOSSES
+    )
+    reversal_scale: float | None = recipe_setting("Maximum of the DANN reversal weight.")
+    dis_lr: float | None = recipe_setting("The discriminator's own Adam learning rate (0: shares the segmenter's).")
     # Flips only: data.random_flips says why there are no 90-degree rotations.
     augment: bool = setting(True, "Random flips of the labelled volumes.")
     invert: bool = fields.invert(" (before z-scoring)")
@@ -86,7 +162,13 @@ class TrainSettings:
         self.con_lambdas = tuple(float(v) for v in self.con_lambdas)  # type: ignore[assignment]
         names = (self.checkpoint_signals,) if isinstance(self.checkpoint_signals, str) else self.checkpoint_signals
         self.checkpoint_signals = tuple(str(v) for v in names if str(v).lower() != "none")
+        if self.recipe not in RECIPES:
+            raise VoxudaInputError(f"--recipe {self.recipe}: unknown recipe; use one of {', '.join(RECIPES)}")
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         self._check()
+        self._check_recipe()
 
     def _check(self) -> None:
         def bad(option: str, problem: str) -> VoxudaInputError:
@@ -114,7 +196,7 @@ class TrainSettings:
             raise bad("ema", "must be in [0, 1)")
         if self.sigma_d <= 0 or self.sigma_r <= 0:
             raise VoxudaInputError(f"--sigma-d/--sigma-r {self.sigma_d}/{self.sigma_r}: must be positive")
-        for name in ("seg_weight", "con_weight", "dis_weight", "pl_weight"):
+        for name in ("seg_weight", "con_weight", "dis_weight", "pl_weight", "ngm_scale"):
             if getattr(self, name) < 0:
                 raise bad(name, "must not be negative")
         if len(self.con_lambdas) != 4 or any(v < 0 for v in self.con_lambdas):
@@ -143,6 +225,29 @@ class TrainSettings:
                 )
             numbers.append(number)
         return tuple(numbers)
+
+    def _check_recipe(self) -> None:
+        def bad(option: str, problem: str) -> VoxudaInputError:
+            return VoxudaInputError(f"--{option.replace('_', '-')} {getattr(self, option)}: {problem}")
+
+        for name, choices in (
+            ("teacher_input", TEACHER_INPUTS),
+            ("pl_threshold", PL_THRESHOLDS),
+            ("pl_loss", PL_LOSSES),
+            ("source_view", SOURCE_VIEWS),
+        ):
+            if getattr(self, name) not in choices:
+                raise bad(name, f"unknown; use one of {', '.join(choices)}")
+        for name in ("burn_in", "pl_ramp"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, "must be a fraction of the training schedule in [0, 1)")
+        if not 0 <= self.spectral_strength <= 1:  # type: ignore[operator]
+            raise bad("spectral_strength", "must be in [0, 1]")
+        if not 0 < self.pl_keep <= 1:  # type: ignore[operator]
+            raise bad("pl_keep", "must be in (0, 1]")
+        for name in ("reversal_scale", "dis_lr"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must not be negative")
 
     def replace(self, **changes: Any) -> TrainSettings:
         return dataclasses.replace(self, **changes)

@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 DEFAULT_METHOD = "vox-uda"
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a step stands in the run: ``epoch`` (epochs done, fractional; None where unknown, e.g.
+    a benchmark step) and ``progress``, the fraction of the schedule's horizon (--ramp-epochs, or
+    the --epochs the run started with; kept across --resume, so schedules do not move)."""
+
+    epoch: float | None
+    progress: float
+
+
 @dataclass
 class StepOutputs:
     """What one step's forward passes produced, for ``Method.losses``."""
@@ -38,8 +48,10 @@ class StepOutputs:
     logits: torch.Tensor  # student logits of ``inputs(batch)``, (B', 2, D, H, W)
     features: tuple[torch.Tensor, ...]  # student features f_c, f_v2, f_v4, f_v6 of the same
     domain: torch.Tensor | None  # discriminator logits behind the reversal layer (has_discriminator)
-    teacher_logits: torch.Tensor | None  # teacher logits of the denoised target (has_teacher)
-    position: float | None  # epochs done, fractional (None: unknown, e.g. a benchmark step)
+    # The teacher's log-probabilities on ``teacher_views(batch)`` (the log of their mean probability
+    # where there are several); None when ``wants_teacher`` said no this step.
+    teacher_logits: torch.Tensor | None
+    position: Position
     figures: dict[str, float] = field(default_factory=dict)  # extra numbers to log (e.g. pseudo-label coverage)
 
 
@@ -65,11 +77,27 @@ class Method:
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def weights(self, position: float | None) -> dict[str, float]:
-        """Weight of each loss term at ``position`` (epochs done): ``--<term>-weight`` by default."""
+    def weights(self, position: Position) -> dict[str, float]:
+        """Weight of each loss term at ``position``: ``--<term>-weight`` by default."""
         return {term: float(getattr(self.settings, f"{term}_weight", 1.0)) for term in self.loss_terms}
 
-    def before_step(self, trainer: Trainer, position: float | None) -> None:
+    def reversal_weight(self, position: Position) -> float:
+        """The gradient-reversal weight in front of the discriminator (has_discriminator)."""
+        return 0.0
+
+    def teacher_ready(self, position: Position) -> bool:
+        """Whether the teacher starts now as a copy of the student (has_teacher); at once by default."""
+        return True
+
+    def wants_teacher(self, position: Position, weights: dict[str, float]) -> bool:
+        """Whether this step needs the teacher's forward pass; whenever there is a teacher by default."""
+        return self.has_teacher
+
+    def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
+        """What the teacher sees: the denoised target by default."""
+        return [batch.denoised]  # type: ignore[list-item]
+
+    def before_step(self, trainer: Trainer, position: Position) -> None:
         """Called before every optimisation step (e.g. for a schedule); nothing by default."""
 
     def state_dict(self) -> dict[str, Any]:

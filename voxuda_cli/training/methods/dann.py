@@ -1,4 +1,8 @@
-"""dann: L_seg on the source plus a domain discriminator on f_v6 behind gradient reversal (Ganin 2016)."""
+"""dann: L_seg on the source plus a domain discriminator on f_v6 behind gradient reversal (Ganin 2016).
+
+The reversal follows the run's adaptation schedule (training/schedule.py): off during the burn-in,
+then the DANN ramp up to --reversal-scale, the same schedule as vox-uda's L_dis.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from voxuda_cli.training import schedule
 from voxuda_cli.training.losses import domain_loss, segmentation_loss
-from voxuda_cli.training.methods import Method, StepOutputs, register_method
+from voxuda_cli.training.methods import Method, Position, StepOutputs, register_method
 
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
@@ -30,3 +35,6 @@ class Dann(Method):
             "seg": segmentation_loss(step.logits[:n], batch.masks),
             "dis": domain_loss(step.domain, is_target),  # type: ignore[arg-type]
         }
+
+    def reversal_weight(self, position: Position) -> float:
+        return schedule.reversal_weight(self.settings, position.progress)

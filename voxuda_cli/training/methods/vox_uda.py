@@ -1,7 +1,10 @@
-"""vox-uda: L_seg + L_con (NGM-noised source) + L_dis (discriminator) + L_pl (teacher's pseudo-labels).
+"""vox-uda: L_seg + L_con (a second source view) + L_dis (discriminator) + L_pl (teacher's pseudo-labels).
 
-The student sees [x_s, x_s', x_t] in one forward (loop.py says why); the EMA teacher labels the
-denoised target; voxels whose class probability is below --eta are ignored by L_pl.
+The student sees [x_s, x_s', x_t] in one forward (loop.py says why). x_s' is the NGM-noised source
+(or a target-styled one, --source-view). The EMA teacher starts as a copy of the student when the
+burn-in ends (training/schedule.py) and labels the target view(s) --teacher-input names; its
+pseudo-labels are the voxels above --eta, or the most confident --pl-keep of each class
+(--pl-threshold class-quantile), and L_pl is their cross-entropy, plain or class-balanced.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from voxuda_cli.training import schedule
 from voxuda_cli.training.losses import (
+    PseudoLabelBatch,
+    balanced_pseudo_label_loss,
+    confident_labels,
     consistency_loss,
     domain_loss,
     pseudo_label_loss,
-    pseudo_labels,
     segmentation_loss,
 )
-from voxuda_cli.training.methods import Method, StepOutputs, register_method
+from voxuda_cli.training.methods import Method, Position, StepOutputs, register_method
 
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
@@ -29,10 +35,13 @@ class VoxUda(Method):
     name = "vox-uda"
     uses_target = True
     uses_noisy_source = True
-    uses_denoised_target = True
     has_teacher = True
     has_discriminator = True
     loss_terms = ("seg", "con", "dis", "pl")
+
+    @property
+    def uses_denoised_target(self) -> bool:  # type: ignore[override]
+        return self.settings.teacher_input != "raw"
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         return torch.cat([batch.images, batch.noisy, batch.target])  # type: ignore[list-item]
@@ -44,20 +53,56 @@ class VoxUda(Method):
         clean_logits, noisy_logits, target_logits = step.logits.split(n)
         views = [f.split(n) for f in step.features]
         is_target = torch.arange(3 * n, device=step.logits.device) >= 2 * n
-        targets = pseudo_labels(step.teacher_logits, self.settings.eta)  # type: ignore[arg-type]
-        step.figures["pl_coverage"] = targets.coverage
-        step.figures["pl_foreground"] = targets.foreground_fraction
-        return {
+        losses = {
             "seg": 0.5 * (segmentation_loss(clean_logits, batch.masks) + segmentation_loss(noisy_logits, batch.masks)),
             "con": consistency_loss([v[0] for v in views], [v[1] for v in views], self.settings.con_lambdas),
             "dis": domain_loss(step.domain, is_target),  # type: ignore[arg-type]
-            "pl": pseudo_label_loss(target_logits, targets),
         }
+        step.figures["source_foreground"] = float(batch.masks.float().mean())
+        if step.teacher_logits is not None:
+            targets = self.pseudo_labels(step.teacher_logits)
+            step.figures.update(pseudo_label_figures(targets, target_logits))
+            loss = balanced_pseudo_label_loss if self.settings.pl_loss == "balanced" else pseudo_label_loss
+            losses["pl"] = loss(target_logits, targets)
+        return losses
 
-    def weights(self, position: float | None) -> dict[str, float]:
+    def pseudo_labels(self, teacher_logits: torch.Tensor) -> PseudoLabelBatch:
+        keep = self.settings.pl_keep if self.settings.pl_threshold == "class-quantile" else None
+        return confident_labels(torch.softmax(teacher_logits.float(), dim=1), self.settings.eta, keep)
+
+    def weights(self, position: Position) -> dict[str, float]:
         weights = super().weights(position)
-        weights["pl"] *= pl_warmup_factor(self.settings.pl_warmup, position)
+        weights["pl"] *= pl_warmup_factor(self.settings.pl_warmup, position.epoch)
+        weights["pl"] *= schedule.pl_ramp_factor(self.settings, position.progress)
         return weights
+
+    def reversal_weight(self, position: Position) -> float:
+        return schedule.reversal_weight(self.settings, position.progress)
+
+    def teacher_ready(self, position: Position) -> bool:
+        return schedule.adapting(self.settings, position.progress)
+
+    def wants_teacher(self, position: Position, weights: dict[str, float]) -> bool:
+        return weights["pl"] > 0
+
+    def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
+        views = {"raw": [batch.target], "denoised": [batch.denoised], "mean": [batch.target, batch.denoised]}
+        return views[self.settings.teacher_input]  # type: ignore[index, return-value]
+
+
+@torch.no_grad()
+def pseudo_label_figures(targets: PseudoLabelBatch, student_target_logits: torch.Tensor) -> dict[str, float]:
+    """What shows whether the teacher is healthy: coverage per class, foreground fractions, agreement."""
+    student_labels = student_target_logits.detach().argmax(dim=1)
+    return {
+        "pl_coverage": targets.coverage,
+        "pl_foreground": targets.foreground_fraction,
+        "pl_coverage_fg": targets.class_coverage(1),
+        "pl_coverage_bg": targets.class_coverage(0),
+        "teacher_foreground": float(targets.labels.float().mean()),
+        "student_foreground_target": float(student_labels.float().mean()),
+        "agreement": float((student_labels == targets.labels).float().mean()),
+    }
 
 
 def pl_warmup_factor(warmup_epochs: float, epoch_position: float | None) -> float:
