@@ -69,7 +69,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--sources", default="source", help="source presets, comma-separated")
     parser.add_argument("--targets", default="crowded,target", help="target presets, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    parser.add_argument("--n-source", type=int, default=20, help="source samples per molecule (and SNR level)")
+    parser.add_argument(
+        "--n-source", type=int, default=20, help="source samples per molecule and SNR level of the paper's source"
+    )
     parser.add_argument("--n-target", type=int, default=30, help="target samples per molecule (each set)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--width", type=int, default=8)
@@ -114,8 +116,12 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
         "target_adapt": folder / f"{target}_adapt.h5",
         "target_test": folder / f"{target}_test.h5",
     }
+    # Every source preset gets as many volumes per molecule as the paper's (n-source per SNR level).
+    levels = len(preset("source").snr)
+    source_settings = preset(source)
+    per_structure = args.n_source * (1 if source_settings.snr_distribution == "levels" else levels)
     plans = {
-        "source": dataclasses.replace(preset(source), n_per_structure=args.n_source, seed=1000 * seed),
+        "source": dataclasses.replace(source_settings, n_per_structure=per_structure, seed=1000 * seed),
         "target_adapt": dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 1),
         "target_test": dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 2),
     }
