@@ -117,7 +117,7 @@ def test_epoch_plan_shards_cover_every_sample_with_equal_steps() -> None:
 
 def test_batches_are_seeded_flipped_consistently_and_noised() -> None:
     data = _tiny_data()
-    settings = TrainSettings(seed=5)
+    settings = TrainSettings(seed=5, source_view="ngm")
     plan = EpochPlan.build(5, 4, seed=5, epoch=0)
     batches = EpochBatches(data, settings, plan, epoch=0)
     first, again = batches[0], batches[0]
@@ -177,3 +177,20 @@ def test_a_target_at_another_voxel_size_is_resampled_to_the_source(tmp_path: Pat
     write_dataset(tmp_path / "lost.h5", lost)
     with pytest.raises(VoxudaInputError, match="--input-voxel-size"):
         load_training_data(TrainSettings(src=(source,), tgt=(tmp_path / "lost.h5",), method="dann"))
+
+
+def test_the_spectral_source_view_is_the_source_styled_after_the_batch_target() -> None:
+    data = _tiny_data()
+    plan = EpochPlan.build(5, 4, seed=5, epoch=0)
+    spectral = EpochBatches(data, TrainSettings(seed=5, source_view="spectral", spectral_strength=1.0), plan, 0)[0]
+    assert spectral.noisy.shape == spectral.images.shape
+    assert not torch.allclose(spectral.noisy, spectral.images)
+    dims = (-3, -2, -1)
+    torch.testing.assert_close(spectral.noisy.mean(dim=dims), torch.zeros(4, 1), atol=1e-3, rtol=0)
+    none = EpochBatches(data, TrainSettings(seed=5, source_view="spectral", spectral_strength=0.0), plan, 0)[0]
+    standardised = (none.images - none.images.mean(dim=dims, keepdim=True)) / none.images.std(
+        dim=dims, keepdim=True, correction=0
+    )
+    torch.testing.assert_close(none.noisy, standardised, atol=1e-4, rtol=1e-4)  # strength 0: the source itself
+    both = EpochBatches(data, TrainSettings(seed=5, source_view="both", spectral_strength=0.0), plan, 0)[0]
+    assert not torch.allclose(both.noisy, none.noisy, atol=1e-2)  # the NGM's noise comes first

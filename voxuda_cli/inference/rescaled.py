@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # the predictor imports this module
     from voxuda_cli.inference.predictor import Predictor, TomogramPrediction
 
 
-
 def model_shape(shape: Sequence[int], voxel_size: float | Sequence[float], model_voxel: float) -> tuple[int, int, int]:
     """The input's grid at the model's voxel size (per axis where the voxel size is given per axis)."""
     sizes = [float(v) for v in np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))]

@@ -124,9 +124,7 @@ class PredictionJob:
             "seconds": time.perf_counter() - started,
         }
 
-    def _predict_tomogram(
-        self, path: Path, scan: VolumeStats, advance: Progress | None
-    ) -> TomogramPrediction:
+    def _predict_tomogram(self, path: Path, scan: VolumeStats, advance: Progress | None) -> TomogramPrediction:
         """One whole tomogram into its MRC mask, or (``-o X.zarr``) through a scratch MRC into OME-Zarr."""
         with_probabilities = self.predictor.settings.probabilities
         if self.kind != "zarr":

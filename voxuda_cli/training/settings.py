@@ -47,7 +47,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "pl_loss": "balanced",
         "reversal_scale": 0.1,
         "dis_lr": 1e-4,
-        "source_view": "ngm",
+        "source_view": "spectral",
         "spectral_strength": 0.5,
     },
 }
