@@ -2,11 +2,15 @@
 # Small but real settings so it fits ~15 minutes on 2 CPU cores; scale N, EPOCHS and WIDTH up on a GPU.
 VOXUDA ?= voxuda
 OUT    ?= demo
-N      ?= 40        # simulated subtomograms per molecule and SNR (source) / per molecule (target)
+SOURCE ?= source    # source preset: source (the paper's) or randomized (domain-randomised)
+TARGET ?= crowded   # target preset: crowded (hard: neighbours, background, coloured noise, MTF) or target (easy)
+N      ?= 20        # source subtomograms per molecule and SNR level of the paper's source (randomized: 2N)
+NT     ?= 30        # target subtomograms per molecule
 EPOCHS ?= 8
 WIDTH  ?= 8
 BATCH  ?= 8
 SEED   ?= 0
+NS     := $(if $(filter source,$(SOURCE)),$(N),$(shell expr 2 \* $(N)))
 TRAIN  := --epochs $(EPOCHS) --width $(WIDTH) --batch-size $(BATCH) --lr-step 1000 --seed $(SEED) --device auto
 
 .PHONY: all
@@ -14,16 +18,17 @@ TRAIN  := --epochs $(EPOCHS) --width $(WIDTH) --batch-size $(BATCH) --lr-step 10
 all: $(OUT)/score_source-only.json $(OUT)/score_vox-uda.json
 	@python3 -c "import json,sys; \
 	rows=[(m, json.load(open('$(OUT)/score_'+m+'.json'))) for m in ('source-only','vox-uda')]; \
-	print('\nmethod        mIoU   Dice   (target: other molecules, other optics)'); \
+	print('\nmethod        mIoU   Dice   (target: $(TARGET) preset, source: $(SOURCE) preset)'); \
 	[print(f'{m:<13} {r[\"mean\"][\"iou\"]*100:5.1f}  {r[\"mean\"][\"dice\"]*100:5.1f}') for m,r in rows]"
 	@echo "PNG figures in $(OUT)/: source.png target.png ibf_preview.png pseudo.png curves_*.png prediction_*.png montage_*.png (target / prediction / truth)"
 
 $(OUT)/source.h5:
-	$(VOXUDA) simulate-prep $@ --preset source --n-per-structure $(N) --seed $(SEED) --workers 2 --preview $(OUT)/source.png
+	$(VOXUDA) simulate-prep $@ --preset $(SOURCE) --n-per-structure $(NS) --seed $(SEED) --workers 2 --preview $(OUT)/source.png
 
-# The "real" data: other molecules and optics; its masks are kept aside for scoring only.
+# The "real" data: other molecules in crowded boxes with other optics and nuisances; its masks are
+# kept aside for scoring only.
 $(OUT)/target_truth.h5:
-	$(VOXUDA) simulate-prep $@ --preset target --n-per-structure $(N) --seed $(shell expr $(SEED) + 1) --workers 2 --preview $(OUT)/target.png
+	$(VOXUDA) simulate-prep $@ --preset $(TARGET) --n-per-structure $(NT) --seed $(shell expr $(SEED) + 1) --workers 2 --preview $(OUT)/target.png
 
 $(OUT)/noise.json: $(OUT)/target_truth.h5
 	$(VOXUDA) estimate-noise $< -o $@ --seed $(SEED)
