@@ -48,7 +48,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "reversal_scale": 0.1,
         "dis_lr": 1e-4,
         "source_view": "spectral",
-        "spectral_strength": 0.5,
+        "spectral_strength": 1.0,
     },
 }
 DEFAULT_RECIPE = "voxuda"
