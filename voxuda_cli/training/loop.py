@@ -627,7 +627,8 @@ def model_info(settings: TrainSettings, data: TrainingData) -> ModelInfo:
         normalisation="zscore",
         invert=settings.invert,
         method=settings.method,
-        denoiser=settings.denoiser,
+        # What the teacher saw, so `pseudo-label` feeds it the same (a raw-input teacher: no denoiser).
+        denoiser="none" if settings.teacher_input == "raw" else settings.denoiser,
         denoiser_params={"sigma_d": settings.sigma_d, "sigma_r": settings.sigma_r, "keep_rate": settings.keep_rate},
         eta=settings.eta,
         settings=settings_to_dict(settings),
