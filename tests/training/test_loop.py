@@ -322,3 +322,18 @@ def test_the_collapse_guard_warns_when_the_teacher_labels_far_less_foreground_th
     assert "collapsing to background" in caplog.text and "epoch 3" in caplog.text
     assert not warn_if_collapsing({"epoch": 3, "teacher_foreground": 0.03, "source_foreground": 0.05})
     assert not warn_if_collapsing({"epoch": 1, "source_foreground": 0.05})  # no teacher yet: nothing to say
+
+
+def test_a_resume_before_the_burn_in_ends_gives_the_same_weights_as_one_run(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    # The teacher starts at 60 % of a fixed 3-epoch horizon: after the first invocation stopped.
+    settings = tiny(files, epochs=3, ramp_epochs=3, burn_in=0.6, pl_ramp=0.2, dis_lr=1e-4)
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    train(settings, whole)
+    train(settings.replace(epochs=1), pieces)
+    assert torch.load(pieces / "checkpoint.pt", weights_only=True)["teacher_started_at"] is None
+    train(settings, pieces, resume=True)
+    _assert_identical(pieces, whole)
+    state = torch.load(pieces / "checkpoint.pt", weights_only=True)
+    assert state["teacher_started_at"] == 4 and state["dis_optimizer"] is not None  # 2 steps an epoch
