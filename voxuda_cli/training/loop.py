@@ -628,7 +628,7 @@ def model_info(settings: TrainSettings, data: TrainingData) -> ModelInfo:
         invert=settings.invert,
         method=settings.method,
         # What the teacher saw, so `pseudo-label` feeds it the same (a raw-input teacher: no denoiser).
-        denoiser="none" if settings.teacher_input == "raw" else settings.denoiser,
+        denoiser=settings.denoiser if get_method(settings.method)(settings).uses_denoised_target else "none",
         denoiser_params={"sigma_d": settings.sigma_d, "sigma_r": settings.sigma_r, "keep_rate": settings.keep_rate},
         eta=settings.eta,
         settings=settings_to_dict(settings),

@@ -38,7 +38,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "spectral_strength": 0.5,
     },
     "voxuda": {
-        "burn_in": 0.3,
+        "burn_in": 0.5,
         "pl_ramp": 0.2,
         "ema_warmup": False,
         "teacher_input": "raw",
