@@ -18,7 +18,7 @@ TRAIN  := --epochs $(EPOCHS) --width $(WIDTH) --batch-size $(BATCH) --lr-step 10
 all: $(OUT)/score_source-only.json $(OUT)/score_vox-uda.json
 	@python3 -c "import json,sys; \
 	rows=[(m, json.load(open('$(OUT)/score_'+m+'.json'))) for m in ('source-only','vox-uda')]; \
-	print('\nmethod        mIoU   Dice   (target: $(TARGET) preset, source: $(SOURCE) preset)'); \
+	print('\nmethod        mIoU   Dice   (target: $(strip $(TARGET)) preset, source: $(strip $(SOURCE)) preset)'); \
 	[print(f'{m:<13} {r[\"mean\"][\"iou\"]*100:5.1f}  {r[\"mean\"][\"dice\"]*100:5.1f}') for m,r in rows]"
 	@echo "PNG figures in $(OUT)/: source.png target.png ibf_preview.png pseudo.png curves_*.png prediction_*.png montage_*.png (target / prediction / truth)"
 
