@@ -68,15 +68,9 @@ log = logging.getLogger("voxuda")
 
 CURVE_GROUPS = {
     "losses": ("loss", "seg", "con", "dis", "pl"),
-    "pseudo-labels": (
-        "pl_coverage",
-        "pl_coverage_fg",
-        "pl_foreground",
-        "teacher_foreground",
-        "student_foreground_target",
-        "source_foreground",
-        "agreement",
-    ),
+    "pseudo-label coverage": ("pl_coverage", "pl_coverage_fg", "agreement"),
+    # A healthy teacher's foreground stays near the student's and of the order of the source's.
+    "foreground fraction": ("teacher_foreground", "student_foreground_target", "pl_foreground", "source_foreground"),
     "schedule": ("reversal_weight", "pl_weight"),
     "validation": ("val_dice", "val_iou", "val_dice_student"),
     "learning rate": ("lr",),
