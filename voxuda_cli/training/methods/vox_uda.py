@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from voxuda_cli.training import schedule
@@ -106,8 +105,7 @@ def pseudo_label_figures(targets: PseudoLabelBatch, student_target_logits: torch
 
 
 def pl_warmup_factor(warmup_epochs: float, epoch_position: float | None) -> float:
-    """Mean Teacher's ramp-up exp(-5 (1 - t)^2) over ``warmup_epochs``; 1 when off or done."""
-    if warmup_epochs <= 0 or epoch_position is None or epoch_position >= warmup_epochs:
+    """Mean Teacher's ramp-up (schedule.ramp_up) over ``warmup_epochs``; 1 when off or done."""
+    if warmup_epochs <= 0 or epoch_position is None:
         return 1.0
-    t = max(epoch_position, 0.0) / warmup_epochs
-    return float(np.exp(-5.0 * (1.0 - t) ** 2))
+    return schedule.ramp_up(epoch_position / warmup_epochs)
