@@ -26,6 +26,7 @@ DEFAULT_SIGMA_R = 1.2  # (I)BF range sigma, z-score units
 DEFAULT_KEEP_RATE = 0.244  # NGM: the paper's fraction of highest-frequency coefficients
 DEFAULT_ETA = 0.85  # pseudo-label confidence threshold (METHOD.md)
 WEIGHT_CHOICES = ("teacher", "student")
+PL_THRESHOLDS = ("global", "class-quantile")
 FROM_MODEL = "[default: the model file's, else the filter's default]"
 
 
@@ -72,6 +73,15 @@ def _denoiser_names() -> tuple[str, ...]:
 
 def eta(default: float | None = DEFAULT_ETA, **metadata: Any) -> Any:
     return setting(default, "Pseudo-label confidence threshold (class probability).", **metadata)
+
+
+def pl_threshold(default: str | None, **metadata: Any) -> Any:
+    help = "Pseudo-label selection: global (--eta) or class-quantile (CBST)."
+    return setting(default, help, choices=lambda: PL_THRESHOLDS, **metadata)
+
+
+def pl_keep(default: float | None, **metadata: Any) -> Any:
+    return setting(default, "class-quantile: fraction of each class's predicted voxels kept.", **metadata)
 
 
 def use(default: str) -> Any:

@@ -31,6 +31,7 @@ def write_model(
     eta: float = 0.85,
     denoiser: str = "ibf",
     teacher: VoxResNet | None = None,
+    settings: dict | None = None,
 ) -> Path:
     """A model.pt from ``network`` (default: random width 8); the teacher weights default to the student's."""
     network = network or random_network()
@@ -42,6 +43,7 @@ def write_model(
         denoiser=denoiser,
         denoiser_params={"sigma_d": 120.0, "sigma_r": 1.2, "keep_rate": 0.244},
         eta=eta,
+        settings=dict(settings or {}),
         weights=("teacher", "student"),
     )
     save_model(path, info, network.state_dict(), (teacher or network).state_dict())

@@ -15,6 +15,7 @@ from voxuda_cli.inference.pseudo_labels import (
 )
 from voxuda_cli.inference.settings import PseudoLabelSettings
 from voxuda_cli.io.dataset import Dataset, read_h5_dataset
+from voxuda_cli.training.losses import select_confident
 
 
 @pytest.fixture
@@ -40,6 +41,35 @@ def test_unset_settings_come_from_the_model_file(model_file: Path) -> None:
         PseudoLabelSettings(eta=0.3)
     with pytest.raises(VoxudaInputError):
         PseudoLabelSettings(denoiser="median")
+    assert (resolved.pl_threshold, resolved.pl_keep) == ("global", 0.5)  # a model file that records none
+    for bad in ({"pl_threshold": "median"}, {"pl_keep": 0.0}, {"pl_keep": 1.5}):
+        with pytest.raises(VoxudaInputError):
+            PseudoLabelSettings(**bad)
+
+
+def test_class_quantile_selection_is_read_from_the_model_file_and_taken_over_the_dataset(
+    tmp_path: Path, target: Dataset
+) -> None:
+    trained = {"pl_threshold": "class-quantile", "pl_keep": 0.3}
+    model = write_model(tmp_path / "cq.pt", threshold_network(width=2), eta=0.99, denoiser="none", settings=trained)
+    settings = resolve_pseudo_label_settings(
+        PseudoLabelSettings(device="cpu"), pseudo_label_predictor(model, PseudoLabelSettings()).info
+    )
+    assert (settings.pl_threshold, settings.pl_keep, settings.denoiser) == ("class-quantile", 0.3, "none")
+    predictor = pseudo_label_predictor(model, settings)
+    labels = make_pseudo_labels(predictor, target, settings)
+    normalised = (target.images - target.images.mean(axis=(1, 2, 3), keepdims=True)) / target.images.std(
+        axis=(1, 2, 3), keepdims=True
+    )
+    foreground = torch.from_numpy(predictor.predict_windows(normalised.astype(np.float32), normalised=True))
+    confidence = torch.maximum(foreground, 1 - foreground)
+    expected = select_confident(confidence, (foreground > 0.5).long(), 2, 0.99, 0.3)
+    assert np.array_equal(labels.confident, expected.numpy())
+    # eta 0.99 alone labels (almost) nothing; the quantile keeps about 30 % of each predicted class
+    predicted_foreground = foreground > 0.5
+    kept = labels.confident[predicted_foreground.numpy()].mean()
+    assert 0.29 <= kept <= 0.5
+    assert labels.masks.sum() > (confidence.numpy() >= 0.99)[predicted_foreground.numpy()].sum()
 
 
 @pytest.mark.parametrize("denoiser", ["none", "ibf", "ngm"])

@@ -1,8 +1,10 @@
 """Write the teacher's pseudo-labels of a target dataset, exactly as Vox-UDA training makes them.
 
 Each target sample is normalised as in training, denoised (--denoiser; the model file's denoiser
-and filter parameters by default) and segmented by the teacher; voxels whose class probability
-is at least --eta (the model file's eta by default, else 0.85) are confident. OUT.h5 holds
+and filter parameters by default, "none" for a raw-input teacher) and segmented by the teacher;
+voxels whose class probability is at least --eta are confident, and with --pl-threshold
+class-quantile also each class's --pl-keep most confident (over the dataset). Every default is
+what the model file recorded from training. OUT.h5 holds
 /images (the target as given), /masks (1 = confident foreground, 0 elsewhere), /confidence (the
 max class probability) and /params/confident (1 = labelled, 0 = ignored by training). Prints the
 coverage (fraction of confident voxels) and the foreground fraction among them; with target
@@ -90,11 +92,14 @@ def _save_preview(path: Path, dataset: Any, labels: Any) -> None:
 
 def _table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"pseudo-label -> {summary['output']} ({summary['samples']} samples)")
-    for column in ("eta", "denoiser", "coverage %", "foreground % of labelled", "accuracy on labelled %"):
+    for column in ("selection", "denoiser", "coverage %", "foreground % of labelled", "accuracy on labelled %"):
         table.add_column(column, justify="right")
     accuracy = summary["accuracy_on_confident"]
+    selection = f"eta {fmt(summary['eta'], 3)}"
+    if summary["pl_keep"] is not None:
+        selection += f" or top {fmt(100 * summary['pl_keep'], 0)} % per class"
     table.add_row(
-        fmt(summary["eta"], 3),
+        selection,
         str(summary["denoiser"]),
         fmt(100 * summary["coverage"], 2),
         fmt(100 * summary["foreground_fraction"], 2),

@@ -1,10 +1,12 @@
 """Pseudo-labels as Vox-UDA training makes them, written out to inspect or to train from offline.
 
 The teacher (EMA) network sees each target sample normalised as in training (contrast flipped if
-the model was trained with ``--invert``, z-scored on its own) and then denoised
-(``--denoiser``, IBF by default, with the model file's filter parameters). A voxel whose
-foreground or background probability is at least ``eta`` is confident; the pseudo-label is its
-argmax class there (METHOD.md, ``L_pl``).
+the model was trained with ``--invert``, z-scored on its own) and then denoised as the model file
+records (``--denoiser``; "none" for a teacher trained on the raw target, the default recipe). The
+pseudo-label is the argmax class where the voxel is confident: its class probability is at least
+``eta`` or, with ``--pl-threshold class-quantile`` (the default recipe's, read from the model
+file), it is among the ``--pl-keep`` most confident of the voxels of its class over the whole
+dataset (CBST; training takes the same rule per batch: training/losses.select_confident).
 
 Output dataset (kind ``pseudo-labels``), aligned with the target:
 - ``/images``: the target images as given (not normalised, not denoised);
@@ -12,9 +14,9 @@ Output dataset (kind ``pseudo-labels``), aligned with the target:
   unconfident voxels; use ``/params/confident`` to tell them apart);
 - ``/confidence``: float32, the teacher's max class probability, in [0.5, 1];
 - ``/params/confident``: float32 0/1 (stored as the format stores per-sample arrays): 1 where a
-  voxel carries a pseudo-label, 0 where training ignores it (confidence < eta);
+  voxel carries a pseudo-label, 0 where training ignores it;
 - names, classes, /coords, /parents (and patch attributes) carried; attributes ``eta``,
-  ``denoiser``, ``coverage``, ``foreground_fraction``, ``provenance``.
+  ``pl_threshold``, ``pl_keep``, ``denoiser``, ``coverage``, ``foreground_fraction``, ``provenance``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter
 from voxuda_cli.models.serialization import ModelInfo
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import checked_voxel_size
+from voxuda_cli.training.losses import select_confident
 
 PREVIEW_ROWS = 4
 FILTER_DEFAULTS = {"sigma_d": DEFAULT_SIGMA_D, "sigma_r": DEFAULT_SIGMA_R, "keep_rate": DEFAULT_KEEP_RATE}
@@ -45,7 +48,7 @@ class DatasetPseudoLabels:
 
     masks: np.ndarray  # uint8: 1 where confident foreground
     confidence: np.ndarray  # float32: max class probability
-    confident: np.ndarray  # bool: confidence >= eta
+    confident: np.ndarray  # bool: carries a pseudo-label (select_confident)
     eta: float
     denoised_preview: list[np.ndarray]  # a few denoised inputs, for --preview
 
@@ -71,9 +74,12 @@ class DatasetPseudoLabels:
 def resolve_pseudo_label_settings(settings: PseudoLabelSettings, info: ModelInfo) -> PseudoLabelSettings:
     """Fill what the user left unset from the model file (what training used), then the defaults."""
     params = {**FILTER_DEFAULTS, **{k: float(v) for k, v in info.denoiser_params.items()}}
+    trained = info.settings
     return replace(
         settings,
         eta=settings.eta if settings.eta is not None else float(info.eta or DEFAULT_ETA),
+        pl_threshold=settings.pl_threshold or str(trained.get("pl_threshold") or "global"),
+        pl_keep=settings.pl_keep if settings.pl_keep is not None else float(trained.get("pl_keep") or 0.5),
         denoiser=settings.denoiser or info.denoiser or "ibf",
         sigma_d=settings.sigma_d if settings.sigma_d is not None else params["sigma_d"],
         sigma_r=settings.sigma_r if settings.sigma_r is not None else params["sigma_r"],
@@ -120,8 +126,12 @@ def make_pseudo_labels(
     if geometry is not None:  # back to the target's grid; voxels the box did not see stay unconfident (0.5)
         foreground = unfit(foreground, geometry, dataset.box, fill=0.5)
     confidence = np.maximum(foreground, 1.0 - foreground)
-    confident = confidence >= settings.eta
-    masks = ((foreground > 0.5) & confident).astype(np.uint8)
+    labels = foreground > 0.5
+    keep = settings.pl_keep if settings.pl_threshold == "class-quantile" else None
+    confident = select_confident(
+        torch.from_numpy(confidence), torch.from_numpy(labels).long(), 2, float(settings.eta), keep
+    ).numpy()
+    masks = (labels & confident).astype(np.uint8)
     return DatasetPseudoLabels(masks, confidence, confident, float(settings.eta), previews)
 
 
@@ -147,6 +157,8 @@ def write_pseudo_labels(
     attrs = {
         "provenance": provenance,
         "eta": labels.eta,
+        "pl_threshold": str(settings.pl_threshold),
+        "pl_keep": float(settings.pl_keep or 0.0),
         "denoiser": str(settings.denoiser),
         "coverage": labels.coverage,
         "foreground_fraction": labels.foreground_fraction,
@@ -176,6 +188,8 @@ def summarise(
         "output": str(output),
         "samples": len(dataset),
         "eta": labels.eta,
+        "pl_threshold": settings.pl_threshold,
+        "pl_keep": settings.pl_keep if settings.pl_threshold == "class-quantile" else None,
         "denoiser": settings.denoiser,
         "denoiser_params": {"sigma_d": settings.sigma_d, "sigma_r": settings.sigma_r, "keep_rate": settings.keep_rate},
         "coverage": labels.coverage,

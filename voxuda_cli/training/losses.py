@@ -87,22 +87,31 @@ def pseudo_labels(teacher_logits: torch.Tensor, eta: float) -> PseudoLabelBatch:
 
 
 def confident_labels(teacher_probabilities: torch.Tensor, eta: float, keep: float | None = None) -> PseudoLabelBatch:
-    """Pseudo-labels from the teacher's class probabilities (B, C, D, H, W).
+    """Pseudo-labels from the teacher's class probabilities (B, C, D, H, W); selection as in
+    :func:`select_confident`."""
+    confidence, labels = teacher_probabilities.float().max(dim=1)
+    n_classes = teacher_probabilities.shape[1]
+    return PseudoLabelBatch(labels=labels, confident=select_confident(confidence, labels, n_classes, eta, keep))
+
+
+def select_confident(
+    confidence: torch.Tensor, labels: torch.Tensor, n_classes: int, eta: float, keep: float | None = None
+) -> torch.Tensor:
+    """Which voxels carry a pseudo-label, given the teacher's max probability and argmax class.
 
     ``keep`` None: one threshold, voxels whose most probable class has probability >= eta.
     ``keep`` given: CBST's class-wise thresholds (Zou et al. 2018): per class, the ``keep`` most
     confident fraction of the voxels the teacher labels with it, or every voxel at or above
-    ``eta``, become labels.
+    ``eta``, become labels. Training applies it per batch, ``pseudo-label`` to a whole dataset.
 
     With one threshold for both classes a rare class (here the macromolecule, a few % of the
     voxels) seldom becomes confident and the loss drifts to background; a quantile per class keeps
     each class represented in proportion to what the teacher predicts.
     """
-    confidence, labels = teacher_probabilities.float().max(dim=1)
     confident = confidence >= eta
     if keep is None:
-        return PseudoLabelBatch(labels=labels, confident=confident)
-    for label in range(teacher_probabilities.shape[1]):
+        return confident
+    for label in range(n_classes):
         of_class = labels == label
         count = int(of_class.sum())
         if count == 0:
@@ -111,7 +120,7 @@ def confident_labels(teacher_probabilities: torch.Tensor, eta: float, keep: floa
         rank = max(1, min(count, count - int(round(keep * count)) + 1))  # the k-th smallest kept value
         threshold = values.kthvalue(rank).values
         confident |= of_class & (confidence >= threshold)
-    return PseudoLabelBatch(labels=labels, confident=confident)
+    return confident
 
 
 def pseudo_label_loss(student_logits: torch.Tensor, targets: PseudoLabelBatch) -> torch.Tensor:

@@ -16,7 +16,6 @@ from voxuda_cli.training.methods import DEFAULT_METHOD, get_method
 from voxuda_cli.training.methods import names as method_names
 
 TEACHER_INPUTS = ("denoised", "raw", "mean")
-PL_THRESHOLDS = ("global", "class-quantile")
 PL_LOSSES = ("ce", "balanced")
 SOURCE_VIEWS = ("ngm", "spectral", "both")
 # The adaptation recipe fields (None in TrainSettings) for each --recipe; options given win.
@@ -58,10 +57,15 @@ def _recipe_names() -> tuple[str, ...]:
     return tuple(RECIPES)
 
 
+def recipe_default(name: str) -> str:
+    """The ``--help`` default of recipe field ``name``: every recipe's value."""
+    values = ", ".join(f"{recipe} {values[name]}" for recipe, values in RECIPES.items())
+    return f"[default: by --recipe: {values}]"
+
+
 def recipe_setting(name: str, help: str, **metadata: Any) -> Any:
     """The field ``name`` whose default comes from --recipe (None until __post_init__ fills it)."""
-    values = ", ".join(f"{recipe} {values[name]}" for recipe, values in RECIPES.items())
-    return setting(None, help, default_help=f"[default: by --recipe: {values}]", **metadata)
+    return setting(None, help, default_help=recipe_default(name), **metadata)
 
 
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
@@ -134,12 +138,8 @@ class TrainSettings:
         "What the teacher sees: {choices} (mean: of its probabilities on both).",
         choices=lambda: TEACHER_INPUTS,
     )
-    pl_threshold: str | None = recipe_setting(
-        "pl_threshold",
-        "Pseudo-label selection: global (--eta) or class-quantile (CBST).",
-        choices=lambda: PL_THRESHOLDS,
-    )
-    pl_keep: float | None = recipe_setting("pl_keep", "class-quantile: fraction of each class's predicted voxels kept.")
+    pl_threshold: str | None = fields.pl_threshold(None, default_help=recipe_default("pl_threshold"))
+    pl_keep: float | None = fields.pl_keep(None, default_help=recipe_default("pl_keep"))
     pl_loss: str | None = recipe_setting(
         "pl_loss",
         "L_pl: ce, or balanced (CE averaged per class + soft Dice on confident voxels).",
@@ -249,7 +249,7 @@ class TrainSettings:
 
         for name, choices in (
             ("teacher_input", TEACHER_INPUTS),
-            ("pl_threshold", PL_THRESHOLDS),
+            ("pl_threshold", fields.PL_THRESHOLDS),
             ("pl_loss", PL_LOSSES),
             ("source_view", SOURCE_VIEWS),
         ):
