@@ -5,7 +5,8 @@ of its command are generated from those fields (voxuda_cli/cli/options.py), so a
 one line in one place and ``--help`` shows it with its default. Metadata keys:
 
 - ``help``: the help text; ``{choices}`` in it is filled from ``choices()`` (e.g. a registry's names);
-- ``default_help``: what ``--help`` says instead of ``[default: <value>]`` (e.g. "the model file's");
+- ``default_help``: what ``--help`` says instead of ``[default: <value>]`` (e.g. "the model file's"),
+  or a function of the field's name that returns it;
 - ``flags``: the option's names, where they are not ``--field-name`` (``--x/--no-x`` for booleans);
 - ``cli_type`` and ``parse``: the type typer reads, and a function from it to the field's value;
 - ``cli``: False for a field that is no command-line option.
@@ -42,7 +43,8 @@ def help_text(field: dataclasses.Field[Any]) -> str:
     if choices is not None:
         text = text.replace("{choices}", ", ".join(choices()))
     if "default_help" in field.metadata:
-        return f"{text} {field.metadata['default_help']}".strip()
+        default_help = field.metadata["default_help"]
+        return f"{text} {default_help(field.name) if callable(default_help) else default_help}".strip()
     default = field.default if field.default is not dataclasses.MISSING else None
     if isinstance(default, (list, tuple)):
         default = " ".join(str(v) for v in default) or None

@@ -63,9 +63,9 @@ def recipe_default(name: str) -> str:
     return f"[default: by --recipe: {values}]"
 
 
-def recipe_setting(name: str, help: str, **metadata: Any) -> Any:
-    """The field ``name`` whose default comes from --recipe (None until __post_init__ fills it)."""
-    return setting(None, help, default_help=recipe_default(name), **metadata)
+def recipe_setting(help: str, **metadata: Any) -> Any:
+    """A field whose default comes from --recipe (None until __post_init__ fills it)."""
+    return setting(None, help, default_help=recipe_default, **metadata)
 
 
 # What may change between a run and its --resume (the hardware it runs on, and how long); the rest must match.
@@ -88,14 +88,11 @@ class TrainSettings:
     # x_s' of L_seg and L_con. "spectral" (filters/spectral.py) carries any spectral nuisance of the
     # target (noise colour, MTF, background) where the NGM's white noise carries one sigma.
     source_view: str | None = recipe_setting(
-        "source_view",
         "The second source view: ngm (+ white noise at sigma_t), spectral (amplitudes moved towards a "
         "target volume's), both.",
         choices=lambda: SOURCE_VIEWS,
     )
-    spectral_strength: float | None = recipe_setting(
-        "spectral_strength", "Spectral view: most of the way to the target (U(0, s))."
-    )
+    spectral_strength: float | None = recipe_setting("Spectral view: most of the way to the target (U(0, s)).")
     ngm_scale: float = setting(1.0, "NGM noise as a multiple of sigma_t (0: none, an ablation).")
     noise: Path | None = setting(
         None, "A saved estimate (voxuda estimate-noise -o) instead of estimating here.", default_help="[default: off]"
@@ -126,29 +123,21 @@ class TrainSettings:
     recipe: str = setting(
         DEFAULT_RECIPE, "Adaptation recipe: {choices} (paper: METHOD.md's literal).", choices=_recipe_names
     )
-    burn_in: float | None = recipe_setting(
-        "burn_in", "Fraction trained without L_pl and L_dis; then teacher := student."
-    )
-    pl_ramp: float | None = recipe_setting("pl_ramp", "Fraction after the burn-in over which the L_pl weight ramps in.")
-    ema_warmup: bool | None = recipe_setting(
-        "ema_warmup", "Teacher decay min(--ema, 1 - 1/(k+1)) (Mean Teacher's warm-up)."
-    )
+    burn_in: float | None = recipe_setting("Fraction trained without L_pl and L_dis; then teacher := student.")
+    pl_ramp: float | None = recipe_setting("Fraction after the burn-in over which the L_pl weight ramps in.")
+    ema_warmup: bool | None = recipe_setting("Teacher decay min(--ema, 1 - 1/(k+1)) (Mean Teacher's warm-up).")
     teacher_input: str | None = recipe_setting(
-        "teacher_input",
         "What the teacher sees: {choices} (mean: of its probabilities on both).",
         choices=lambda: TEACHER_INPUTS,
     )
-    pl_threshold: str | None = fields.pl_threshold(None, default_help=recipe_default("pl_threshold"))
-    pl_keep: float | None = fields.pl_keep(None, default_help=recipe_default("pl_keep"))
+    pl_threshold: str | None = fields.pl_threshold(None, default_help=recipe_default)
+    pl_keep: float | None = fields.pl_keep(None, default_help=recipe_default)
     pl_loss: str | None = recipe_setting(
-        "pl_loss",
         "L_pl: ce, or balanced (CE averaged per class + soft Dice on confident voxels).",
         choices=lambda: PL_LOSSES,
     )
-    reversal_scale: float | None = recipe_setting("reversal_scale", "Maximum of the DANN reversal weight.")
-    dis_lr: float | None = recipe_setting(
-        "dis_lr", "The discriminator's own Adam learning rate (0: shares the segmenter's)."
-    )
+    reversal_scale: float | None = recipe_setting("Maximum of the DANN reversal weight.")
+    dis_lr: float | None = recipe_setting("The discriminator's own Adam learning rate (0: shares the segmenter's).")
     # Flips only: data.random_flips says why there are no 90-degree rotations.
     augment: bool = setting(True, "Random flips of the labelled volumes.")
     invert: bool = fields.invert(" (before z-scoring)")
