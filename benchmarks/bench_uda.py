@@ -43,15 +43,19 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     # The steps by which the default recipe was chosen (benchmarks/results.md), as they were run.
     "vox-uda-ngm": (
         "Vox-UDA, NGM source view (the paper's x_s'), burn-in 0.3",
-        {"method": "vox-uda", "source_view": "ngm", "burn_in": 0.3},
+        {"method": "vox-uda", "source_view": "ngm", "burn_in": 0.3, "pl_loss": "balanced"},
     ),
     "spectral-1-b03": (
         "Vox-UDA, spectral view at strength 1, burn-in 0.3",
-        {"method": "vox-uda", "spectral_strength": 1.0, "burn_in": 0.3},
+        {"method": "vox-uda", "spectral_strength": 1.0, "burn_in": 0.3, "pl_loss": "balanced"},
     ),
     "spectral-05": (
         "Vox-UDA, spectral view at strength 0.5, burn-in 0.3",
-        {"method": "vox-uda", "spectral_strength": 0.5, "burn_in": 0.3},
+        {"method": "vox-uda", "spectral_strength": 0.5, "burn_in": 0.3, "pl_loss": "balanced"},
+    ),
+    "pl-balanced": (
+        "Vox-UDA, class-balanced L_pl (CE per class + soft Dice)",
+        {"method": "vox-uda", "pl_loss": "balanced"},
     ),
     "teacher-ngm": (
         "Vox-UDA, teacher on NGM-denoised",

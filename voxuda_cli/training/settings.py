@@ -43,7 +43,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "teacher_input": "raw",
         "pl_threshold": "class-quantile",
         "pl_keep": 0.5,
-        "pl_loss": "balanced",
+        "pl_loss": "ce",
         "reversal_scale": 0.1,
         "dis_lr": 1e-4,
         "source_view": "spectral",
