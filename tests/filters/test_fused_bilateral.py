@@ -82,3 +82,21 @@ def test_fused_leaves_torch_threads_alone() -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("method", ["bf", "ibf"])
+def test_fused_spans_and_task_groups_equal_torch_path(method, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # padded planes of 52 x 62 voxels: more than one span each; 20 planes: three tasks of 8 planes on 2 threads
+    assert 52 * 62 > fused_bilateral._SPAN
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(20, 50, 60)).astype(np.float32))
+    reference = FILTERS[method](x, kernel="torch").numpy()
+    serial = FILTERS[method](x, kernel="fused").numpy()
+    monkeypatch.setattr(fused_bilateral, "_PARALLEL_VOXELS", 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        grouped = FILTERS[method](x, kernel="fused").numpy()
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(serial, reference, atol=1e-5)
+    np.testing.assert_array_equal(grouped, serial)
