@@ -9,6 +9,7 @@ target is computed once beforehand, as in training, and not timed.
     python benchmarks/bench_train.py --quick          # width 8, batch 4: checks that it runs
     python benchmarks/bench_train.py --device cuda    # GPU, with and without --amp
     python benchmarks/bench_train.py --threads 1      # steadiest figures on a machine others share
+    python benchmarks/bench_train.py --paths eager,channels-last,bf16   # CPU --amp (bf16) too
 
 The floor of the ratio is about 3.3: three student passes plus one teacher forward (about a third
 of a training pass). On the CPU the rest is mostly the kernel faulting in fresh pages for the
@@ -64,8 +65,9 @@ def make_stepper(
 ) -> Callable[[int], tuple[float, float]]:
     """A function that runs training step ``i`` of ``method`` on ``path`` and returns its (wall, CPU) seconds."""
     settings = TrainSettings(
-        method=method, width=width, batch_size=batch, amp=amp, device=device.type, compile=path == "compiled"
-    )
+        method=method, width=width, batch_size=batch, amp=amp or path == "bf16", device=device.type,
+        compile=path == "compiled",
+    )  # fmt: skip
     if method != "vox-uda":
         data = TrainingData(**{**data.__dict__, "target": None, "denoised_target": None, "noise_sigma": None})
     # "eager": the network as before issue 15 (default memory layout); the Trainer prepares it once, here
@@ -120,7 +122,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--paths", default="eager,channels-last", help="comma-separated: eager (before issue 15), channels-last "
-        "(the default now), compiled (--compile: channels-last and torch.compile; minutes of compiling)",
+        "(the default now), bf16 (channels-last and --amp: bf16 autocast where the CPU has AVX512-BF16/AMX), "
+        "compiled (--compile: channels-last and torch.compile; minutes of compiling)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.quick:

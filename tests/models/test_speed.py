@@ -71,3 +71,46 @@ def test_compile_is_a_setting_that_may_change_on_resume() -> None:
 
     assert TrainSettings().compile is False and PredictSettings().compile is False
     assert "compile" in RESUMABLE_CHANGES
+
+
+HAS_CPU_BF16 = speed.autocast_dtype(True, CPU) is not None
+
+
+def test_amp_dtype_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert speed.autocast_dtype(False, CPU) is None
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert speed.autocast_dtype(True, CPU) is None  # no AVX512-BF16/AMX: float32, with a warning
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert speed.autocast_dtype(True, CPU) is torch.bfloat16
+
+
+@pytest.mark.skipif(not HAS_CPU_BF16, reason="this CPU has no AVX512-BF16/AMX")
+def test_cpu_bf16_training_step_is_close_to_float32_and_deterministic() -> None:
+    from voxuda_cli.training.data import Batch
+    from voxuda_cli.training.loop import Trainer
+
+    rng = np.random.default_rng(1)
+    masks = torch.from_numpy((rng.random((2, 16, 16, 16)) > 0.7).astype(np.uint8))
+    images = masks.float() + torch.from_numpy(rng.normal(0, 0.5, masks.shape).astype(np.float32))
+    batch = Batch(images.unsqueeze(1), masks, None, None, None)
+    losses = {}
+    for amp in (False, True, True):
+        torch.manual_seed(0)
+        trainer = Trainer(TrainSettings(method="source-only", width=8, amp=amp, device="cpu"), CPU)
+        losses.setdefault(amp, []).append([trainer.step(batch, progress=0.5)["seg"] for _ in range(3)])
+    reference, (bf16, again) = losses[False][0], losses[True]
+    assert bf16 == again  # deterministic on CPU, as float32 is
+    np.testing.assert_allclose(bf16, reference, rtol=3e-2)
+    assert bf16 != reference  # it did run in bf16
+
+
+@pytest.mark.skipif(not HAS_CPU_BF16, reason="this CPU has no AVX512-BF16/AMX")
+def test_cpu_bf16_predictions_are_close_to_float32() -> None:
+    network = random_network(width=4)
+    info = ModelInfo(architecture=network.config, box=(32, 32, 32))
+    windows = np.random.default_rng(0).normal(size=(2, 32, 32, 32)).astype(np.float32)
+    plain = Predictor.from_network(network, info, PredictSettings(device="cpu")).predict_windows(windows)
+    bf16 = Predictor.from_network(network, info, PredictSettings(device="cpu", amp=True)).predict_windows(windows)
+    assert bf16.dtype == np.float32
+    np.testing.assert_allclose(bf16, plain, atol=2e-2)
+    assert not np.array_equal(bf16, plain)

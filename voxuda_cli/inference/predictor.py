@@ -49,7 +49,7 @@ from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, read_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
-from voxuda_cli.models.speed import prepare_network
+from voxuda_cli.models.speed import autocast, autocast_dtype, prepare_network
 from voxuda_cli.normalise import VolumeStats, stream_stats, zscore_tensor
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import checked_voxel_size, differs, resample_probabilities
@@ -136,8 +136,6 @@ class Predictor:
             raise VoxudaInputError(
                 f"{self.model_path}: model expects normalisation {info.normalisation!r}; this version knows zscore"
             )
-        if self.settings.amp and self.device.type != "cuda":
-            log.info("--amp is for CUDA; predicting in float32 on %s", self.device)
 
     def with_settings(self, **changes: Any) -> Predictor:
         """The same loaded network with some settings changed (no reload)."""
@@ -153,10 +151,7 @@ class Predictor:
     # ---- windows -------------------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.settings.amp and self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return contextlib.nullcontext()
+        return autocast(autocast_dtype(self.settings.amp, self.device), self.device)
 
     def _foreground(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) normalised -> (B, D, H, W) foreground probability; 8-flip average with TTA."""

@@ -56,7 +56,7 @@ from voxuda_cli.io.atomic import atomic_write_text
 from voxuda_cli.io.lock import folder_lock
 from voxuda_cli.models.discriminator import DomainDiscriminator, reverse_gradient
 from voxuda_cli.models.serialization import ModelInfo, save_model
-from voxuda_cli.models.speed import prepare_network
+from voxuda_cli.models.speed import autocast, autocast_dtype, prepare_network
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
 from voxuda_cli.training import checkpoint as ckpt
 from voxuda_cli.training.data import Batch, EpochBatches, EpochPlan, TrainingData, VolumeSet, load_training_data
@@ -150,7 +150,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma
         )
-        self.amp_dtype = _amp_dtype(settings.amp, device)
+        self.amp_dtype = autocast_dtype(settings.amp, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self._ema_pairs = self._teacher_pairs() if self.teacher is not None else None
         self.steps_done = 0
@@ -161,9 +161,7 @@ class Trainer:
         return self.segmenter.student
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.amp_dtype, self.device)
 
     def _teacher_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """(teacher floats, student floats, teacher counters, student counters), matched by name."""
@@ -307,15 +305,6 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.method.load_state_dict(dict(state.get("method") or {}))
-
-
-def _amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
-    if not amp:
-        return None
-    if device.type != "cuda":
-        log.warning("--amp: mixed precision is for CUDA; ignored on %s", device)
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def train(
