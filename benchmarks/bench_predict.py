@@ -8,8 +8,10 @@ ru_maxrss after the run minus ru_maxrss after imports, model load and one warm-u
 MONAI holds the whole tomogram and its output in memory; voxuda streams both through memory
 maps. The two probability maps are compared voxel by voxel (they should agree to ~1e-6).
 
-Targets (issue 6): voxuda at least as fast as MONAI, and its peak memory under 3x the
-tomogram's float32 size.
+Targets (issues 6 and 15): voxuda at least as fast as MONAI, and its peak memory under 3x the
+tomogram's float32 size. MONAI gets the network prepared as voxuda's (channels-last on CPU), so
+the ratio is the pipeline's; a third run, voxuda --amp (bf16 autocast where the CPU has
+AVX512-BF16/AMX), is compared with MONAI in float32.
 
 A second part compares the two ways of normalising a whole tomogram (z-score each window, as
 the network saw subtomograms in training, or the whole tomogram once) with a small network
@@ -85,12 +87,19 @@ def make_model(path: Path, width: int, seed: int = 0) -> None:
 def worker_voxuda(args: argparse.Namespace) -> dict[str, Any]:
     from voxuda_cli.inference import Predictor, PredictSettings
 
-    settings = PredictSettings(device="cpu", batch_size=args.batch_size, overlap=args.overlap, probabilities=True)
+    settings = PredictSettings(
+        device="cpu",
+        batch_size=args.batch_size,
+        overlap=args.overlap,
+        probabilities=True,
+        amp=args.worker == "voxuda-amp",
+    )
     predictor = Predictor(args.model, settings)
     predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
     baseline = _peak_rss_mb()
     started = time.perf_counter()
-    predictor.predict_tomogram(args.tomogram, args.out / "voxuda.mrc", args.out / "voxuda_probabilities.mrc")
+    name = args.worker
+    predictor.predict_tomogram(args.tomogram, args.out / f"{name}.mrc", args.out / f"{name}_probabilities.mrc")
     return {"seconds": time.perf_counter() - started, "peak_mb": _peak_rss_mb() - baseline}
 
 
@@ -100,8 +109,10 @@ def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
 
     from voxuda_cli.io.mrc import read_mrc, write_mrc
     from voxuda_cli.models import load_model
+    from voxuda_cli.models.speed import prepare_network
 
-    network, _ = load_model(args.model, "teacher", "cpu")
+    # the same network as voxuda's: prepared the same way (channels-last on CPU), so the ratio is the pipeline's
+    network = prepare_network(load_model(args.model, "teacher", "cpu")[0], torch.device("cpu"))
 
     def predictor(windows: torch.Tensor) -> torch.Tensor:
         mean = windows.mean(dim=(1, 2, 3, 4), keepdim=True)
@@ -155,21 +166,23 @@ def speed_and_memory(args: argparse.Namespace, folder: Path) -> None:
         flush=True,
     )
     results = {}
-    for name in ("voxuda", "monai"):
+    for name in ("voxuda", "monai", "voxuda-amp"):
         results[name] = run_worker(name, model, tomogram, folder, args)
         r = results[name]
         print(
-            f"  {name:7s} {r['seconds']:7.1f} s  {voxels / 1e6 / r['seconds']:6.3f} Mvoxel/s  "
+            f"  {name:10s} {r['seconds']:7.1f} s  {voxels / 1e6 / r['seconds']:6.3f} Mvoxel/s  "
             f"peak +{r['peak_mb']:6.1f} MB ({r['peak_mb'] / size_mb:.2f}x tomogram)",
             flush=True,
         )
-    ours = read_mrc(folder / "voxuda_probabilities.mrc").data
-    theirs = read_mrc(folder / "monai_probabilities.mrc").data
-    masks_agree = float(np.mean(read_mrc(folder / "voxuda.mrc").data == read_mrc(folder / "monai.mrc").data))
-    speed_ratio = results["monai"]["seconds"] / results["voxuda"]["seconds"]
+    theirs, their_mask = (read_mrc(folder / f"monai{suffix}.mrc").data for suffix in ("_probabilities", ""))
+    for name in ("voxuda", "voxuda-amp"):
+        ours = read_mrc(folder / f"{name}_probabilities.mrc").data
+        agree = float(np.mean(read_mrc(folder / f"{name}.mrc").data == their_mask))
+        print(f"  {name}: max |p - p_monai| = {np.abs(ours - theirs).max():.2e}; masks agree on {100 * agree:.4f} %")
+    for name in ("voxuda", "voxuda-amp"):
+        ratio = results["monai"]["seconds"] / results[name]["seconds"]
+        print(f"  speed {name} / MONAI = {ratio:.2f}x (target >= 1): {'met' if ratio >= 1 else 'NOT met'}")
     memory_ratio = results["voxuda"]["peak_mb"] / size_mb
-    print(f"  max |p_voxuda - p_monai| = {np.abs(ours - theirs).max():.2e}; masks agree on {100 * masks_agree:.4f} %")
-    print(f"  speed voxuda / MONAI = {speed_ratio:.2f}x (target >= 1): {'met' if speed_ratio >= 1 else 'NOT met'}")
     print(
         f"  voxuda peak memory = {memory_ratio:.2f}x the tomogram's float32 size (target < 3): "
         f"{'met' if memory_ratio < 3 else 'NOT met'}; MONAI: {results['monai']['peak_mb'] / size_mb:.2f}x"
@@ -259,13 +272,13 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=60, help="steps of the normalisation experiment's network")
     parser.add_argument("--skip-normalisation", action="store_true", help="only the speed and memory part")
     parser.add_argument("--skip-speed", action="store_true", help="only the normalisation experiment")
-    parser.add_argument("--worker", choices=("voxuda", "monai"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("voxuda", "voxuda-amp", "monai"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tomogram", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        result = (worker_voxuda if args.worker == "voxuda" else worker_monai)(args)
+        result = (worker_monai if args.worker == "monai" else worker_voxuda)(args)
         print(json.dumps(result))
         return 0
     args.shape = args.shape or ([48, 96, 96] if args.quick else [128, 256, 256])

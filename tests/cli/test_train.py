@@ -10,6 +10,7 @@ import torch
 
 from tests.training.datasets import snapshot, write_blobs
 from voxuda_cli.cli.app import app
+from voxuda_cli.models.speed import cpu_has_bf16
 
 TINY = ["--width", "8", "--batch-size", "2", "--epochs", "1", "--threads", "1"]
 
@@ -50,7 +51,8 @@ def test_train_json_summary_and_run_files(runner, data: dict[str, Path], tmp_pat
     )
     stderr = " ".join(result.stderr.split())  # rich wraps lines
     assert "voxel size 13.000" in stderr  # the 30 % voxel-size mismatch is a warning without --strict
-    assert "--amp: mixed precision is for CUDA" in stderr  # ignored on the CPU, with a word
+    # bf16 on a CPU that has it, else float32 with a word
+    assert ("--amp: bf16 autocast on the CPU" if cpu_has_bf16() else "--amp: this cpu has no fast bf16") in stderr
     config_written = (run / "config.toml").read_text()
     assert 'method = "dann"' in config_written and "lr = 0.002" in config_written
     assert "con_lambdas = [0.1, 0.2, 0.3, 0.4]" in config_written

@@ -73,7 +73,7 @@ def test_compile_is_a_setting_that_may_change_on_resume() -> None:
     assert "compile" in RESUMABLE_CHANGES
 
 
-HAS_CPU_BF16 = speed.autocast_dtype(True, CPU) is not None
+HAS_CPU_BF16 = speed.cpu_has_bf16()
 
 
 def test_amp_dtype_per_device(monkeypatch: pytest.MonkeyPatch) -> None:

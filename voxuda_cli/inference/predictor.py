@@ -136,12 +136,15 @@ class Predictor:
             raise VoxudaInputError(
                 f"{self.model_path}: model expects normalisation {info.normalisation!r}; this version knows zscore"
             )
+        self.amp_dtype = autocast_dtype(self.settings.amp, self.device)
 
     def with_settings(self, **changes: Any) -> Predictor:
         """The same loaded network with some settings changed (no reload)."""
         other = Predictor.__new__(Predictor)
         other.__dict__.update(self.__dict__)
         other.settings = replace(self.settings, **changes)
+        if "amp" in changes:
+            other.amp_dtype = autocast_dtype(other.settings.amp, other.device)
         return other
 
     @property
@@ -151,7 +154,7 @@ class Predictor:
     # ---- windows -------------------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        return autocast(autocast_dtype(self.settings.amp, self.device), self.device)
+        return autocast(self.amp_dtype, self.device)
 
     def _foreground(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) normalised -> (B, D, H, W) foreground probability; 8-flip average with TTA."""

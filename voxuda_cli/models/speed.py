@@ -18,7 +18,6 @@ Predictor (for a network it loaded itself).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("voxuda")
 
 
 def uses_channels_last(device: torch.device) -> bool:
@@ -40,15 +39,16 @@ def autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and cpu_has_bf16():
+        log.info("--amp: bf16 autocast on the CPU (it has AVX512-BF16/AMX)")
         return torch.bfloat16
-    _warn_once(f"--amp: this {device.type} has no fast bf16 (AVX512-BF16 or AMX); running in float32")
+    log.warning("--amp: this %s has no fast bf16 (AVX512-BF16 or AMX); running in float32", device.type)
     return None
 
 
-@functools.cache
-def _warn_once(message: str) -> None:
-    log.warning(message)  # once: the Predictor asks for every window
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX512-BF16 or AMX): else bf16 is slower than float32."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast(dtype: torch.dtype | None, device: torch.device) -> contextlib.AbstractContextManager[Any]:
