@@ -126,3 +126,34 @@ def test_balanced_pseudo_label_loss_weights_the_classes_equally() -> None:
     assert balanced.item() > plain.item()
     none = confident_labels(_probabilities([0.6, 0.4]), 0.9)
     assert balanced_pseudo_label_loss(torch.zeros(1, 2, 1, 1, 2), none).item() == 0.0
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "flat", "zero"])
+def test_cosine_distance_equals_torchs_composite_with_its_gradient(layout: str) -> None:
+    generator = torch.Generator().manual_seed(4)
+    shape = (2, 10) if layout == "flat" else (3, 4, 5, 6, 7)
+    a = torch.randn(shape, dtype=torch.float64, generator=generator)
+    b = a + 0.7 * torch.randn(shape, dtype=torch.float64, generator=generator)
+    if layout == "channels_last":
+        a, b = (t.to(memory_format=torch.channels_last_3d) for t in (a, b))
+    if layout == "zero":
+        a[1] = 0.0  # a clamped norm: torch's gradient is taken through max(|a|, eps)
+    a.requires_grad_()
+    b.requires_grad_()
+    reference = (1 - torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-8)).mean()
+    got = cosine_distance(a, b)
+    assert abs(float((got - reference).detach())) < 1e-12
+    for mine, theirs in zip(torch.autograd.grad(got, (a, b)), torch.autograd.grad(reference, (a, b))):
+        torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
+    if layout != "zero":
+        assert torch.autograd.gradcheck(cosine_distance, (a, b))
+
+
+def test_cosine_distance_of_bf16_computes_in_float32() -> None:
+    a = torch.randn(2, 3, 4, 4, 4).to(torch.bfloat16).requires_grad_()
+    b = torch.randn(2, 3, 4, 4, 4).to(torch.bfloat16).requires_grad_()
+    got = cosine_distance(a, b)
+    reference = (1 - torch.nn.functional.cosine_similarity(a.float().flatten(1), b.float().flatten(1), dim=1)).mean()
+    assert got.dtype == torch.float32 and abs(float((got - reference).detach())) < 1e-6
+    got.backward()
+    assert a.grad is not None and a.grad.dtype == torch.bfloat16
