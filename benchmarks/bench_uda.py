@@ -77,13 +77,23 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "supervised": ("Fully supervised (upper bound)", {"method": "supervised"}),
 }
 DEFAULT_ROWS = "source-only,dann,vox-uda-paper,vox-uda,supervised"
+# rows that train on the source alone: one training per source and seed, scored on every target
+TARGET_FREE = {"source-only"}
+# source label -> (preset, SimulationSettings changes); a plain preset name needs no entry
+SOURCE_SETS: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs (no figures)")
     parser.add_argument("--work", type=Path, default=HERE / "uda_work", help="data and run directories")
-    parser.add_argument("--sources", default="source", help="source presets, comma-separated")
+    parser.add_argument("--sources", default="source", help="source presets (or --source-set labels), comma-separated")
+    parser.add_argument(
+        "--source-set",
+        action="append",
+        default=[],
+        help="extra source LABEL=PRESET:JSON of SimulationSettings changes (e.g. an ablation of a preset)",
+    )
     parser.add_argument("--targets", default="crowded,target", help="target presets, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument(
@@ -112,6 +122,10 @@ def parse() -> argparse.Namespace:
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
+    for spec in args.source_set:
+        label, _, definition = spec.partition("=")
+        base, _, options = definition.partition(":")
+        SOURCE_SETS[label] = (base, json.loads(options or "{}"))
     args.sources = args.sources.split(",")
     args.targets = args.targets.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
@@ -138,7 +152,8 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
     }
     # Every source preset gets as many volumes per molecule as the paper's (n-source per SNR level).
     levels = len(preset("source").snr)
-    source_settings = preset(source)
+    base, changes = SOURCE_SETS.get(source, (source, {}))
+    source_settings = dataclasses.replace(preset(base), **changes)
     per_structure = args.n_source * (1 if source_settings.snr_distribution == "levels" else levels)
     plans = {
         "source": dataclasses.replace(source_settings, n_per_structure=per_structure, seed=1000 * seed),
@@ -155,19 +170,40 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
     return paths
 
 
-def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one row on one seed's data and score its student and teacher (cached in the run folder)."""
+def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train one row on one seed's data and score its student and teacher on each of the job's targets.
+
+    The first target's run folder holds the training; a target-free row's other targets get a copy
+    of its model (the same network: it never saw a target). Results are cached per run folder.
+    """
+    import shutil
+
+    first, *others = job["targets"]
+    results = [_cached(first["run_dir"]) or _train_and_score(job, first)]
+    for target in others:
+        cached = _cached(target["run_dir"])
+        if cached is None:
+            run_dir = Path(target["run_dir"])
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("model.pt", "config.toml", "metrics.jsonl"):
+                shutil.copy2(Path(first["run_dir"]) / name, run_dir / name)
+            trained = {k: results[0][k] for k in ("train_seconds", "final", "pseudo_labels")}
+            cached = _score(job, target, {**trained, "trained_in": first["run_dir"]})
+        results.append(cached)
+    return results
+
+
+def _cached(run_dir: str) -> dict[str, Any] | None:
+    path = Path(run_dir) / "bench_result.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _train_and_score(job: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from voxuda_cli.inference import Predictor, PredictSettings
-    from voxuda_cli.io import read_dataset
-    from voxuda_cli.metrics import score_masks
     from voxuda_cli.training import TrainSettings, train
 
-    run_dir, paths, options = Path(job["run_dir"]), job["paths"], job["options"]
-    result_path = run_dir / "bench_result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    paths = target["paths"]
     torch.set_num_threads(job["threads"])
     settings = TrainSettings(
         src=(paths["source"],),
@@ -180,46 +216,68 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         device=job["device"],
         seed=job["seed"],
         threads=job["threads"],
-        **options,
+        **job["options"],
     )
     started = time.perf_counter()
-    summary = train(settings, run_dir, overwrite=True)
-    seconds = time.perf_counter() - started
-    test = read_dataset([paths["target_test"]])
+    summary = train(settings, Path(target["run_dir"]), overwrite=True)
+    trained = {
+        "train_seconds": time.perf_counter() - started,
+        "final": summary.get("final"),
+        "pseudo_labels": summary.get("pseudo_labels"),
+    }
+    return _score(job, target, trained)
+
+
+def _score(job: dict[str, Any], target: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """Score the run folder's student and teacher on the target's test set; write bench_result.json."""
+    from voxuda_cli.inference import Predictor, PredictSettings
+    from voxuda_cli.io import read_dataset
+    from voxuda_cli.metrics import score_masks
+
+    run_dir = Path(target["run_dir"])
+    test = read_dataset([target["paths"]["target_test"]])
     scores = {}
     predictor = Predictor(run_dir, PredictSettings(device=job["device"]))
     for use in predictor.info.weights:
         masks = Predictor(run_dir, PredictSettings(device=job["device"], use=use)).predict_dataset(test).masks
         scores[use] = score_masks(test.names, masks, test.masks, test.classes)["mean"]
     result = {
-        **{k: job[k] for k in ("row", "source", "target", "seed")},
-        "options": options,
+        **{k: job[k] for k in ("row", "source", "seed")},
+        "target": target["target"],
+        "options": job["options"],
         "default_weights": predictor.settings.use,
         "scores": scores,
-        "train_seconds": seconds,
-        "final": summary.get("final"),
-        "pseudo_labels": summary.get("pseudo_labels"),
+        **trained,
     }
-    result_path.write_text(json.dumps(result, indent=2))
+    (run_dir / "bench_result.json").write_text(json.dumps(result, indent=2))
     return result
 
 
 def jobs_for(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One job per source, seed, row and target; a target-free row's job covers every target."""
     jobs = []
     for source in args.sources:
-        for target in args.targets:
-            for seed in args.seeds:
-                paths = {k: str(v) for k, v in make_data(args, source, target, seed).items()}
-                for row in args.rows:
+        for seed in args.seeds:
+            targets = {
+                target: {k: str(v) for k, v in make_data(args, source, target, seed).items()} for target in args.targets
+            }
+            for row in args.rows:
+                groups = [args.targets] if row in TARGET_FREE else [[t] for t in args.targets]
+                for group in groups:
                     jobs.append(
                         {
                             "row": row,
                             "source": source,
-                            "target": target,
                             "seed": seed,
                             "options": ROWS[row][1],
-                            "paths": paths,
-                            "run_dir": str(args.work / f"{source}_{target}_s{seed}" / row),
+                            "targets": [
+                                {
+                                    "target": t,
+                                    "paths": targets[t],
+                                    "run_dir": str(args.work / f"{source}_{t}_s{seed}" / row),
+                                }
+                                for t in group
+                            ],
                             "epochs": args.epochs,
                             "width": args.width,
                             "batch_size": args.batch_size,
@@ -234,13 +292,15 @@ def jobs_for(args: argparse.Namespace) -> list[dict[str, Any]]:
 def run_all(args: argparse.Namespace, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     results = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, job): job for job in jobs}
+        futures = [pool.submit(run_one, job) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
-            job = futures[future]
-            result = future.result()
-            dice = {use: f"{100 * s['dice']:.1f}" for use, s in result["scores"].items()}
-            print(f"{job['source']}->{job['target']} seed {job['seed']} {job['row']}: Dice {dice}", flush=True)
-            results.append(result)
+            for result in future.result():
+                dice = {use: f"{100 * s['dice']:.1f}" for use, s in result["scores"].items()}
+                print(
+                    f"{result['source']}->{result['target']} seed {result['seed']} {result['row']}: Dice {dice}",
+                    flush=True,
+                )
+                results.append(result)
     return results
 
 

@@ -48,6 +48,7 @@ def test_options_override_the_preset_and_the_config(tmp_path: Path) -> None:
         ({"ctf_correction": "wiener"}, "--ctf-correction"),
         ({"preset": "mine"}, "--preset"),
         ({"structures": ()}, "--structures"),
+        ({"nuisance_probability": 1.5}, "--nuisance-probability"),
     ],
 )
 def test_bad_values_raise(values: dict, message: str) -> None:  # type: ignore[type-arg]

@@ -175,3 +175,55 @@ def test_preview_shows_each_nuisance(tmp_path: Path) -> None:
     assert alone.membranes == settings.membranes and alone.neighbours == (0, 0) and alone.snr == (1.0,)
     summary = simulate_dataset(tmp_path / "r.h5", settings, preview=tmp_path / "r.png")
     assert summary["samples"] == 3 and (tmp_path / "r.png").stat().st_size > 10_000
+
+
+EVERY_FAMILY = {
+    "neighbours": (2, 2),
+    "membranes": (1, 1),
+    "background": (1.0, 1.0),
+    "noise_slope": (1.0, 1.0),
+    "b_factor": (500.0, 500.0),
+    "dose": (100.0, 100.0),
+    "sim_voxel_size": (12.0, 12.0),
+    "tilt_max": (45.0, 45.0),
+    "tilt_step_range": (9.0, 9.0),
+}
+
+
+def test_nuisance_probability_zero_is_every_family_off_byte_for_byte() -> None:
+    plain = simulate_in_memory(fast())
+    none_on = simulate_in_memory(fast(nuisance_probability=0.0, **EVERY_FAMILY))
+    for key in ("neighbours", "membranes", "background", "noise_slope", "b_factor", "dose"):
+        assert (none_on.params[key] == 0).all()
+    assert (none_on.params["sim_voxel_size"] == 10.0).all() and (none_on.params["tilt_max"] == 60.0).all()
+    assert plain.images.tobytes() == none_on.images.tobytes() and np.array_equal(plain.masks, none_on.masks)
+
+
+def test_nuisance_probability_switches_each_family_per_sample() -> None:
+    many = {**FAST, "n_per_structure": 8}
+    always = simulate_in_memory(fast(**{**EVERY_FAMILY, **many}))
+    half = simulate_in_memory(fast(nuisance_probability=0.5, **{**EVERY_FAMILY, **many}))
+    plain = simulate_in_memory(fast(**many))
+    with_neighbours = half.params["neighbours"] == 2
+    assert 0 < with_neighbours.sum() < len(with_neighbours)
+    # a family that is on keeps the draws it has at probability 1; off, the mask is the lone molecule's
+    assert np.array_equal(half.masks[with_neighbours], always.masks[with_neighbours])
+    assert np.array_equal(half.masks[~with_neighbours], plain.masks[~with_neighbours])
+    for key, on in (("b_factor", 500.0), ("dose", 100.0), ("noise_slope", 1.0), ("background", 1.0)):
+        assert set(np.unique(half.params[key])) == {0.0, on}
+    # families are drawn independently: not all on or off together
+    assert not np.array_equal(half.params["b_factor"] > 0, half.params["dose"] > 0) or not np.array_equal(
+        half.params["b_factor"] > 0, with_neighbours
+    )
+    assert set(half.params["sim_voxel_size"]) <= {10.0, *always.params["sim_voxel_size"]}
+
+
+def test_nuisance_probability_same_seed_same_bytes(tmp_path: Path) -> None:
+    settings = dataclasses.replace(
+        preset("randomized"), n_per_structure=3, tilt_step_range=(6.0, 9.0), nuisance_probability=0.5
+    )
+    simulate_dataset(tmp_path / "one.h5", settings)
+    simulate_dataset(tmp_path / "two.h5", dataclasses.replace(settings, workers=2))
+    with h5py.File(tmp_path / "one.h5") as one, h5py.File(tmp_path / "two.h5") as two:
+        for key in ("images", "masks", "params/neighbours", "params/sim_voxel_size"):
+            assert one[key][()].tobytes() == two[key][()].tobytes()

@@ -150,6 +150,11 @@ class SimulationSettings:
     tilt_step_range: tuple[float, float] = setting(
         (0.0, 0.0), "Per batch: tilt step in this range (degrees; 0 0: --tilt-step)."
     )
+    nuisance_probability: float = setting(
+        1.0,
+        "Chance that each nuisance family the options turn on is on in a sample (per batch for tilts and "
+        "--sim-voxel-size), else off; drawn per family. 1: always on. --contrast-inversion has its own fraction.",
+    )
 
     def __post_init__(self) -> None:
         self.structures = tuple(str(s) for s in self.structures)
@@ -220,8 +225,9 @@ class SimulationSettings:
                 raise VoxudaInputError(f"{_flag(name)} {low:g} {high:g}: need {floor:g} <= min <= max <= {ceiling:g}")
         if self.neighbour_distance[0] <= 0:
             raise VoxudaInputError(f"--neighbour-distance {self.neighbour_distance[0]:g}: must be > 0")
-        if not 0.0 <= self.contrast_inversion <= 1.0:
-            raise VoxudaInputError(f"--contrast-inversion {self.contrast_inversion:g}: must be in [0, 1]")
+        for name in ("contrast_inversion", "nuisance_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise VoxudaInputError(f"{_flag(name)} {getattr(self, name):g}: must be in [0, 1]")
         if self.sim_voxel_size != (0.0, 0.0) and self.sim_voxel_size[0] <= 0:
             raise VoxudaInputError(f"--sim-voxel-size {self.sim_voxel_size[0]:g}: must be > 0 (or 0 0: off)")
         for name in ("tilt_max", "tilt_step_range", "membrane_radius", "background_length", "detector_mtf"):

@@ -14,23 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voxuda_cli.simulate.presets import SimulationSettings
+from voxuda_cli.simulate.scene import FAMILIES
 
 if TYPE_CHECKING:
     from voxuda_cli.simulate.simulator import Molecule, SampleSpec, SimulatedSample
 
-# family label -> the settings fields that switch it on (their dataclass defaults are "off")
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "neighbours": ("neighbours",),
-    "membranes": ("membranes",),
-    "background": ("background",),
-    "coloured noise": ("noise_slope",),
-    "B-factor": ("b_factor",),
-    "dose weighting": ("dose",),
-    "detector MTF": ("detector_mtf",),
-    "contrast inversion": ("contrast_inversion",),
-    "voxel size": ("sim_voxel_size",),
-    "tilt range, step": ("tilt_max", "tilt_step_range"),
-}
 PREVIEW_SNR = 1.0
 
 
@@ -50,7 +38,10 @@ def family_settings(settings: SimulationSettings, label: str | None) -> Simulati
         values.update({n: getattr(settings, n) for n in FAMILIES[label]})
         if label == "contrast inversion":
             values["contrast_inversion"] = 1.0
-    return dataclasses.replace(settings, snr=(PREVIEW_SNR,), snr_distribution="levels", **values)
+    # probability 1: the row's family is on in every sample it shows
+    return dataclasses.replace(
+        settings, snr=(PREVIEW_SNR,), snr_distribution="levels", nuisance_probability=1.0, **values
+    )
 
 
 def preview_specs(specs: Sequence[SampleSpec], count: int) -> list[SampleSpec]:

@@ -4,7 +4,10 @@ Random streams (so a file is the same whatever the worker count or the run lengt
 ``SeedSequence(seed, spawn_key=(index,))`` is the sample's own stream (rotation, shift, defocus,
 SNR, noise; simulator.py), ``(index, 1)`` its nuisances (here), ``(first index of the batch, 2)``
 the batch's geometry (tilts and simulation voxel size: one per batch, which images its samples
-together). Presets without nuisances draw nothing from the last two, so their files are unchanged.
+together), and with ``nuisance_probability`` < 1 ``(index, 3)`` and ``(first index, 4)`` say which
+families are on for the sample and the batch. Presets without nuisances draw nothing from these
+streams, so their files are unchanged; a family that is off keeps its draws (the others' values
+do not move) and is then set to its off value.
 
 Masks (one rule for every preset): each molecule in the box, the central one and every neighbour,
 is rendered alone on the output grid and cut at its own iso-level (the iso-surface enclosing
@@ -13,6 +16,7 @@ mass / 0.81 A^3, density.py); the mask is their union. Membranes and background 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +28,21 @@ from voxuda_cli.simulate.presets import MIN_BOX, SimulationSettings
 from voxuda_cli.simulate.structures import Template
 
 OFF = (0.0, 0.0)
+# family label -> the settings fields that switch it on (their dataclass defaults are "off")
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "neighbours": ("neighbours",),
+    "membranes": ("membranes",),
+    "background": ("background",),
+    "coloured noise": ("noise_slope",),
+    "B-factor": ("b_factor",),
+    "dose weighting": ("dose",),
+    "detector MTF": ("detector_mtf",),
+    "contrast inversion": ("contrast_inversion",),
+    "voxel size": ("sim_voxel_size",),
+    "tilt range, step": ("tilt_max", "tilt_step_range"),
+}
+# the families --nuisance-probability switches (contrast inversion has its own fraction)
+GATED = tuple(label for label in FAMILIES if label != "contrast inversion")
 
 
 @dataclass(frozen=True)
@@ -71,17 +90,33 @@ def batch_geometry(first_index: int, settings: SimulationSettings) -> Geometry:
     from voxuda_cli.simulate.imaging import tilt_angles
 
     rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(first_index, 2)))
+    on = gated_on(settings, (first_index, 4))
     tilt_range = settings.tilt_range
     top = nz.uniform(rng, settings.tilt_max) if settings.tilt_max != OFF else None
     step = nz.uniform(rng, settings.tilt_step_range) if settings.tilt_step_range != OFF else settings.tilt_step
+    if "tilt range, step" not in on:
+        top, step = None, settings.tilt_step
     if top is not None:  # symmetric about 0, as collected: -n step .. n step, the largest n with n step <= top
         tilt_range = (-step * np.floor(top / step + 1e-9), step * np.floor(top / step + 1e-9))
     box, voxel = settings.box, settings.voxel_size
-    if settings.sim_voxel_size != OFF:
+    if settings.sim_voxel_size != OFF and "voxel size" in on:
         drawn = nz.uniform(rng, settings.sim_voxel_size)
         box = max(MIN_BOX, int(round(settings.box * settings.voxel_size / drawn)))
         voxel = settings.box * settings.voxel_size / box
     return Geometry(tilt_angles(tilt_range, step), voxel, box, (voxel - settings.voxel_size) / 2)
+
+
+def gated_on(settings: SimulationSettings, key: tuple[int, int]) -> frozenset[str]:
+    """The gated families on for one sample (key (index, 3)) or batch (key (first index, 4)).
+
+    One uniform draw per family in ``GATED`` order, so whether a family is on does not depend on
+    which others the settings use; at probability 1 nothing is drawn.
+    """
+    if settings.nuisance_probability >= 1.0:
+        return frozenset(GATED)
+    rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=key))
+    draws = rng.uniform(size=len(GATED))
+    return frozenset(label for label, u in zip(GATED, draws) if u < settings.nuisance_probability)
 
 
 def draw_nuisances(
@@ -109,7 +144,7 @@ def draw_nuisances(
     if background > 0:
         length = nz.uniform(rng, settings.background_length)
         field = nz.smooth_background(rng, settings.box, settings.voxel_size, length)
-    return Nuisances(
+    drawn = Nuisances(
         neighbours=neighbours,
         membranes=membranes,
         background=background,
@@ -120,6 +155,22 @@ def draw_nuisances(
         dose=nz.uniform(rng, settings.dose),
         inverted=bool(settings.contrast_inversion > 0 and rng.uniform() < settings.contrast_inversion),
     )
+    return switch_off(drawn, gated_on(settings, (index, 3)))
+
+
+def switch_off(drawn: Nuisances, on: frozenset[str]) -> Nuisances:
+    """``drawn`` with every per-sample family not in ``on`` at its off value."""
+    off = {
+        "neighbours": {"neighbours": []},
+        "membranes": {"membranes": []},
+        "background": {"background": 0.0, "background_field": None},
+        "coloured noise": {"noise_slope": 0.0},
+        "B-factor": {"b_factor": 0.0},
+        "dose weighting": {"dose": 0.0},
+        "detector MTF": {"detector_mtf": 1.0},
+    }
+    changes = {name: value for label, values in off.items() if label not in on for name, value in values.items()}
+    return dataclasses.replace(drawn, **changes) if changes else drawn
 
 
 def _count(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
