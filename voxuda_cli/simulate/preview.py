@@ -3,7 +3,8 @@
 Without nuisances the montage is the first sample of each class (image, density, mask). With
 nuisances (``crowded``, ``randomized`` or options) each row turns on one nuisance family alone, at
 the run's ranges, on the same few samples at SNR 1 (so the nuisance, not the noise, is what shows),
-and a last row has all of them at the run's SNR: image and mask for each sample.
+and a last row has all of them at the run's SNR (with ``--nuisance-probability`` < 1: the run's own
+draws, each family on or off as in the file): image and mask for each sample.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def save_nuisance_preview(
             samples = [simulate_batch([spec], molecules, family_settings(settings, label))[0] for spec in chosen]
             rows.append((f"{label} alone" if label else f"no nuisance (SNR {PREVIEW_SNR:g})", samples))
         everything = [simulate_batch([spec], molecules, settings)[0] for spec in preview_specs(specs, count)]
-        rows.append(("all nuisances, the run's SNR", everything))
+        chance = settings.nuisance_probability
+        rows.append(
+            ("all nuisances, the run's SNR" if chance >= 1 else f"as run (SNR, each on p={chance:g})", everything)
+        )
     columns: dict[str, list] = {}  # type: ignore[type-arg]
     for index, spec in enumerate(chosen):
         columns[f"{spec.name} image"] = [samples[index].image for _, samples in rows]
