@@ -155,7 +155,7 @@ def test_randomized_preset_covers_every_nuisance_but_the_held_out_one() -> None:
     assert set(families_on(randomized)) == set(FAMILIES) - {"detector MTF", "contrast inversion"}
     assert "detector MTF" in families_on(preset("crowded"))
     assert randomized.sim_voxel_size == (7.0, 16.0) and randomized.snr_distribution == "log-uniform"
-    assert randomized.n_samples == 3000
+    assert randomized.n_samples == 3000 and randomized.nuisance_probability == 0.25
 
 
 def test_randomized_same_seed_same_bytes(tmp_path: Path) -> None:
