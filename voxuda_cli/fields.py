@@ -20,6 +20,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from voxuda_cli.errors import VoxudaInputError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # or cuda:N
 DEFAULT_DENOISER = "ibf"  # the paper's (METHOD.md)
 DEFAULT_SIGMA_D = 120.0  # (I)BF spatial sigma, voxels: so wide that the 3x3x3 window is nearly flat
@@ -84,6 +86,14 @@ def pl_threshold(default: str | None, **metadata: Any) -> Any:
 
 def pl_keep(default: float | None, **metadata: Any) -> Any:
     return setting(default, "class-quantile: fraction of each class's predicted voxels kept.", **metadata)
+
+
+def check_pl_selection(threshold: str | None, keep: float | None) -> None:
+    """The pseudo-label selection settings of ``train`` and ``pseudo-label`` (None: not set yet)."""
+    if threshold is not None and threshold not in PL_THRESHOLDS:
+        raise VoxudaInputError(f"--pl-threshold {threshold}: unknown; use one of {', '.join(PL_THRESHOLDS)}")
+    if keep is not None and not 0.0 < float(keep) <= 1.0:
+        raise VoxudaInputError(f"--pl-keep {keep}: must be in (0, 1] (a fraction of each class)")
 
 
 def use(default: str) -> Any:

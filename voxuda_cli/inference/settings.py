@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from voxuda_cli import fields
 from voxuda_cli.device import check_device
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.fields import DEFAULT_ETA, FROM_MODEL, PL_THRESHOLDS, WEIGHT_CHOICES, setting
+from voxuda_cli.fields import DEFAULT_ETA, FROM_MODEL, WEIGHT_CHOICES, setting
 from voxuda_cli.filters.denoisers import check_denoiser
 
 NORMALISE_CHOICES = ("window", "tomogram")
@@ -82,10 +82,7 @@ class PseudoLabelSettings:
     def __post_init__(self) -> None:
         if self.eta is not None and not 0.5 <= float(self.eta) <= 1.0:
             raise VoxudaInputError(f"--eta {self.eta}: must be in [0.5, 1] (a class probability)")
-        if self.pl_threshold is not None and self.pl_threshold not in PL_THRESHOLDS:
-            raise VoxudaInputError(f"--pl-threshold {self.pl_threshold}: use one of {', '.join(PL_THRESHOLDS)}")
-        if self.pl_keep is not None and not 0.0 < float(self.pl_keep) <= 1.0:
-            raise VoxudaInputError(f"--pl-keep {self.pl_keep}: must be in (0, 1] (a fraction of each class)")
+        fields.check_pl_selection(self.pl_threshold, self.pl_keep)
         if self.denoiser is not None:
             check_denoiser(self.denoiser)
         _check_batch_size(self.batch_size)

@@ -238,7 +238,6 @@ class TrainSettings:
 
         for name, choices in (
             ("teacher_input", TEACHER_INPUTS),
-            ("pl_threshold", fields.PL_THRESHOLDS),
             ("pl_loss", PL_LOSSES),
             ("source_view", SOURCE_VIEWS),
         ):
@@ -249,8 +248,7 @@ class TrainSettings:
                 raise bad(name, "must be a fraction of the training schedule in [0, 1)")
         if not 0 <= self.spectral_strength <= 1:  # type: ignore[operator]
             raise bad("spectral_strength", "must be in [0, 1]")
-        if not 0 < self.pl_keep <= 1:  # type: ignore[operator]
-            raise bad("pl_keep", "must be in (0, 1]")
+        fields.check_pl_selection(self.pl_threshold, self.pl_keep)
         for name in ("reversal_scale", "dis_lr"):
             if getattr(self, name) < 0:
                 raise bad(name, "must not be negative")
