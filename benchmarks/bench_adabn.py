@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 from pathlib import Path
 
@@ -44,13 +45,19 @@ def dice(predictor: Predictor, test) -> float:
     return score_masks(test.names, predictor.predict_dataset(test).masks, test.masks)["mean"]["dice"]
 
 
+@functools.cache
+def target_sets(work: Path, source: str, target: str, seed: int) -> tuple:
+    """The (test, adaptation) target datasets of one seed, read once for every row that uses them."""
+    data = work / f"data_{source}_s{seed}"
+    return read_dataset([data / f"{target}_test.h5"]), read_dataset([data / f"{target}_adapt.h5"])
+
+
 def probe(work: Path, row: str, source: str, target: str, seed: int) -> dict | None:
     run = work / f"{source}_{target}_s{seed}" / row
     if not (run / "bench_result.json").exists():
         return None
     recorded = json.loads((run / "bench_result.json").read_text())["scores"]["student"]["dice"]
-    data = work / f"data_{source}_s{seed}"
-    test, adapt = read_dataset([data / f"{target}_test.h5"]), read_dataset([data / f"{target}_adapt.h5"])
+    test, adapt = target_sets(work, source, target, seed)
     predictor = Predictor(run, PredictSettings(device="cpu", use="student"))
     result = {"row": row, "source": source, "target": target, "seed": seed, "as trained": dice(predictor, test)}
     if abs(result["as trained"] - recorded) > 5e-4:
