@@ -53,6 +53,10 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
         "Vox-UDA, spectral view at strength 0.5, burn-in 0.3",
         {"method": "vox-uda", "spectral_strength": 0.5, "burn_in": 0.3, "pl_loss": "balanced"},
     ),
+    "spectral-view": (
+        "Vox-UDA, the spectral view always (the default before --source-view auto)",
+        {"method": "vox-uda", "source_view": "spectral"},
+    ),
     "pl-balanced": (
         "Vox-UDA, class-balanced L_pl (CE per class + soft Dice)",
         {"method": "vox-uda", "pl_loss": "balanced"},

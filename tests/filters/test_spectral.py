@@ -37,3 +37,31 @@ def test_per_sample_strength_mixes_each_sample_by_its_own_amount() -> None:
     mixed = mix_amplitudes(source, target, torch.tensor([0.0, 0.8]))
     torch.testing.assert_close(mixed[0], _zscore(source)[0], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(mixed[1], _zscore(source)[1], atol=1e-2)
+
+
+def _coloured(n: int, seed: int, smoothing: int) -> torch.Tensor:
+    """n 16^3 volumes of noise low-passed by a box of ``smoothing`` voxels (1: white)."""
+    noise = torch.randn(
+        n, 1, 16 + smoothing - 1, 16 + smoothing - 1, 16 + smoothing - 1, generator=torch.Generator().manual_seed(seed)
+    )
+    return torch.nn.functional.avg_pool3d(noise, smoothing, 1)[:, 0]
+
+
+def test_radial_log_power_is_flat_for_white_noise_and_falls_for_low_passed_noise() -> None:
+    from voxuda_cli.filters.spectral import radial_log_power
+
+    white = radial_log_power(_coloured(8, 0, 1)).mean(dim=0)
+    low_pass = radial_log_power(_coloured(8, 0, 3)).mean(dim=0)
+    assert white.shape == (7,) and float(white.max() - white.min()) < 0.5
+    assert float(low_pass[0] - low_pass[-1]) > 2.0  # the power falls with frequency
+
+
+def test_spectral_coverage_is_high_for_the_same_kind_of_volumes_and_low_for_another_colour() -> None:
+    from voxuda_cli.filters.spectral import spectral_coverage
+
+    white, other_white, coloured = _coloured(64, 1, 1), _coloured(64, 2, 1), _coloured(64, 3, 3)
+    assert spectral_coverage(white, other_white) > 0.8
+    assert spectral_coverage(white, coloured) < 0.1
+    # A source that mixes both colours spans each of them (a domain-randomised source).
+    assert spectral_coverage(torch.cat([white, coloured]), coloured) > 0.5
+    assert spectral_coverage(white, other_white) == spectral_coverage(white, other_white)  # no randomness

@@ -194,3 +194,34 @@ def test_the_spectral_source_view_is_the_source_styled_after_the_batch_target() 
     torch.testing.assert_close(none.noisy, standardised, atol=1e-4, rtol=1e-4)  # strength 0: the source itself
     both = EpochBatches(data, TrainSettings(seed=5, source_view="both", spectral_strength=0.0), plan, 0)[0]
     assert not torch.allclose(both.noisy, none.noisy, atol=1e-2)  # the NGM's noise comes first
+
+
+def test_source_view_auto_uses_the_spectral_view_only_where_the_source_does_not_span_the_target() -> None:
+    from voxuda_cli.training.data import resolve_source_view
+
+    generator = torch.Generator().manual_seed(0)
+    white = torch.randn(48, 16, 16, 16, generator=generator)
+    coloured = torch.nn.functional.avg_pool3d(torch.randn(48, 1, 18, 18, 18, generator=generator), 3, 1)[:, 0]
+
+    def volume_set(images: torch.Tensor) -> VolumeSet:
+        return VolumeSet(images=images, masks=None, names=[str(i) for i in range(len(images))])
+
+    auto = TrainSettings(source_view="auto")
+    view, coverage = resolve_source_view(auto, volume_set(white), volume_set(coloured))
+    assert view == "spectral" and coverage is not None and coverage < 0.5
+    view, coverage = resolve_source_view(auto, volume_set(torch.cat([white, coloured])), volume_set(coloured))
+    assert view == "none" and coverage is not None and coverage >= 0.5
+    explicit = TrainSettings(source_view="ngm")
+    assert resolve_source_view(explicit, volume_set(white), volume_set(coloured)) == ("ngm", None)
+    assert resolve_source_view(auto, volume_set(white), None) == ("none", None)
+    assert TrainSettings().source_view == "auto" and TrainSettings(recipe="paper").source_view == "ngm"
+
+
+def test_source_view_none_is_the_source_itself() -> None:
+    data = _tiny_data()
+    plan = EpochPlan.build(5, 4, seed=5, epoch=0)
+    batch = EpochBatches(data, TrainSettings(seed=5, source_view="none"), plan, 0)[0]
+    assert batch.noisy is batch.images
+    data.source_view = "spectral"  # auto follows what the data resolved
+    styled = EpochBatches(data, TrainSettings(seed=5, source_view="auto"), plan, 0)[0]
+    assert not torch.allclose(styled.noisy, styled.images)

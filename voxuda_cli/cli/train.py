@@ -114,6 +114,10 @@ def summary_table(summary: Mapping[str, Any]) -> Any:
         table.add_row("target samples", str(summary["target_samples"]))
     if summary.get("noise_sigma") is not None:
         table.add_row("NGM sigma_t", fmt(summary["noise_sigma"], 4))
+    if summary.get("source_view") is not None:
+        coverage = summary.get("spectral_coverage")
+        suffix = "" if coverage is None else f" (spectral coverage {100 * coverage:.0f} %)"
+        table.add_row("source view", summary["source_view"] + suffix)
     for key, value in summary["final"].items():
         table.add_row(f"final {key}", fmt(value, 4))
     for key, value in summary["pseudo_labels"].items():

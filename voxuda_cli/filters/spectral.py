@@ -11,6 +11,11 @@ again, as every volume the network sees is.
 
 Unlike the NGM's white noise at one sigma_t, this carries any spectral nuisance of the target
 without a model of it, which is why it is offered as a source view (``train --source-view``).
+
+Where the source already spans the target's spectra (a domain-randomised simulation with coloured
+noise, backgrounds and a range of optics), the view adds only distortion: ``spectral_coverage``
+measures how much of the target's radial power spectra lies inside the source's range, and
+``--source-view auto`` uses the view only where that coverage is low (benchmarks/results.md).
 """
 
 from __future__ import annotations
@@ -31,3 +36,47 @@ def mix_amplitudes(source: torch.Tensor, target: torch.Tensor, strength: torch.T
     mixed = torch.polar(amplitude, source_spectrum.angle())
     volumes = torch.fft.irfftn(mixed, s=source.shape[-3:], dim=dims)
     return zscore_tensor(volumes).to(source.dtype)
+
+
+def radial_log_power(volumes: torch.Tensor) -> torch.Tensor:
+    """(N, D, H, W) -> (N, S): log of the power spectrum averaged over shells 1 .. min(D, H, W) // 2 - 1.
+
+    Shell 0 (the mean) is left out, and so are the corners beyond the inscribed sphere; each volume
+    is z-scored first, so the spectra compare shapes, not scales.
+    """
+    dims = (-3, -2, -1)
+    power = torch.fft.rfftn(zscore_tensor(volumes.float()), dim=dims).abs().square()
+    depth, height, width = volumes.shape[-3:]
+    grids = (torch.fft.fftfreq(depth) * depth, torch.fft.fftfreq(height) * height, torch.fft.rfftfreq(width) * width)
+    radius = torch.sqrt(sum(g.square() for g in torch.meshgrid(*grids, indexing="ij")))
+    shells = min(volumes.shape[-3:]) // 2
+    index = radius.round().long().flatten()
+    inside = (index >= 1) & (index < shells)
+    counts = torch.bincount(index[inside], minlength=shells)[1:].float()
+    flat = power.flatten(start_dim=1)[:, inside]
+    sums = torch.zeros(power.shape[0], shells, dtype=flat.dtype).index_add_(1, index[inside], flat)[:, 1:]
+    return torch.log(sums / counts.clamp(min=1.0) + 1e-12)
+
+
+def spectral_coverage(
+    source: torch.Tensor, target: torch.Tensor, band: tuple[float, float] = (0.05, 0.95), max_volumes: int = 256
+) -> float:
+    """Fraction of (target volume, frequency shell) pairs whose log power lies in the source's ``band`` of quantiles.
+
+    1: every shell of every target spectrum is within the central range of the source's; near 0:
+    the target's spectra lie outside what the source shows (other noise colour, MTF, background).
+    At most ``max_volumes`` of each set, evenly spaced, so the figure is deterministic and cheap.
+    """
+
+    def subset(volumes: torch.Tensor) -> torch.Tensor:
+        step = max(1, -(-volumes.shape[0] // max_volumes))
+        return volumes[::step]
+
+    def spectra(volumes: torch.Tensor) -> torch.Tensor:  # in chunks: bounds the FFTs' memory
+        return torch.cat([radial_log_power(chunk) for chunk in subset(volumes).split(32)])
+
+    source_power = spectra(source)
+    target_power = spectra(target)
+    low = torch.quantile(source_power, band[0], dim=0)
+    high = torch.quantile(source_power, band[1], dim=0)
+    return float(((target_power >= low) & (target_power <= high)).float().mean())

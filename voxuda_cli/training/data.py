@@ -26,6 +26,11 @@ log = logging.getLogger("voxuda")
 NETWORK_DOWNSAMPLING = 8  # three stride-2 stages
 VOXEL_SIZE_TOLERANCE = 0.05  # relative difference of target and source voxel size that is only warned about
 DENOISE_CHUNK = 256  # volumes per denoise call: bounds the filter's temporary memory
+# --source-view auto: the spectral view where less than this fraction of the target's radial power
+# spectra lies in the source's 5-95 % range (filters/spectral.spectral_coverage). Measured
+# (benchmarks/results.md): the paper's source covers 0.06 of the hard target and 0.35 of the easy one,
+# where the view carries the adaptation; the randomised source 0.86 and 0.92, where it costs Dice.
+SPECTRAL_COVERAGE_THRESHOLD = 0.5
 
 
 @dataclass
@@ -53,6 +58,8 @@ class TrainingData:
     voxel_size: float
     noise_sigma: float | None  # NGM sigma_t (uses_noisy_source)
     warnings: list[str]
+    source_view: str = "none"  # the second source view, --source-view auto resolved (resolve_source_view)
+    spectral_coverage: float | None = None  # what auto decided on
 
 
 def check_box(box: Sequence[int], where: str) -> None:
@@ -165,8 +172,10 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
         noise_sigma = target_noise_sigma(settings, target)
     if target is not None and method.uses_denoised_target:
         denoised = denoise_target(settings, target.images, device)
+    labelled = _as_set(labelled_ds, settings.invert, with_masks=True)
+    source_view, coverage = resolve_source_view(settings, labelled, target if method.uses_noisy_source else None)
     return TrainingData(
-        labelled=_as_set(labelled_ds, settings.invert, with_masks=True),
+        labelled=labelled,
         target=target,
         denoised_target=denoised,
         validation=validation,
@@ -174,7 +183,34 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
         voxel_size=float(labelled_ds.voxel_size),
         noise_sigma=noise_sigma,
         warnings=[w for w in warnings if w],
+        source_view=source_view,
+        spectral_coverage=coverage,
     )
+
+
+def resolve_source_view(
+    settings: TrainSettings, source: VolumeSet, target: VolumeSet | None
+) -> tuple[str, float | None]:
+    """(--source-view with auto decided, the spectral coverage it was decided on).
+
+    The spectral view imports the target's amplitude spectrum into the source. Where the source's
+    spectra already span the target's, it only distorts the source: auto keeps x_s' = x_s there.
+    """
+    view = str(settings.source_view)
+    if view != "auto":
+        return view, None
+    if target is None:
+        return "none", None
+    from voxuda_cli.filters.spectral import spectral_coverage
+
+    coverage = spectral_coverage(source.images, target.images)
+    view = "spectral" if coverage < SPECTRAL_COVERAGE_THRESHOLD else "none"
+    log.info(
+        "--source-view auto: %.0f %% of the target's power spectra lie in the source's 5-95 %% range: %s",
+        100 * coverage,
+        "the spectral view" if view == "spectral" else "the source spans the target's spectra, no second view",
+    )
+    return view, coverage
 
 
 def _read_labelled(settings: TrainSettings, option: str) -> Dataset:
@@ -338,7 +374,7 @@ class EpochBatches(torch.utils.data.Dataset):
             images, masks = random_flips(images, masks, generator)
         images = images.unsqueeze(1).contiguous()
         noisy = target = denoised = None
-        view = self.settings.source_view
+        view = self.data.source_view if self.settings.source_view == "auto" else self.settings.source_view
         if self.data.noise_sigma is not None and view in ("ngm", "both"):
             noisy = add_ngm_noise(images, self.settings.ngm_scale * self.data.noise_sigma, generator=generator)
         if self.data.target is not None:
@@ -351,4 +387,6 @@ class EpochBatches(torch.utils.data.Dataset):
                 # x_s' styled after the batch's target volumes (after the NGM's noise, for "both")
                 strength = torch.rand(len(indices), generator=generator) * self.settings.spectral_strength
                 noisy = mix_amplitudes(images if noisy is None else noisy, target, strength)
+        if view == "none" and self.data.noise_sigma is not None:
+            noisy = images  # x_s' = x_s: L_con is 0 and L_seg the clean source's
         return Batch(images, masks.contiguous(), noisy, target, denoised)

@@ -660,6 +660,8 @@ def _summary(
         "box": list(data.box),
         "voxel_size": data.voxel_size,
         "noise_sigma": data.noise_sigma,
+        "source_view": data.source_view if data.noise_sigma is not None else None,
+        "spectral_coverage": data.spectral_coverage,
         "final": losses,
         "pseudo_labels": {k: last[k] for k in ("pl_coverage", "pl_foreground") if k in last},
         "validation": validation or None,

@@ -17,7 +17,7 @@ from voxuda_cli.training.methods import names as method_names
 
 TEACHER_INPUTS = ("denoised", "raw", "mean")
 PL_LOSSES = ("ce", "balanced")
-SOURCE_VIEWS = ("ngm", "spectral", "both")
+SOURCE_VIEWS = ("auto", "spectral", "ngm", "both", "none")
 # The adaptation recipe fields (None in TrainSettings) for each --recipe; options given win.
 # "paper": METHOD.md's literal reading of the paper (no burn-in, one eta, the teacher on the
 # denoised target from the first step, the reversal ramp to 1 with the segmenter's Adam).
@@ -46,7 +46,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "pl_loss": "ce",
         "reversal_scale": 0.1,
         "dis_lr": 1e-4,
-        "source_view": "spectral",
+        "source_view": "auto",
         "spectral_strength": 1.0,
     },
 }
@@ -88,8 +88,9 @@ class TrainSettings:
     # x_s' of L_seg and L_con. "spectral" (filters/spectral.py) carries any spectral nuisance of the
     # target (noise colour, MTF, background) where the NGM's white noise carries one sigma.
     source_view: str | None = recipe_setting(
-        "The second source view: ngm (+ white noise at sigma_t), spectral (amplitudes moved towards a "
-        "target volume's), both.",
+        "The second source view: spectral (amplitudes moved towards a target volume's), ngm (+ white noise "
+        "at sigma_t), both, none (x_s' = x_s), or auto: spectral where the source's spectra do not span the "
+        "target's (training/data.resolve_source_view), else none.",
         choices=lambda: SOURCE_VIEWS,
     )
     spectral_strength: float | None = recipe_setting("Spectral view: most of the way to the target (U(0, s)).")
