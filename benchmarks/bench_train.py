@@ -66,7 +66,7 @@ def make_stepper(
     """A function that runs training step ``i`` of ``method`` on ``path`` and returns its (wall, CPU) seconds."""
     settings = TrainSettings(
         method=method, width=width, batch_size=batch, amp=amp or path == "bf16", device=device.type,
-        compile=path == "compiled",
+        compile=path == "compiled", source_view="spectral",  # the costliest view: auto may pick none
     )  # fmt: skip
     if method != "vox-uda":
         data = TrainingData(**{**data.__dict__, "target": None, "denoised_target": None, "noise_sigma": None})

@@ -228,6 +228,8 @@ def _train_and_score(job: dict[str, Any], target: dict[str, Any]) -> dict[str, A
         "train_seconds": time.perf_counter() - started,
         "final": summary.get("final"),
         "pseudo_labels": summary.get("pseudo_labels"),
+        "source_view": summary.get("source_view"),
+        "spectral_coverage": summary.get("spectral_coverage"),
     }
     return _score(job, target, trained)
 
