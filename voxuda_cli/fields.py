@@ -109,7 +109,7 @@ def device() -> Any:
 
 
 def amp() -> Any:
-    return setting(False, "Mixed precision: bf16 on CPUs with AVX512-BF16/AMX (else float32), bf16 or fp16 on CUDA.")
+    return setting(False, "Mixed precision: bf16 on CPUs with AMX (else float32), bf16 or fp16 on CUDA.")
 
 
 def compile_network() -> Any:

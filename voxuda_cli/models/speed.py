@@ -7,8 +7,8 @@ Predictor (for a network it loaded itself).
   input and output (benchmarks/bench_train.py measures it against the default layout in one run).
   Converting the weights is enough: a convolution whose weight is channels-last gives a
   channels-last output, and every later layer follows. On CUDA it was not measured, so it stays off.
-- Mixed precision (``--amp``): bf16 autocast on CPUs whose oneDNN has bf16 kernels (AVX512-BF16 or
-  AMX: measured 1.5x a channels-last fp32 training step, benchmarks/results.md), bf16 or else fp16
+- Mixed precision (``--amp``): bf16 autocast on CPUs with AMX (oneDNN's bf16 kernels; AVX512-BF16 alone
+  gave NaN steps: measured 1.5x a channels-last fp32 training step, benchmarks/results.md), bf16 or else fp16
   on CUDA. Off by default: bf16 keeps 8 bits of mantissa, so losses and predictions move by about
   1e-2 against float32, and the paper's figures are float32.
 - ``torch.compile`` (inductor) needs a C++ compiler at run time on CPU. Where there is none, or
@@ -40,15 +40,34 @@ def autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_bf16():
-        log.info("--amp: bf16 autocast on the CPU (it has AVX512-BF16/AMX)")
+        log.info("--amp: bf16 autocast on the CPU (it has AMX)")
         return torch.bfloat16
-    log.warning("--amp: this %s has no fast bf16 (AVX512-BF16 or AMX); running in float32", device.type)
+    log.warning("--amp: this %s has no fast bf16 (AMX); running in float32", device.type)
     return None
 
 
 def cpu_has_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels for this CPU (AVX512-BF16 or AMX): else bf16 is slower than float32."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU runs bf16 training well: oneDNN's bf16 kernels on AMX tiles.
+
+    AVX512-BF16 alone is not enough: on an AMD EPYC with it and no AMX, bf16 training steps of
+    torch 2.13 went NaN, differently from run to run (tests/models/test_speed.py), so ``--amp``
+    stays float32 there.
+    """
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return False
+    return "amx_bf16" in _cpu_flags()
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def autocast(dtype: torch.dtype | None, device: torch.device) -> contextlib.AbstractContextManager[Any]:
