@@ -79,7 +79,7 @@ HAS_CPU_BF16 = speed.cpu_has_bf16()
 def test_amp_dtype_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert speed.autocast_dtype(False, CPU) is None
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert speed.autocast_dtype(True, CPU) is None  # no AVX512-BF16/AMX: float32, with a warning
+    assert speed.autocast_dtype(True, CPU) is None  # no oneDNN bf16: float32, with a warning
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     monkeypatch.setattr(speed, "_cpu_flags", lambda: {"avx512_bf16"})
     assert speed.autocast_dtype(True, CPU) is None  # AVX512-BF16 without AMX: NaN steps seen, float32

@@ -7,9 +7,9 @@ Predictor (for a network it loaded itself).
   input and output (benchmarks/bench_train.py measures it against the default layout in one run).
   Converting the weights is enough: a convolution whose weight is channels-last gives a
   channels-last output, and every later layer follows. On CUDA it was not measured, so it stays off.
-- Mixed precision (``--amp``): bf16 autocast on CPUs with AMX (oneDNN's bf16 kernels; AVX512-BF16 alone
-  gave NaN steps: measured 1.5x a channels-last fp32 training step, benchmarks/results.md), bf16 or else fp16
-  on CUDA. Off by default: bf16 keeps 8 bits of mantissa, so losses and predictions move by about
+- Mixed precision (``--amp``): bf16 autocast on CPUs with AMX (measured 1.5x a channels-last fp32
+  training step, benchmarks/results.md; AVX512-BF16 without AMX gave NaN steps, so float32 there),
+  bf16 or else fp16 on CUDA. Off by default: bf16 keeps 8 bits of mantissa, so losses and predictions move by about
   1e-2 against float32, and the paper's figures are float32.
 - ``torch.compile`` (inductor) needs a C++ compiler at run time on CPU. Where there is none, or
   compiling fails, the network runs eagerly with a warning (``suppress_errors``), never an error.
