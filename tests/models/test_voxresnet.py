@@ -45,3 +45,46 @@ def test_every_parameter_gets_a_gradient() -> None:
     model(torch.randn(2, 1, 16, 16, 16)).sum().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
+
+
+def test_batch_norm_with_a_reference_is_plain_batch_norm_of_the_reference_samples() -> None:
+    from voxuda_cli.models.voxresnet import BatchNorm3d
+
+    torch.manual_seed(0)
+    ours, plain = BatchNorm3d(3), torch.nn.BatchNorm3d(3)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2.0)
+        ours.bias.uniform_(-1.0, 1.0)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(5, 3, 4, 4, 4) * 2 + 1
+    head = x[:2].clone().requires_grad_(True)
+    batch = torch.cat([head, x[2:]])
+    ours.reference = 2
+    out = ours(batch)
+    expected = plain(head)
+    assert torch.allclose(out[:2], expected, atol=1e-5)
+    assert torch.allclose(ours.running_mean, plain.running_mean, atol=1e-6)
+    assert torch.allclose(ours.running_var, plain.running_var, atol=1e-5)
+    # the tail is normalised with the head's statistics, not its own
+    mean, var = x[:2].mean((0, 2, 3, 4)), x[:2].var((0, 2, 3, 4), unbiased=False)
+    tail = (x[2:] - mean.view(1, -1, 1, 1, 1)) / torch.sqrt(var.view(1, -1, 1, 1, 1) + ours.eps)
+    tail = tail * ours.weight.view(1, -1, 1, 1, 1) + ours.bias.view(1, -1, 1, 1, 1)
+    assert torch.allclose(out[2:], tail, atol=1e-5)
+    (ours_grad,) = torch.autograd.grad((out[:2] ** 2).sum(), head)
+    head_plain = x[:2].clone().requires_grad_(True)
+    (plain_grad,) = torch.autograd.grad((plain(head_plain) ** 2).sum(), head_plain)
+    assert torch.allclose(ours_grad, plain_grad, atol=1e-4)
+
+
+def test_statistics_from_leaves_the_source_part_independent_of_the_rest() -> None:
+    torch.manual_seed(0)
+    model = VoxResNet(VoxResNetConfig(width=2)).train()
+    source = torch.randn(2, 1, 16, 16, 16)
+    outputs = []
+    for scale in (1.0, 5.0):
+        with torch.no_grad(), model.statistics_from(2):
+            outputs.append(model(torch.cat([source, scale * torch.randn(2, 1, 16, 16, 16) + scale])))
+    assert torch.allclose(outputs[0][:2], outputs[1][:2], atol=1e-5)
+    with torch.no_grad():  # outside the context the whole batch normalises again
+        mixed = model(torch.cat([source, 5.0 * torch.randn(2, 1, 16, 16, 16) + 5.0]))
+    assert not torch.allclose(mixed[:2], outputs[0][:2], atol=1e-3)

@@ -211,10 +211,33 @@ def test_source_view_auto_uses_the_spectral_view_only_where_the_source_does_not_
     assert view == "spectral" and coverage is not None and coverage < 0.5
     view, coverage = resolve_source_view(auto, volume_set(torch.cat([white, coloured])), volume_set(coloured))
     assert view == "none" and coverage is not None and coverage >= 0.5
-    explicit = TrainSettings(source_view="ngm")
+    explicit = TrainSettings(source_view="ngm", bn_statistics="mixed")
     assert resolve_source_view(explicit, volume_set(white), volume_set(coloured)) == ("ngm", None)
     assert resolve_source_view(auto, volume_set(white), None) == ("none", None)
     assert TrainSettings().source_view == "auto" and TrainSettings(recipe="paper").source_view == "ngm"
+
+
+def test_bn_statistics_auto_follows_the_spectral_coverage() -> None:
+    from voxuda_cli.training.data import resolve_bn_statistics
+
+    auto = TrainSettings()
+    assert auto.bn_statistics == "auto" and TrainSettings(recipe="paper").bn_statistics == "mixed"
+    assert resolve_bn_statistics(auto, 0.9) == "source"
+    assert resolve_bn_statistics(auto, 0.2) == "mixed"
+    assert resolve_bn_statistics(auto, None) == "mixed"  # nothing measured: keep the mixed batch
+    assert resolve_bn_statistics(TrainSettings(bn_statistics="source"), 0.2) == "source"
+    assert resolve_bn_statistics(TrainSettings(bn_statistics="mixed"), 0.9) == "mixed"
+    with pytest.raises(VoxudaInputError, match="--bn-statistics"):
+        TrainSettings(bn_statistics="target")
+
+
+def test_batches_say_when_the_source_gives_the_statistics() -> None:
+    data = _tiny_data()
+    plan = EpochPlan.build(5, 4, seed=5, epoch=0)
+    assert not EpochBatches(data, TrainSettings(seed=5), plan, 0)[0].source_statistics
+    data.bn_statistics = "source"
+    batch = EpochBatches(data, TrainSettings(seed=5), plan, 0)[0]
+    assert batch.source_statistics and batch.to(torch.device("cpu")).source_statistics
 
 
 def test_source_view_none_is_the_source_itself() -> None:

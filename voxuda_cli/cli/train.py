@@ -118,6 +118,8 @@ def summary_table(summary: Mapping[str, Any]) -> Any:
         coverage = summary.get("spectral_coverage")
         suffix = "" if coverage is None else f" (spectral coverage {100 * coverage:.0f} %)"
         table.add_row("source view", summary["source_view"] + suffix)
+    if summary.get("bn_statistics") is not None:
+        table.add_row("batch-norm statistics", summary["bn_statistics"])
     for key, value in summary["final"].items():
         table.add_row(f"final {key}", fmt(value, 4))
     for key, value in summary["pseudo_labels"].items():

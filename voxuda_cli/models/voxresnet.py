@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -26,16 +28,50 @@ class VoxResNetOutput(NamedTuple):
     features: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # f_c, f_v2, f_v4, f_v6
 
 
+class BatchNorm3d(nn.BatchNorm3d):
+    """nn.BatchNorm3d that can take its batch statistics from the first ``reference`` samples.
+
+    With ``reference`` set (VoxResNet.statistics_from), a training forward normalises the whole
+    batch with the mean and variance of its first ``reference`` samples, and only those update the
+    running statistics; otherwise it is nn.BatchNorm3d. A mixed batch ([x_s, x_s', x_t]) can then
+    put the target through the source's normalisation, as a source-only network sees it
+    (``voxuda train --bn-statistics``). The state dict is nn.BatchNorm3d's.
+    """
+
+    reference: int | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.reference is None or self.reference >= x.shape[0]:
+            return super().forward(x)
+        dims = (0, 2, 3, 4)
+        head = x[: self.reference].float()
+        mean = head.mean(dims)
+        var = head.var(dims, unbiased=False)
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                count = head.numel() // head.shape[1]
+                momentum = 0.1 if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
+                self.num_batches_tracked.add_(1)  # type: ignore[operator]
+        scale = torch.rsqrt(var + self.eps)
+        shift = -mean * scale
+        if self.affine:
+            scale, shift = scale * self.weight, shift * self.weight + self.bias
+        shape = (1, -1, 1, 1, 1)
+        return x * scale.view(shape).to(x.dtype) + shift.view(shape).to(x.dtype)
+
+
 class ResidualModule(nn.Module):
     """Pre-activation residual module: BN ReLU conv3 BN ReLU conv3 + identity."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm3d(channels),
+            BatchNorm3d(channels),
             nn.ReLU(inplace=True),
             nn.Conv3d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm3d(channels),
+            BatchNorm3d(channels),
             nn.ReLU(inplace=True),
             nn.Conv3d(channels, channels, 3, padding=1, bias=False),
         )
@@ -50,7 +86,7 @@ class Stage(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.down = nn.Sequential(
-            nn.BatchNorm3d(in_channels),
+            BatchNorm3d(in_channels),
             nn.ReLU(inplace=True),
             nn.Conv3d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
         )
@@ -90,7 +126,7 @@ class VoxResNet(nn.Module):
         width, classes = self.config.width, self.config.num_classes
         self.stem = nn.Sequential(
             nn.Conv3d(self.config.in_channels, width, 3, padding=1, bias=False),
-            nn.BatchNorm3d(width),
+            BatchNorm3d(width),
             nn.ReLU(inplace=True),
             nn.Conv3d(width, width, 3, padding=1, bias=False),
         )
@@ -105,7 +141,7 @@ class VoxResNet(nn.Module):
         )
         # The residual stream is pre-activation, so each classifier reads a BN-ReLU view of its feature.
         self.activations = nn.ModuleList(
-            [nn.Sequential(nn.BatchNorm3d(c), nn.ReLU()) for c in (width, 2 * width, 2 * width, 2 * width)]
+            [nn.Sequential(BatchNorm3d(c), nn.ReLU()) for c in (width, 2 * width, 2 * width, 2 * width)]
         )
 
     def forward_features(self, x: torch.Tensor) -> VoxResNetOutput:
@@ -123,3 +159,15 @@ class VoxResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).logits
+
+    @contextlib.contextmanager
+    def statistics_from(self, samples: int | None) -> Iterator[None]:
+        """Inside, training forwards normalise with the first ``samples`` samples' statistics (None: all)."""
+        norms = [m for m in self.modules() if isinstance(m, BatchNorm3d)]
+        for norm in norms:
+            norm.reference = samples
+        try:
+            yield
+        finally:
+            for norm in norms:
+                norm.reference = None

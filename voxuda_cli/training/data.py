@@ -60,6 +60,7 @@ class TrainingData:
     warnings: list[str]
     source_view: str = "none"  # the second source view, --source-view auto resolved (resolve_source_view)
     spectral_coverage: float | None = None  # what auto decided on
+    bn_statistics: str = "mixed"  # --bn-statistics, auto resolved (resolve_bn_statistics)
 
 
 def check_box(box: Sequence[int], where: str) -> None:
@@ -174,6 +175,7 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
         denoised = denoise_target(settings, target.images, device)
     labelled = _as_set(labelled_ds, settings.invert, with_masks=True)
     source_view, coverage = resolve_source_view(settings, labelled, target if method.uses_noisy_source else None)
+    bn_statistics = resolve_bn_statistics(settings, coverage)
     return TrainingData(
         labelled=labelled,
         target=target,
@@ -185,25 +187,42 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
         warnings=[w for w in warnings if w],
         source_view=source_view,
         spectral_coverage=coverage,
+        bn_statistics=bn_statistics,
     )
+
+
+def resolve_bn_statistics(settings: TrainSettings, coverage: float | None) -> str:
+    """--bn-statistics with auto decided on the spectral coverage --source-view auto measured.
+
+    Where the source spans the target's spectra, a source-only network's normalisation already
+    fits the target; measured on the randomized source, putting the target into the batch
+    statistics cost 2.4 Dice on the easy target with no adaptation loss at all (results.md).
+    Where it does not (the paper's narrow source), the target's share of the statistics is part
+    of what adapts, so auto keeps them mixed.
+    """
+    choice = str(settings.bn_statistics)
+    if choice != "auto":
+        return choice
+    return "source" if coverage is not None and coverage >= SPECTRAL_COVERAGE_THRESHOLD else "mixed"
 
 
 def resolve_source_view(
     settings: TrainSettings, source: VolumeSet, target: VolumeSet | None
 ) -> tuple[str, float | None]:
-    """(--source-view with auto decided, the spectral coverage it was decided on).
+    """(--source-view with auto decided, the spectral coverage auto decisions are made on).
 
     The spectral view imports the target's amplitude spectrum into the source. Where the source's
     spectra already span the target's, it only distorts the source: auto keeps x_s' = x_s there.
+    The coverage is measured where --source-view or --bn-statistics is auto.
     """
     view = str(settings.source_view)
-    if view != "auto":
-        return view, None
-    if target is None:
-        return "none", None
+    if target is None or "auto" not in (view, settings.bn_statistics):
+        return ("none" if view == "auto" else view), None
     from voxuda_cli.filters.spectral import spectral_coverage
 
     coverage = spectral_coverage(source.images, target.images)
+    if view != "auto":
+        return view, coverage
     view = "spectral" if coverage < SPECTRAL_COVERAGE_THRESHOLD else "none"
     log.info(
         "--source-view auto: %.0f %% of the target's power spectra lie in the source's 5-95 %% range: %s",
@@ -317,9 +336,12 @@ class Batch(NamedTuple):
     noisy: torch.Tensor | None  # (B, 1, D, H, W) images + NGM noise (vox-uda)
     target: torch.Tensor | None  # (B, 1, D, H, W) target images (vox-uda, dann)
     denoised: torch.Tensor | None  # (B, 1, D, H, W) the same target samples, denoised (vox-uda)
+    # the student's batch norm takes its statistics from the source views alone (--bn-statistics)
+    source_statistics: bool = False
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        return Batch(*(None if t is None else t.to(device, non_blocking=non_blocking) for t in self))
+        tensors = (None if t is None else t.to(device, non_blocking=non_blocking) for t in self[:5])
+        return Batch(*tensors, source_statistics=self.source_statistics)
 
 
 def random_flips(
@@ -389,4 +411,5 @@ class EpochBatches(torch.utils.data.Dataset):
                 noisy = mix_amplitudes(images if noisy is None else noisy, target, strength)
         if view == "none" and self.data.noise_sigma is not None:
             noisy = images  # x_s' = x_s: L_con is 0 and L_seg the clean source's
-        return Batch(images, masks.contiguous(), noisy, target, denoised)
+        source_statistics = target is not None and self.data.bn_statistics == "source"
+        return Batch(images, masks.contiguous(), noisy, target, denoised, source_statistics)

@@ -209,7 +209,7 @@ class Trainer:
         method.before_step(self, position)
         weights = method.weights(position)
         reversal = method.reversal_weight(position)
-        with self._autocast():
+        with self._autocast(), self.student.statistics_from(method.statistics_samples(batch)):
             logits, features, domain = self.wrapped(method.inputs(batch), reversal)
             teacher_logits = None
             if self.teacher is not None and method.wants_teacher(position, weights):
@@ -662,6 +662,7 @@ def _summary(
         "noise_sigma": data.noise_sigma,
         "source_view": data.source_view if data.noise_sigma is not None else None,
         "spectral_coverage": data.spectral_coverage,
+        "bn_statistics": data.bn_statistics if data.noise_sigma is not None else None,
         "final": losses,
         "pseudo_labels": {k: last[k] for k in ("pl_coverage", "pl_foreground") if k in last},
         "validation": validation or None,

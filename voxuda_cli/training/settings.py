@@ -18,6 +18,7 @@ from voxuda_cli.training.methods import names as method_names
 TEACHER_INPUTS = ("denoised", "raw", "mean")
 PL_LOSSES = ("ce", "balanced")
 SOURCE_VIEWS = ("auto", "spectral", "ngm", "both", "none")
+BN_STATISTICS = ("auto", "mixed", "source")
 # The adaptation recipe fields (None in TrainSettings) for each --recipe; options given win.
 # "paper": METHOD.md's literal reading of the paper (no burn-in, one eta, the teacher on the
 # denoised target from the first step, the reversal ramp to 1 with the segmenter's Adam).
@@ -35,6 +36,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dis_lr": 0.0,
         "source_view": "ngm",
         "spectral_strength": 0.5,
+        "bn_statistics": "mixed",
     },
     "voxuda": {
         "burn_in": 0.5,
@@ -48,6 +50,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dis_lr": 1e-4,
         "source_view": "auto",
         "spectral_strength": 1.0,
+        "bn_statistics": "auto",
     },
 }
 DEFAULT_RECIPE = "voxuda"
@@ -94,6 +97,13 @@ class TrainSettings:
         choices=lambda: SOURCE_VIEWS,
     )
     spectral_strength: float | None = recipe_setting("Spectral view: most of the way to the target (U(0, s)).")
+    # vox-uda's student sees source and target in one forward (training/loop.py says why).
+    bn_statistics: str | None = recipe_setting(
+        "Batch-norm statistics of that forward: mixed (source views and target together), source (the "
+        "source views' statistics normalise the target too, as a source-only network's would), or auto: "
+        "source where the source's spectra span the target's (as --source-view auto decides), else mixed.",
+        choices=lambda: BN_STATISTICS,
+    )
     ngm_scale: float = setting(1.0, "NGM noise as a multiple of sigma_t (0: none, an ablation).")
     noise: Path | None = setting(
         None, "A saved estimate (voxuda estimate-noise -o) instead of estimating here.", default_help="[default: off]"
@@ -241,6 +251,7 @@ class TrainSettings:
             ("teacher_input", TEACHER_INPUTS),
             ("pl_loss", PL_LOSSES),
             ("source_view", SOURCE_VIEWS),
+            ("bn_statistics", BN_STATISTICS),
         ):
             if getattr(self, name) not in choices:
                 raise bad(name, f"unknown; use one of {', '.join(choices)}")

@@ -74,6 +74,10 @@ class Method:
         """The student's input of one step (one forward over the concatenation)."""
         return batch.images
 
+    def statistics_samples(self, batch: Batch) -> int | None:
+        """How many leading samples of ``inputs(batch)`` give the batch-norm statistics (None: all)."""
+        return None
+
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -5,6 +5,8 @@ The student sees [x_s, x_s', x_t] in one forward (loop.py says why). x_s' is the
 burn-in ends (training/schedule.py) and labels the target view(s) --teacher-input names; its
 pseudo-labels are the voxels above --eta, or the most confident --pl-keep of each class
 (--pl-threshold class-quantile), and L_pl is their cross-entropy, plain or class-balanced.
+With --bn-statistics source the student's batch norm normalises x_t with the statistics of
+[x_s, x_s'] (models/voxresnet.BatchNorm3d).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class VoxUda(Method):
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         return torch.cat([batch.images, batch.noisy, batch.target])  # type: ignore[list-item]
+
+    def statistics_samples(self, batch: Batch) -> int | None:
+        return 2 * batch.images.shape[0] if batch.source_statistics else None  # x_s and x_s'
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
         n = batch.images.shape[0]
