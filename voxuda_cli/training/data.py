@@ -333,7 +333,7 @@ class EpochPlan:
 class Batch(NamedTuple):
     images: torch.Tensor  # (B, 1, D, H, W) labelled images (augmented)
     masks: torch.Tensor  # (B, D, H, W) uint8
-    noisy: torch.Tensor | None  # (B, 1, D, H, W) images + NGM noise (vox-uda)
+    noisy: torch.Tensor | None  # (B, 1, D, H, W) x_s', the second source view (vox-uda; None: x_s' = x_s)
     target: torch.Tensor | None  # (B, 1, D, H, W) target images (vox-uda, dann)
     denoised: torch.Tensor | None  # (B, 1, D, H, W) the same target samples, denoised (vox-uda)
     # the student's batch norm takes its statistics from the source views alone (--bn-statistics)
@@ -409,7 +409,5 @@ class EpochBatches(torch.utils.data.Dataset):
                 # x_s' styled after the batch's target volumes (after the NGM's noise, for "both")
                 strength = torch.rand(len(indices), generator=generator) * self.settings.spectral_strength
                 noisy = mix_amplitudes(images if noisy is None else noisy, target, strength)
-        if view == "none" and self.data.noise_sigma is not None:
-            noisy = images  # x_s' = x_s: L_con is 0 and L_seg the clean source's
         source_statistics = target is not None and self.data.bn_statistics == "source"
         return Batch(images, masks.contiguous(), noisy, target, denoised, source_statistics)

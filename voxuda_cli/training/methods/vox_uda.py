@@ -1,6 +1,6 @@
 """vox-uda: L_seg + L_con (a second source view) + L_dis (discriminator) + L_pl (teacher's pseudo-labels).
 
-The student sees [x_s, x_s', x_t] in one forward (loop.py says why). x_s' is the NGM-noised source
+The student sees [x_s, x_s', x_t] in one forward (loop.py says why; [x_s, x_t] where x_s' = x_s). x_s' is the NGM-noised source
 (or a target-styled one, --source-view). The EMA teacher starts as a copy of the student when the
 burn-in ends (training/schedule.py) and labels the target view(s) --teacher-input names; its
 pseudo-labels are the voxels above --eta, or the most confident --pl-keep of each class
@@ -45,21 +45,31 @@ class VoxUda(Method):
         return self.settings.teacher_input != "raw"
 
     def inputs(self, batch: Batch) -> torch.Tensor:
-        return torch.cat([batch.images, batch.noisy, batch.target])  # type: ignore[list-item]
+        return torch.cat([*self._source_views(batch), batch.target])  # type: ignore[list-item]
+
+    @staticmethod
+    def _source_views(batch: Batch) -> list[torch.Tensor]:
+        # x_s' = x_s (--source-view none) is not run twice: its L_seg is x_s's and its L_con 0.
+        return [batch.images] if batch.noisy is None else [batch.images, batch.noisy]
 
     def statistics_samples(self, batch: Batch) -> int | None:
-        return 2 * batch.images.shape[0] if batch.source_statistics else None  # x_s and x_s'
+        return len(self._source_views(batch)) * batch.images.shape[0] if batch.source_statistics else None
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
-        n = batch.images.shape[0]
+        n, n_views = batch.images.shape[0], len(self._source_views(batch))
         # split, not slicing: its backward writes each tensor's gradient once, where every slice
         # would allocate (and add) a full-batch gradient of its own.
-        clean_logits, noisy_logits, target_logits = step.logits.split(n)
+        *source_logits, target_logits = step.logits.split(n)
         views = [f.split(n) for f in step.features]
-        is_target = torch.arange(3 * n, device=step.logits.device) >= 2 * n
+        is_target = torch.arange((n_views + 1) * n, device=step.logits.device) >= n_views * n
+        con = (
+            consistency_loss([v[0] for v in views], [v[1] for v in views], self.settings.con_lambdas)
+            if n_views == 2
+            else step.logits.new_zeros(())
+        )
         losses = {
-            "seg": 0.5 * (segmentation_loss(clean_logits, batch.masks) + segmentation_loss(noisy_logits, batch.masks)),
-            "con": consistency_loss([v[0] for v in views], [v[1] for v in views], self.settings.con_lambdas),
+            "seg": torch.stack([segmentation_loss(logits, batch.masks) for logits in source_logits]).mean(),
+            "con": con,
             "dis": domain_loss(step.domain, is_target),  # type: ignore[arg-type]
         }
         step.figures["source_foreground"] = float(batch.masks.float().mean())
