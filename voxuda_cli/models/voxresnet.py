@@ -49,11 +49,12 @@ class BatchNorm3d(nn.BatchNorm3d):
         var = head.var(dims, unbiased=False)
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             with torch.no_grad():
+                self.num_batches_tracked.add_(1)  # type: ignore[operator]
+                # as nn.BatchNorm3d: momentum None is the cumulative average
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 count = head.numel() // head.shape[1]
-                momentum = 0.1 if self.momentum is None else self.momentum
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
-                self.num_batches_tracked.add_(1)  # type: ignore[operator]
         scale = torch.rsqrt(var + self.eps)
         shift = -mean * scale
         if self.affine:
@@ -163,6 +164,9 @@ class VoxResNet(nn.Module):
     @contextlib.contextmanager
     def statistics_from(self, samples: int | None) -> Iterator[None]:
         """Inside, training forwards normalise with the first ``samples`` samples' statistics (None: all)."""
+        if samples is None:  # every step of every method but one: no walk over the modules
+            yield
+            return
         norms = [m for m in self.modules() if isinstance(m, BatchNorm3d)]
         for norm in norms:
             norm.reference = samples

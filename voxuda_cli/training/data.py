@@ -33,6 +33,11 @@ DENOISE_CHUNK = 256  # volumes per denoise call: bounds the filter's temporary m
 SPECTRAL_COVERAGE_THRESHOLD = 0.5
 
 
+def source_spans_target(coverage: float) -> bool:
+    """The rule both autos decide on: the source's spectra already span the target's."""
+    return coverage >= SPECTRAL_COVERAGE_THRESHOLD
+
+
 @dataclass
 class VolumeSet:
     """Images (N, D, H, W) z-scored, masks (N, D, H, W) uint8 or None (the target), names; on the CPU."""
@@ -203,7 +208,7 @@ def resolve_bn_statistics(settings: TrainSettings, coverage: float | None) -> st
     choice = str(settings.bn_statistics)
     if choice != "auto":
         return choice
-    return "source" if coverage is not None and coverage >= SPECTRAL_COVERAGE_THRESHOLD else "mixed"
+    return "source" if coverage is not None and source_spans_target(coverage) else "mixed"
 
 
 def resolve_source_view(
@@ -223,7 +228,7 @@ def resolve_source_view(
     coverage = spectral_coverage(source.images, target.images)
     if view != "auto":
         return view, coverage
-    view = "spectral" if coverage < SPECTRAL_COVERAGE_THRESHOLD else "none"
+    view = "none" if source_spans_target(coverage) else "spectral"
     log.info(
         "--source-view auto: %.0f %% of the target's power spectra lie in the source's 5-95 %% range: %s",
         100 * coverage,
@@ -340,8 +345,8 @@ class Batch(NamedTuple):
     source_statistics: bool = False
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        tensors = (None if t is None else t.to(device, non_blocking=non_blocking) for t in self[:5])
-        return Batch(*tensors, source_statistics=self.source_statistics)
+        fields = self._asdict().items()
+        return self._replace(**{k: v.to(device, non_blocking=non_blocking) for k, v in fields if torch.is_tensor(v)})
 
 
 def random_flips(

@@ -99,7 +99,7 @@ class TrainSettings:
     spectral_strength: float | None = recipe_setting("Spectral view: most of the way to the target (U(0, s)).")
     # vox-uda's student sees source and target in one forward (training/loop.py says why).
     bn_statistics: str | None = recipe_setting(
-        "Batch-norm statistics of that forward: mixed (source views and target together), source (the "
+        "Batch-norm statistics of the student's forward over source and target: mixed (both together), source (the "
         "source views' statistics normalise the target too, as a source-only network's would), or auto: "
         "source where the source's spectra span the target's (as --source-view auto decides), else mixed.",
         choices=lambda: BN_STATISTICS,

@@ -1,10 +1,11 @@
 """vox-uda: L_seg + L_con (a second source view) + L_dis (discriminator) + L_pl (teacher's pseudo-labels).
 
-The student sees [x_s, x_s', x_t] in one forward (loop.py says why; [x_s, x_t] where x_s' = x_s). x_s' is the NGM-noised source
-(or a target-styled one, --source-view). The EMA teacher starts as a copy of the student when the
-burn-in ends (training/schedule.py) and labels the target view(s) --teacher-input names; its
-pseudo-labels are the voxels above --eta, or the most confident --pl-keep of each class
-(--pl-threshold class-quantile), and L_pl is their cross-entropy, plain or class-balanced.
+The student sees [x_s, x_s', x_t] in one forward (loop.py says why; [x_s, x_t] where x_s' = x_s).
+x_s' is the NGM-noised source (or a target-styled one, --source-view). The EMA teacher starts as
+a copy of the student when the burn-in ends (training/schedule.py) and labels the target view(s)
+--teacher-input names; its pseudo-labels are the voxels above --eta, or the most confident
+--pl-keep of each class (--pl-threshold class-quantile), and L_pl is their cross-entropy, plain or
+class-balanced.
 With --bn-statistics source the student's batch norm normalises x_t with the statistics of
 [x_s, x_s'] (models/voxresnet.BatchNorm3d).
 """
