@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 
 ON_DENOISED = {"teacher_input": "denoised"}
@@ -78,11 +80,20 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "no-dis": ("Vox-UDA w/o L_dis", {"method": "vox-uda", "dis_weight": 0.0}),
     "no-con": ("Vox-UDA w/o L_con", {"method": "vox-uda", "con_weight": 0.0}),
     "no-view": ("Vox-UDA w/o a second source view", {"method": "vox-uda", "spectral_strength": 0.0, "ngm_scale": 0.0}),
-    "supervised": ("Fully supervised (upper bound)", {"method": "supervised"}),
+    "supervised": ("Fully supervised (upper bound; on `real`: 2-fold cross-validation)", {"method": "supervised"}),
+    # No training: a sphere centred in the box with the test set's mean mask volume (it reads the
+    # truth's volume, so it is a reference for "found the particle's presence", not a method).
+    "sphere": ("Centred sphere of the mean mask volume (a prior, no network)", {"method": "sphere"}),
 }
 DEFAULT_ROWS = "source-only,dann,vox-uda-paper,vox-uda,supervised"
 # rows that train on the source alone: one training per source and seed, scored on every target
 TARGET_FREE = {"source-only"}
+UNTRAINED = {"sphere"}
+# The real development set (../shared/real, never in the repository): 20 labelled in-cell ribosomes.
+# As a user runs it, adaptation is transductive: the unlabelled 20 are the adaptation set and the
+# same 20 with their masks the test set; the supervised row is 2-fold cross-validation on them.
+REAL = "real"
+REAL_DIR = HERE.parent.parent / "shared" / "real" / "empiar10499-dev"
 # source label -> (preset, SimulationSettings changes); a plain preset name needs no entry
 SOURCE_SETS: dict[str, tuple[str, dict[str, Any]]] = {}
 
@@ -98,7 +109,10 @@ def parse() -> argparse.Namespace:
         default=[],
         help="extra source LABEL=PRESET:JSON of SimulationSettings changes (e.g. an ablation of a preset)",
     )
-    parser.add_argument("--targets", default="crowded,target", help="target presets, comma-separated")
+    parser.add_argument(
+        "--targets", default="crowded,target", help=f"target presets, or {REAL!r} (the real set), comma-separated"
+    )
+    parser.add_argument("--real-dir", type=Path, default=REAL_DIR, help="images/ and masks/ of the real target")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument(
         "--n-source", type=int, default=20, help="source samples per molecule and SNR level of the paper's source"
@@ -132,6 +146,9 @@ def parse() -> argparse.Namespace:
         SOURCE_SETS[label] = (base, json.loads(options or "{}"))
     args.sources = args.sources.split(",")
     args.targets = args.targets.split(",")
+    if REAL in args.targets and not (args.real_dir / "images").is_dir():
+        print(f"target {REAL}: {args.real_dir} not found; skipped", file=sys.stderr)
+        args.targets.remove(REAL)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
         args.n_source, args.n_target, args.epochs, args.width, args.batch_size = 2, 2, 2, 4, 4
@@ -159,11 +176,12 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
     base, changes = SOURCE_SETS.get(source, (source, {}))
     source_settings = dataclasses.replace(preset(base), **changes)
     per_structure = args.n_source * (1 if source_settings.snr_distribution == "levels" else levels)
-    plans = {
-        "source": dataclasses.replace(source_settings, n_per_structure=per_structure, seed=1000 * seed),
-        "target_adapt": dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 1),
-        "target_test": dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 2),
-    }
+    plans = {"source": dataclasses.replace(source_settings, n_per_structure=per_structure, seed=1000 * seed)}
+    if target == REAL:
+        paths.update(real_data(args))
+    else:
+        plans["target_adapt"] = dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 1)
+        plans["target_test"] = dataclasses.replace(preset(target), n_per_structure=args.n_target, seed=1000 * seed + 2)
     for name, settings in plans.items():
         if not paths[name].exists():
             simulate_dataset(paths[name], dataclasses.replace(settings, workers=2))
@@ -171,6 +189,35 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
     if not paths["noise"].exists():
         adapt = read_dataset([paths["target_adapt"]])
         estimate_noise(adapt.images, adapt.names, NoiseSettings(seed=seed)).save(paths["noise"])
+    return paths
+
+
+def real_data(args: argparse.Namespace) -> dict[str, Path]:
+    """The real set as datasets under --work (once): unlabelled adaptation set, labelled test set, two folds."""
+    from voxuda_cli.io import read_dataset, write_dataset
+
+    folder = args.work / "data_real"
+    paths = {
+        "target_adapt": folder / "real_adapt.h5",
+        "target_test": folder / "real_test.h5",
+        "fold0": folder / "real_fold0.h5",
+        "fold1": folder / "real_fold1.h5",
+    }
+    if all(path.exists() for path in paths.values()):
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    images = read_dataset([args.real_dir / "images"])
+    masks = read_dataset([args.real_dir / "masks"], require_masks=True)
+    if images.names != masks.names:
+        raise SystemExit(f"{args.real_dir}: images/ and masks/ hold different names")
+    labelled = dataclasses.replace(images, masks=masks.masks, kind="target")
+    if args.quick:
+        labelled = labelled.subset(list(range(4)))
+    write_dataset(paths["target_test"], labelled)
+    write_dataset(paths["target_adapt"], dataclasses.replace(labelled, masks=None))
+    halves = np.arange(len(labelled)) % 2  # alternate samples: both tomograms in each fold
+    for fold in (0, 1):
+        write_dataset(paths[f"fold{fold}"], labelled.subset(np.flatnonzero(halves == fold)))
     return paths
 
 
@@ -182,7 +229,11 @@ def run_one(job: dict[str, Any]) -> list[dict[str, Any]]:
     """
     import shutil
 
+    if job["row"] in UNTRAINED:
+        return [_cached(target["run_dir"]) or _sphere(job, target) for target in job["targets"]]
     first, *others = job["targets"]
+    if job["row"] == "supervised" and first["target"] == REAL:
+        return [_cached(first["run_dir"]) or _cross_validate(job, first)]
     results = [_cached(first["run_dir"]) or _train_and_score(job, first)]
     for target in others:
         cached = _cached(target["run_dir"])
@@ -202,7 +253,65 @@ def _cached(run_dir: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _sphere(job: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """The centred-sphere reference: a ball of the test masks' mean volume at the box centre, every sample."""
+    from voxuda_cli.io import read_dataset
+    from voxuda_cli.metrics import score_masks
+
+    test = read_dataset([target["paths"]["target_test"]])
+    assert test.masks is not None
+    box = np.array(test.box)
+    radius = (3 * float(test.masks.sum(axis=(1, 2, 3)).mean()) / (4 * np.pi)) ** (1 / 3)
+    grid = np.indices(test.box) - ((box - 1) / 2)[:, None, None, None]
+    ball = (grid**2).sum(axis=0) <= radius**2
+    masks = np.broadcast_to(ball, test.masks.shape)
+    report = score_masks(test.names, masks, test.masks, test.classes)
+    return _result(job, target, {"sphere": report["mean"]}, "sphere", {"train_seconds": 0.0})
+
+
+def _cross_validate(job: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """Supervised on the real set: train on one fold's masks, score the other fold; both ways, pooled per sample."""
+    from voxuda_cli.inference import Predictor, PredictSettings
+    from voxuda_cli.io import read_dataset
+    from voxuda_cli.metrics import score_masks
+
+    paths, run_dir = target["paths"], Path(target["run_dir"])
+    samples: list[dict[str, Any]] = []
+    seconds = 0.0
+    for train_fold, test_fold in (("fold0", "fold1"), ("fold1", "fold0")):
+        fold = {**target, "paths": {**paths, "target_adapt": paths[train_fold]}, "run_dir": str(run_dir / train_fold)}
+        seconds += _train(job, fold)["train_seconds"]
+        test = read_dataset([paths[test_fold]])
+        masks = Predictor(run_dir / train_fold, PredictSettings(device=job["device"])).predict_dataset(test).masks
+        samples += score_masks(test.names, masks, test.masks, test.classes)["samples"]
+    mean = {key: float(np.mean([sample[key] for sample in samples])) for key in ("iou", "dice")}
+    return _result(job, target, {"student": mean}, "student", {"train_seconds": seconds})
+
+
+def _result(
+    job: dict[str, Any], target: dict[str, Any], scores: dict[str, Any], default: str, trained: dict[str, Any]
+) -> dict[str, Any]:
+    """One run's bench_result.json (written to its run folder) and return value."""
+    run_dir = Path(target["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = {
+        **{k: job[k] for k in ("row", "source", "seed")},
+        "target": target["target"],
+        "options": job["options"],
+        "default_weights": default,
+        "scores": scores,
+        **trained,
+    }
+    (run_dir / "bench_result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def _train_and_score(job: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    return _score(job, target, _train(job, target))
+
+
+def _train(job: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """Train the job's row into the target's run folder; the training figures of the result."""
     import torch
 
     from voxuda_cli.training import TrainSettings, train
@@ -230,8 +339,9 @@ def _train_and_score(job: dict[str, Any], target: dict[str, Any]) -> dict[str, A
         "pseudo_labels": summary.get("pseudo_labels"),
         "source_view": summary.get("source_view"),
         "spectral_coverage": summary.get("spectral_coverage"),
+        "checkpoint": summary.get("checkpoint"),
     }
-    return _score(job, target, trained)
+    return trained
 
 
 def _score(job: dict[str, Any], target: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
@@ -247,16 +357,7 @@ def _score(job: dict[str, Any], target: dict[str, Any], trained: dict[str, Any])
     for use in predictor.info.weights:
         masks = Predictor(run_dir, PredictSettings(device=job["device"], use=use)).predict_dataset(test).masks
         scores[use] = score_masks(test.names, masks, test.masks, test.classes)["mean"]
-    result = {
-        **{k: job[k] for k in ("row", "source", "seed")},
-        "target": target["target"],
-        "options": job["options"],
-        "default_weights": predictor.settings.use,
-        "scores": scores,
-        **trained,
-    }
-    (run_dir / "bench_result.json").write_text(json.dumps(result, indent=2))
-    return result
+    return _result(job, target, scores, predictor.settings.use, trained)
 
 
 def jobs_for(args: argparse.Namespace) -> list[dict[str, Any]]:

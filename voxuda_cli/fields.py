@@ -30,6 +30,7 @@ DEFAULT_KEEP_RATE = 0.244  # NGM: the paper's fraction of highest-frequency coef
 DEFAULT_ETA = 0.85  # pseudo-label confidence threshold (METHOD.md)
 WEIGHT_CHOICES = ("teacher", "student")
 PL_THRESHOLDS = ("global", "class-quantile")
+POLARITY_CHOICES = ("check", "auto", "off")  # polarity.resolve_polarity
 FROM_MODEL = "[default: the model file's, else the filter's default]"
 
 
@@ -120,6 +121,14 @@ def compile_network() -> Any:
 
 def invert(what: str = "") -> Any:
     return setting(False, f"Flip contrast of data whose protein is dark{what}.")
+
+
+def polarity(what: str = "the data") -> Any:
+    return setting(
+        "check",
+        f"Contrast polarity of {what}, detected (polarity.py): check (refuse what looks dark), auto (flip it), off.",
+        choices=lambda: POLARITY_CHOICES,
+    )
 
 
 def seed() -> Any:

@@ -16,7 +16,9 @@ tilt series (tilts, c, d, d). Conventions (checked by tests/simulate/test_imagin
   The projections are zero-padded to twice their size for the CTF, so the CTF's delocalisation
   (~5 pixels at 5 um, 10 A) does not wrap around. ``ctf_correction="none"`` leaves the CTF in the
   data, as the AITom simulator the paper used does (contrast reverses beyond the first zero);
-  ``"phase-flip"`` multiplies by sign(CTF), as many tomogram pipelines do.
+  ``"phase-flip"`` multiplies by sign(CTF), as many tomogram pipelines do; ``"premultiply"``
+  multiplies each tilt image by its CTF, as Warp/RELION subtomograms are (CTF-premultiplied: the
+  signal carries CTF^2, the noise CTF, so both lose the band around every CTF zero).
 * Noise: white Gaussian noise on every projection (after the CTF: shot noise is not filtered by
   the optics), one level for all tilts.
 * Reconstruction: weighted Fourier back-projection, the method of torch-fourier-slice's
@@ -34,6 +36,7 @@ tilt series (tilts, c, d, d). Conventions (checked by tests/simulate/test_imagin
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +97,8 @@ def ctf_filters(defocus_um: np.ndarray, size: int, voxel_size: float, optics: Op
     ).to(torch.float32)
     if optics.ctf_correction == "phase-flip":
         ctf = ctf * torch.sign(ctf)
+    elif optics.ctf_correction == "premultiply":
+        ctf = ctf * ctf
     return ctf
 
 
@@ -221,6 +226,8 @@ def image_batch(
     volumes = torch.from_numpy(np.ascontiguousarray(densities, dtype=np.float32))
     clean = apply_ctf(project(volumes, rotations), defocus_um, voxel_size, optics, envelope)
     noise = torch.from_numpy(np.ascontiguousarray(projection_noise, dtype=np.float32))
+    if optics.ctf_correction == "premultiply":  # the recorded noise is multiplied by the CTF once
+        noise = apply_ctf(noise, defocus_um, voxel_size, dataclasses.replace(optics, ctf_correction="none"))
     both = reconstruct(torch.cat([clean, noise], dim=1), angles_deg)
     count = volumes.shape[0]
     signal, unit_noise = both[:count], both[count:]

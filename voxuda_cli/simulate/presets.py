@@ -61,7 +61,10 @@ from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import setting
 
 SNR_DISTRIBUTIONS = ("levels", "log-uniform")
-CTF_CORRECTIONS = ("none", "phase-flip")
+CTF_CORRECTIONS = ("none", "phase-flip", "premultiply")
+# all: every molecule in the box is foreground (membrane-seg, DeepFinder); central: the picked molecule
+# only, neighbours are background (masks of subtomograms centred on picks, e.g. from an average)
+LABELS = ("all", "central")
 KINDS = ("source", "target")
 MIN_BOX = 8
 PRESET_NAMES = ("source", "target", "crowded", "randomized")
@@ -113,6 +116,12 @@ class SimulationSettings:
     amplitude_contrast: float = setting(0.07, "Amplitude contrast fraction.")
     # none: as AITom, the paper's simulator
     ctf_correction: str = setting("none", "{choices}.", choices=lambda: CTF_CORRECTIONS)
+    label: str = setting(
+        "all",
+        "Which molecules the masks mark: {choices} (central: the box's own molecule; neighbours are background, "
+        "as in masks of picked particles).",
+        choices=lambda: LABELS,
+    )
     max_shift: float = setting(2.0, "Random shift per axis (voxels; less if the molecule would leave the box).")
     seed: int = fields.seed()
     workers: int = setting(1, "Processes (results do not depend on it).")
@@ -185,6 +194,7 @@ class SimulationSettings:
         _choice("--snr-distribution", self.snr_distribution, SNR_DISTRIBUTIONS)
         _choice("--ctf-correction", self.ctf_correction, CTF_CORRECTIONS)
         _choice("--kind", self.kind, KINDS)
+        _choice("--label", self.label, LABELS)
         if not self.structures:
             raise VoxudaInputError("--structures: no structure given; pass PDB/mmCIF files or built-in ids")
         if not self.snr:

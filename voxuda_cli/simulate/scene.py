@@ -11,7 +11,8 @@ do not move) and is then set to its off value.
 
 Masks (one rule for every preset): each molecule in the box, the central one and every neighbour,
 is rendered alone on the output grid and cut at its own iso-level (the iso-surface enclosing
-mass / 0.81 A^3, density.py); the mask is their union. Membranes and background are 0.
+mass / 0.81 A^3, density.py); the mask is their union, or with ``--label central`` the central
+molecule's alone (the convention of masks of picked particles). Membranes and background are 0.
 """
 
 from __future__ import annotations
@@ -197,14 +198,18 @@ def render_scene(
     placements: Sequence[Placement],
     settings: SimulationSettings,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Macromolecular density (Da per voxel) and the union mask of all molecules on the output grid."""
+    """Macromolecular density (Da per voxel) and the mask (``settings.label``) on the output grid.
+
+    ``placements[0]`` is the box's own molecule; the rest are its neighbours.
+    """
     box = settings.box
     density = np.zeros((box,) * 3, dtype=np.float32)
     mask = np.zeros((box,) * 3, dtype=bool)
-    for placement in placements:
+    for index, placement in enumerate(placements):
         own = render_molecule(templates[placement.molecule], placement, box, settings.voxel_size)
         density += own
-        mask |= molecule_mask(own, levels[placement.molecule]).astype(bool)  # density.py's one mask rule
+        if index == 0 or settings.label == "all":
+            mask |= molecule_mask(own, levels[placement.molecule]).astype(bool)  # density.py's one mask rule
     return density, mask.astype(np.uint8)
 
 

@@ -11,6 +11,7 @@ the previous checkpoint.
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from voxuda_cli.io import atomic
 from voxuda_cli.io.atomic import atomic_torch_save
 from voxuda_cli.io.lock import LOCK_NAME
 from voxuda_cli.models.serialization import load_tagged
+from voxuda_cli.training import selection
 from voxuda_cli.training.settings import RESUMABLE_CHANGES, TrainSettings
 
 CHECKPOINT = "checkpoint.pt"
@@ -30,7 +32,7 @@ MODEL = "model.pt"
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
-RUN_FILES = (CHECKPOINT, MODEL, CONFIG, METRICS, CURVES)
+RUN_FILES = (CHECKPOINT, MODEL, CONFIG, METRICS, CURVES, selection.LAST_MODEL, selection.CHOICE)
 CHECKPOINT_FORMAT = "voxuda-checkpoint"
 # 2: "position" inside an epoch (a checkpoint signal's); a checkpoint without the key is version 1.
 CHECKPOINT_FORMAT_VERSION = 2
@@ -51,6 +53,7 @@ def remove_run_files(run_dir: Path) -> None:
     """--overwrite: remove the previous run's files (and nothing else the folder holds)."""
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / selection.CANDIDATES, ignore_errors=True)
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:

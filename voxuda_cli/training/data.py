@@ -19,6 +19,7 @@ import torch
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.dataset import Dataset
 from voxuda_cli.normalise import zscore
+from voxuda_cli.polarity import resolve_polarity
 from voxuda_cli.training.settings import TrainSettings
 
 log = logging.getLogger("voxuda")
@@ -65,6 +66,7 @@ class TrainingData:
     warnings: list[str]
     source_view: str = "none"  # the second source view, --source-view auto resolved (resolve_source_view)
     spectral_coverage: float | None = None  # what auto decided on
+    invert: bool = False  # the contrast flip of the target (else the labelled set): what predict applies
     bn_statistics: str = "mixed"  # --bn-statistics, auto resolved (resolve_bn_statistics)
 
 
@@ -171,14 +173,16 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
         warnings.append(_check_voxel_size(labelled_ds, val_ds, "--val", settings.strict) or "")
         if val_ds.masks is None:
             log.info("--val %s has no /masks: no validation Dice/IoU", val_ds.source)
-        validation = _as_set(val_ds, settings.invert, with_masks=True)
-    target = _as_set(target_ds, settings.invert, with_masks=False) if target_ds is not None else None
+        validation = _as_set(val_ds, _flips(settings, val_ds, "--val"), with_masks=True)
+    target_invert = _flips(settings, target_ds, "--tgt") if target_ds is not None else None
+    target = _as_set(target_ds, target_invert, with_masks=False) if target_ds is not None else None
     noise_sigma = denoised = None
     if target is not None and method.uses_noisy_source:
         noise_sigma = target_noise_sigma(settings, target)
     if target is not None and method.uses_denoised_target:
         denoised = denoise_target(settings, target.images, device)
-    labelled = _as_set(labelled_ds, settings.invert, with_masks=True)
+    labelled_invert = _flips(settings, labelled_ds, method.labelled_option)
+    labelled = _as_set(labelled_ds, labelled_invert, with_masks=True)
     source_view, coverage = resolve_source_view(settings, labelled, target if method.uses_noisy_source else None)
     bn_statistics = resolve_bn_statistics(settings, coverage)
     return TrainingData(
@@ -193,7 +197,15 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
         source_view=source_view,
         spectral_coverage=coverage,
         bn_statistics=bn_statistics,
+        # what predict applies to its inputs: the target's flip where there is a target
+        invert=labelled_invert if target_invert is None else target_invert,
     )
+
+
+def _flips(settings: TrainSettings, dataset: Dataset, option: str) -> bool:
+    """Whether ``dataset`` is contrast-flipped: --invert, then --polarity (polarity.py) on the result."""
+    flipped = resolve_polarity(dataset.images, settings.polarity, f"{option} {dataset.source}", settings.invert)
+    return settings.invert != flipped
 
 
 def resolve_bn_statistics(settings: TrainSettings, coverage: float | None) -> str:

@@ -59,8 +59,10 @@ from voxuda_cli.models.serialization import ModelInfo, save_model
 from voxuda_cli.models.speed import autocast, autocast_dtype, prepare_network
 from voxuda_cli.models.voxresnet import VoxResNet, VoxResNetConfig
 from voxuda_cli.training import checkpoint as ckpt
+from voxuda_cli.training import schedule, selection
 from voxuda_cli.training.data import Batch, EpochBatches, EpochPlan, TrainingData, VolumeSet, load_training_data
 from voxuda_cli.training.distributed import DistributedContext
+from voxuda_cli.training.guards import AdaptationGuard
 from voxuda_cli.training.methods import Method, Position, StepOutputs, get_method
 from voxuda_cli.training.settings import TrainSettings
 
@@ -74,6 +76,8 @@ CURVE_GROUPS = {
     "schedule": ("reversal_weight", "pl_weight"),
     "validation": ("val_dice", "val_iou", "val_dice_student"),
     "learning rate": ("lr",),
+    "label-free selection": selection.FIGURES,
+    "guards": ("dis_running", "dis_guard_on", "pl_guard_on"),
 }
 
 
@@ -121,6 +125,7 @@ class Trainer:
         self.device = device
         self.context = context or DistributedContext()
         self.method: Method = get_method(settings.method)(settings)
+        self.guard = AdaptationGuard(float(settings.dis_guard or 0.0), float(settings.pl_guard or 0.0))
         seed_everything(settings.seed)
         config = VoxResNetConfig(width=settings.width)
         student = VoxResNet(config)
@@ -208,11 +213,14 @@ class Trainer:
             self.start_teacher()
         method.before_step(self, position)
         weights = method.weights(position)
-        reversal = method.reversal_weight(position)
+        # The teacher keeps running while a guard pauses L_pl: its labels show when it recovers.
+        wants_teacher = self.teacher is not None and method.wants_teacher(position, weights)
+        weights = self.guard.weights(weights)
+        reversal = self.guard.reversal(method.reversal_weight(position))
         with self._autocast(), self.student.statistics_from(method.statistics_samples(batch)):
             logits, features, domain = self.wrapped(method.inputs(batch), reversal)
             teacher_logits = None
-            if self.teacher is not None and method.wants_teacher(position, weights):
+            if wants_teacher:
                 teacher_logits = self.teacher_log_probabilities(method.teacher_views(batch))
         outputs = StepOutputs(logits, features, domain, teacher_logits, position)
         losses = method.losses(outputs, batch)
@@ -227,6 +235,9 @@ class Trainer:
             figures["reversal_weight"] = reversal
         if "pl" in weights and self.teacher is not None:
             figures["pl_weight"] = weights["pl"]
+        if method.has_discriminator or self.teacher is not None:
+            self.guard.observe(figures, self.steps_done)
+            figures.update(self.guard.figures())
         return figures
 
     def _optimise(self, total: torch.Tensor) -> None:
@@ -274,6 +285,19 @@ class Trainer:
             self.segmenter.train()
         return results
 
+    @torch.no_grad()
+    def probe(self, probe: selection.CandidateProbe, batch_size: int) -> dict[str, float]:
+        """The label-free figures (selection.FIGURES) of the weights model.pt gets now."""
+        started = self.teacher is not None and self.teacher_started_at is not None
+        model = self.teacher if started else self.student
+        assert model is not None
+        self.segmenter.eval()
+        try:
+            with self._autocast():
+                return probe.figures(lambda images: model(images.to(self.device)), batch_size)
+        finally:
+            self.segmenter.train()
+
     def state_dict(self) -> dict[str, Any]:
         discriminator = self.segmenter.discriminator
         return {
@@ -287,6 +311,7 @@ class Trainer:
             "teacher_started_at": self.teacher_started_at,
             "dis_optimizer": None if self.dis_optimizer is None else self.dis_optimizer.state_dict(),
             "method": self.method.state_dict(),
+            "guard": self.guard.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -305,6 +330,7 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.method.load_state_dict(dict(state.get("method") or {}))
+        self.guard.load_state_dict(dict(state.get("guard") or {}))
 
 
 def train(
@@ -417,6 +443,7 @@ def _run(
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / ckpt.CONFIG, dump_toml(settings_to_dict(settings)))
         per_process_batch = settings.batch_size // context.world_size
+        probe = _candidate_probe(trainer, data, run_dir) if context.is_main else None
         started = time.perf_counter()
         for epoch in range(start_epoch, settings.epochs):
             position = inside if inside is not None and inside.epoch == epoch else EpochState(epoch)
@@ -429,10 +456,15 @@ def _run(
             if context.is_main:
                 if data.validation is not None:
                     record.update(trainer.evaluate(data.validation, per_process_batch))
+                candidate = probe is not None and schedule.adapting(settings, (epoch + 1) / ramp_epochs)
+                if candidate:
+                    record.update(trainer.probe(probe, per_process_batch))
                 history.append(record)
             _save_checkpoint(run_dir, trainer, settings, history, ramp_epochs, context)
             if context.is_main:
                 _write_outputs(run_dir, trainer, settings, data, history)
+                if candidate:
+                    _keep_candidate(run_dir, epoch + 1)
                 if progress is not None:
                     progress.end_epoch(record)
             context.barrier()
@@ -440,7 +472,56 @@ def _run(
                 raise _stopped(stop, run_dir, f"after epoch {epoch + 1}")
     if context.is_main and start_epoch >= settings.epochs and not (run_dir / ckpt.MODEL).is_file():
         _write_outputs(run_dir, trainer, settings, data, history)
-    return _summary(settings, run_dir, data, history, start_epoch, time.perf_counter() - started, device, context)
+    if context.is_main and start_epoch < settings.epochs:
+        _apply_selection(run_dir, settings, history)
+    seconds = time.perf_counter() - started
+    summary = _summary(settings, run_dir, data, history, start_epoch, seconds, device, context)
+    return {**summary, "guards": trainer.guard.summary() if trainer.method.has_discriminator else None}
+
+
+def _candidate_probe(trainer: Trainer, data: TrainingData, run_dir: Path) -> selection.CandidateProbe | None:
+    """The target probe of label-free checkpoint selection (methods that see the target)."""
+    if not trainer.method.uses_target or data.target is None or data.labelled.masks is None:
+        return None
+    source_foreground = float(data.labelled.masks.float().mean())
+    reference = run_dir / selection.CANDIDATES / "reference_masks.pt"
+    return selection.CandidateProbe(data.target.images, source_foreground, reference)
+
+
+def _keep_candidate(run_dir: Path, epoch: int) -> None:
+    """Copy this epoch's model.pt into candidates/ (atomically)."""
+    import shutil
+
+    path = run_dir / selection.candidate_name(epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    shutil.copyfile(run_dir / ckpt.MODEL, temporary)
+    temporary.replace(path)
+
+
+def _apply_selection(run_dir: Path, settings: TrainSettings, history: list[dict[str, Any]]) -> None:
+    """Make the chosen candidate model.pt (the final epoch's weights stay as model_last.pt); log why."""
+    import shutil
+
+    chosen = selection.choose(history, settings.select)
+    if chosen is None:
+        return
+    if chosen["epoch"] != chosen["final_epoch"]:
+        temporary = run_dir / (ckpt.MODEL + ".tmp")
+        shutil.copyfile(run_dir / ckpt.MODEL, temporary)
+        temporary.replace(run_dir / selection.LAST_MODEL)
+        shutil.copyfile(run_dir / selection.candidate_name(chosen["epoch"]), temporary)
+        temporary.replace(run_dir / ckpt.MODEL)
+        log.warning(
+            "model.pt holds epoch %d, not the final epoch %d: %s (the final weights are in %s)",
+            chosen["epoch"],
+            chosen["final_epoch"],
+            chosen["why"],
+            selection.LAST_MODEL,
+        )
+    else:
+        log.info("model.pt holds the final epoch %d: %s", chosen["epoch"], chosen["why"])
+    atomic_write_text(run_dir / selection.CHOICE, json.dumps(chosen, indent=2) + "\n")
 
 
 def _restore(
@@ -608,7 +689,7 @@ def model_info(settings: TrainSettings, data: TrainingData) -> ModelInfo:
         box=data.box,
         voxel_size=data.voxel_size,
         normalisation="zscore",
-        invert=settings.invert,
+        invert=data.invert,
         method=settings.method,
         # What the teacher saw, so `pseudo-label` feeds it the same (a raw-input teacher: no denoiser).
         denoiser=settings.denoiser if get_method(settings.method)(settings).uses_denoised_target else "none",
@@ -673,4 +754,10 @@ def _summary(
         "device": str(device),
         "processes": context.world_size,
         "warnings": data.warnings,
+        "checkpoint": _read_choice(run_dir),
     }
+
+
+def _read_choice(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / selection.CHOICE
+    return json.loads(path.read_text()) if path.is_file() else None

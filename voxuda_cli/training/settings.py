@@ -14,6 +14,7 @@ from voxuda_cli.fields import setting
 from voxuda_cli.filters.denoisers import check_denoiser
 from voxuda_cli.training.methods import DEFAULT_METHOD, get_method
 from voxuda_cli.training.methods import names as method_names
+from voxuda_cli.training.selection import SELECTORS
 
 TEACHER_INPUTS = ("denoised", "raw", "mean")
 PL_LOSSES = ("ce", "balanced")
@@ -37,6 +38,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "source_view": "ngm",
         "spectral_strength": 0.5,
         "bn_statistics": "mixed",
+        "dis_guard": 0.0,
+        "pl_guard": 0.0,
     },
     "voxuda": {
         "burn_in": 0.5,
@@ -51,6 +54,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "source_view": "auto",
         "spectral_strength": 1.0,
         "bn_statistics": "auto",
+        "dis_guard": 1.0,
+        "pl_guard": 4.0,
     },
 }
 DEFAULT_RECIPE = "voxuda"
@@ -149,9 +154,23 @@ class TrainSettings:
     )
     reversal_scale: float | None = recipe_setting("Maximum of the DANN reversal weight.")
     dis_lr: float | None = recipe_setting("The discriminator's own Adam learning rate (0: shares the segmenter's).")
+    # training/guards.py: the label-free guards (issue 23)
+    dis_guard: float | None = recipe_setting(
+        "Switch the adversarial term off when the running mean of L_dis exceeds this (chance: ln 2 = 0.69; 0: off)."
+    )
+    pl_guard: float | None = recipe_setting(
+        "Pause L_pl while the teacher's foreground fraction is beyond this factor of the source's, either way (0: off)."
+    )
+    select: str = setting(
+        "stability-sized",
+        "Which epoch becomes model.pt, from the end of the burn-in on, by label-free figures on the target: "
+        "{choices} (training/selection.py; last: the final epoch).",
+        choices=lambda: tuple(SELECTORS),
+    )
     # Flips only: data.random_flips says why there are no 90-degree rotations.
     augment: bool = setting(True, "Random flips of the labelled volumes.")
     invert: bool = fields.invert(" (before z-scoring)")
+    polarity: str = fields.polarity("each training set (after --invert)")
     strict: bool = setting(False, "Refuse (instead of resample) a target voxel size > 1 % off the source's.")
     seed: int = fields.seed()
     device: str = fields.device()
@@ -252,6 +271,8 @@ class TrainSettings:
             ("pl_loss", PL_LOSSES),
             ("source_view", SOURCE_VIEWS),
             ("bn_statistics", BN_STATISTICS),
+            ("select", tuple(SELECTORS)),
+            ("polarity", fields.POLARITY_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise bad(name, f"unknown; use one of {', '.join(choices)}")
@@ -261,7 +282,9 @@ class TrainSettings:
         if not 0 <= self.spectral_strength <= 1:  # type: ignore[operator]
             raise bad("spectral_strength", "must be in [0, 1]")
         fields.check_pl_selection(self.pl_threshold, self.pl_keep)
-        for name in ("reversal_scale", "dis_lr"):
+        if self.pl_guard and self.pl_guard <= 1:
+            raise bad("pl_guard", "must be 0 (off) or a factor above 1")
+        for name in ("reversal_scale", "dis_lr", "dis_guard"):
             if getattr(self, name) < 0:
                 raise bad(name, "must not be negative")
 
