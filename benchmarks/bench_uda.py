@@ -94,6 +94,8 @@ UNTRAINED = {"sphere"}
 # same 20 with their masks the test set; the supervised row is 2-fold cross-validation on them.
 REAL = "real"
 REAL_DIR = HERE.parent.parent / "shared" / "real" / "empiar10499-dev"
+# 10 labelled boxes a fold: the schedule of the issue's supervised ceiling (width 8, 60 epochs)
+REAL_SUPERVISED = {"epochs": 60, "lr_step": 40}
 # source label -> (preset, SimulationSettings changes); a plain preset name needs no entry
 SOURCE_SETS: dict[str, tuple[str, dict[str, Any]]] = {}
 
@@ -164,7 +166,9 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
     from voxuda_cli.io import read_dataset
     from voxuda_cli.simulate import preset, simulate_dataset
 
-    folder = args.work / f"data_{source}_s{seed}"
+    # The real masks mark the picked particle only (neighbours are 0): its source is labelled alike.
+    labels = "central" if target == REAL else preset(SOURCE_SETS.get(source, (source, {}))[0]).label
+    folder = args.work / (f"data_{source}_s{seed}" if labels == "all" else f"data_{source}_{labels}_s{seed}")
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "source": folder / f"{source}.h5",
@@ -176,7 +180,9 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
     base, changes = SOURCE_SETS.get(source, (source, {}))
     source_settings = dataclasses.replace(preset(base), **changes)
     per_structure = args.n_source * (1 if source_settings.snr_distribution == "levels" else levels)
-    plans = {"source": dataclasses.replace(source_settings, n_per_structure=per_structure, seed=1000 * seed)}
+    plans = {
+        "source": dataclasses.replace(source_settings, n_per_structure=per_structure, seed=1000 * seed, label=labels)
+    }
     if target == REAL:
         paths.update(real_data(args))
     else:
@@ -280,7 +286,7 @@ def _cross_validate(job: dict[str, Any], target: dict[str, Any]) -> dict[str, An
     seconds = 0.0
     for train_fold, test_fold in (("fold0", "fold1"), ("fold1", "fold0")):
         fold = {**target, "paths": {**paths, "target_adapt": paths[train_fold]}, "run_dir": str(run_dir / train_fold)}
-        seconds += _train(job, fold)["train_seconds"]
+        seconds += _train({**job, **REAL_SUPERVISED}, fold)["train_seconds"]
         test = read_dataset([paths[test_fold]])
         masks = Predictor(run_dir / train_fold, PredictSettings(device=job["device"])).predict_dataset(test).masks
         samples += score_masks(test.names, masks, test.masks, test.classes)["samples"]
@@ -357,7 +363,26 @@ def _score(job: dict[str, Any], target: dict[str, Any], trained: dict[str, Any])
     for use in predictor.info.weights:
         masks = Predictor(run_dir, PredictSettings(device=job["device"], use=use)).predict_dataset(test).masks
         scores[use] = score_masks(test.names, masks, test.masks, test.classes)["mean"]
+    trained = {**trained, "candidates": _score_candidates(job, run_dir, test)}
     return _result(job, target, scores, predictor.settings.use, trained)
+
+
+def _score_candidates(job: dict[str, Any], run_dir: Path, test: Any) -> list[dict[str, Any]]:
+    """Every label-free selection candidate of the run: its epoch's figures and its true Dice (predict's weights)."""
+    from voxuda_cli.inference import Predictor, PredictSettings
+    from voxuda_cli.metrics import score_masks
+    from voxuda_cli.training.selection import FIGURES, candidate_name
+
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    candidates = []
+    for record in records:
+        path = run_dir / candidate_name(record["epoch"])
+        if FIGURES[0] not in record or not path.is_file():
+            continue
+        masks = Predictor(path, PredictSettings(device=job["device"])).predict_dataset(test).masks
+        dice = score_masks(test.names, masks, test.masks, test.classes)["mean"]["dice"]
+        candidates.append({"epoch": record["epoch"], "dice": dice, **{k: record[k] for k in FIGURES}})
+    return candidates
 
 
 def jobs_for(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -369,7 +394,11 @@ def jobs_for(args: argparse.Namespace) -> list[dict[str, Any]]:
                 target: {k: str(v) for k, v in make_data(args, source, target, seed).items()} for target in args.targets
             }
             for row in args.rows:
-                groups = [args.targets] if row in TARGET_FREE else [[t] for t in args.targets]
+                groups = [[t] for t in args.targets]
+                if row in TARGET_FREE:  # one training for the simulated targets; real has its own source labels
+                    groups = [
+                        g for g in ([t for t in args.targets if t != REAL], [REAL]) if g and set(g) <= set(args.targets)
+                    ]
                 for group in groups:
                     jobs.append(
                         {
