@@ -227,3 +227,30 @@ def test_nuisance_probability_same_seed_same_bytes(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "one.h5") as one, h5py.File(tmp_path / "two.h5") as two:
         for key in ("images", "masks", "params/neighbours", "params/sim_voxel_size"):
             assert one[key][()].tobytes() == two[key][()].tobytes()
+
+
+def test_central_labels_mark_the_picked_molecule_only_and_keep_the_image() -> None:
+    alone = simulate_in_memory(fast())
+    crowded = fast(neighbours=(3, 3), neighbour_distance=(0.6, 0.8))
+    union = simulate_in_memory(crowded)
+    central = simulate_in_memory(dataclasses.replace(crowded, label="central"))
+    np.testing.assert_array_equal(central.images, union.images)  # the same scene, labelled otherwise
+    np.testing.assert_array_equal(central.masks, alone.masks)  # the neighbours are background
+    assert union.masks.sum() > central.masks.sum()
+
+
+def test_ctf_premultiplied_boxes_keep_the_signal_bright_and_lose_the_band_at_the_ctf_zeros() -> None:
+    plain = simulate_in_memory(fast(snr=1.0))
+    premultiplied = simulate_in_memory(fast(snr=1.0, ctf_correction="premultiply"))
+    assert np.isfinite(premultiplied.images).all()
+    # CTF^2 is never negative: the low-passed image follows the density, inside the mask brighter
+    for dataset in (plain, premultiplied):
+        assert dataset.images[dataset.masks == 1].mean() > dataset.images[dataset.masks == 0].mean()
+    assert not np.allclose(plain.images, premultiplied.images)
+
+
+def test_the_picked_preset_is_randomized_with_central_labels_at_low_snr() -> None:
+    picked, randomized = preset("picked"), preset("randomized")
+    assert picked.label == "central" and randomized.label == "all"
+    assert picked.snr[1] < randomized.snr[1]
+    assert dataclasses.replace(picked, preset="randomized", label="all", snr=randomized.snr) == randomized

@@ -1,0 +1,71 @@
+"""Label-free checkpoint selection: the figures, the rules, and a run forced to diverge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.training.datasets import write_blobs
+from voxuda_cli.training import TrainSettings, train
+from voxuda_cli.training.selection import LAST_MODEL, choose, probe_figures, probe_indices
+
+
+def test_the_probe_is_fixed_and_spread() -> None:
+    assert probe_indices(5) == [0, 1, 2, 3, 4]
+    picks = probe_indices(1000)
+    assert len(picks) == 64 and picks[0] == 0 and picks[-1] == 999 and picks == sorted(set(picks))
+
+
+def test_figures_see_stability_size_and_agreement() -> None:
+    masks = torch.zeros(2, 8, 8, 8, dtype=torch.bool)
+    masks[:, 2:6, 2:6, 2:6] = True
+    moved = masks.roll(3, dims=1)
+    same = probe_figures(masks.float(), masks, masks, source_foreground=float(masks.float().mean()), reference=masks)
+    assert same["sel_stability"] == 1.0 and same["sel_foreground"] == pytest.approx(1.0)
+    assert same["sel_agreement"] == 1.0 and same["sel_entropy"] < 1e-3
+    unstable = probe_figures(masks.float(), masks, moved, source_foreground=0.5, reference=moved)
+    assert unstable["sel_stability"] < 0.5 and unstable["sel_agreement"] < 0.5 and unstable["sel_foreground"] < 0.5
+
+
+def _record(epoch: int, stability: float, foreground: float = 1.0) -> dict[str, float]:
+    return {
+        "epoch": epoch,
+        "sel_stability": stability,
+        "sel_foreground": foreground,
+        "sel_entropy": 0.1,
+        "sel_agreement": 1.0,
+    }
+
+
+def test_rules_pick_among_candidates_and_say_why() -> None:
+    history = [{"epoch": 1}, _record(2, 0.7), _record(3, 0.9), _record(4, 0.8)]
+    assert choose(history, "last")["epoch"] == 4  # type: ignore[index]
+    chosen = choose(history, "stability")
+    assert chosen is not None and chosen["epoch"] == 3 and "3 candidates" in chosen["why"]
+    # an empty or flooding model is stable but far from the source's foreground: stability-sized sees it
+    flooded = [_record(2, 0.8), _record(3, 1.0, foreground=0.0)]
+    assert choose(flooded, "stability")["epoch"] == 3  # type: ignore[index]
+    assert choose(flooded, "stability-sized")["epoch"] == 2  # type: ignore[index]
+    assert choose([{"epoch": 1}], "stability-sized") is None
+
+
+def test_a_run_forced_to_diverge_keeps_an_earlier_checkpoint_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = write_blobs(tmp_path / "src.h5", n=8, noise=0.5, seed=1)
+    tgt = write_blobs(tmp_path / "tgt.h5", n=6, noise=1.0, seed=2, masks=False)
+    settings = TrainSettings(
+        src=(src,), tgt=(tgt,), width=8, batch_size=4, epochs=6, threads=1, seed=0, reversal_scale=1000.0
+    )
+    with caplog.at_level("WARNING", logger="voxuda"):
+        summary = train(settings, tmp_path / "run")
+    run = tmp_path / "run"
+    chosen = summary["checkpoint"]
+    assert chosen["epoch"] < chosen["final_epoch"] == 6
+    assert "model.pt holds epoch" in caplog.text and chosen["why"] in caplog.text
+    assert json.loads((run / "selection.json").read_text()) == chosen
+    assert (run / LAST_MODEL).is_file() and (run / f"candidates/epoch_{chosen['epoch']:03d}.pt").is_file()
+    assert (run / "model.pt").read_bytes() == (run / f"candidates/epoch_{chosen['epoch']:03d}.pt").read_bytes()
