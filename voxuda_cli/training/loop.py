@@ -287,10 +287,8 @@ class Trainer:
 
     @torch.no_grad()
     def probe(self, probe: selection.CandidateProbe, batch_size: int) -> dict[str, float]:
-        """The label-free figures (selection.FIGURES) of the weights model.pt gets now."""
-        started = self.teacher is not None and self.teacher_started_at is not None
-        model = self.teacher if started else self.student
-        assert model is not None
+        """The label-free figures (selection.FIGURES) of the student, the weights predict uses by default."""
+        model = self.student
         self.segmenter.eval()
         try:
             with self._autocast():
