@@ -7,6 +7,7 @@ import starfile
 from scipy import ndimage
 
 from tests.extract_data import BLOBS, ORIGIN, SHAPE, VOXEL, blob_tomogram, relion4_frame, relion5_frame, star_by_hand
+from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.extract import ExtractSettings, plan_extraction, write_subtomograms
 from voxuda_cli.io import read_h5_dataset
 
@@ -98,8 +99,13 @@ def test_skip_border_and_native_voxel_size(tmp_path, tomogram):
 def test_invert_flips_contrast(tmp_path, tomogram):
     starfile.write(relion4_frame("TS_01"), tmp_path / "picks.star")
     plain, _ = extract(tmp_path, tomogram, tmp_path / "picks.star", name="a.h5")
-    inverted, _ = extract(tmp_path, tomogram, tmp_path / "picks.star", name="b.h5", invert=True)
+    # bright blobs inverted look dark: --polarity check refuses, off lets --invert act alone, auto undoes it
+    with pytest.raises(VoxudaInputError, match="protein looks dark .* after --invert"):
+        extract(tmp_path, tomogram, tmp_path / "picks.star", name="b.h5", invert=True)
+    inverted, _ = extract(tmp_path, tomogram, tmp_path / "picks.star", name="b.h5", invert=True, polarity="off")
     np.testing.assert_array_equal(inverted.images, -plain.images)
+    undone, _ = extract(tmp_path, tomogram, tmp_path / "picks.star", name="c.h5", invert=True, polarity="auto")
+    np.testing.assert_array_equal(undone.images, plain.images)
 
 
 def test_picks_are_matched_by_tomogram_name_and_file_name(tmp_path, tomogram):

@@ -18,6 +18,7 @@ tomogram's shape, voxel size and origin), ``box``, ``provenance``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from voxuda_cli.io.mrc import read_mrc
 from voxuda_cli.io.sources import expand_mrc_paths
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.patches import ParentInfo
+from voxuda_cli.polarity import resolve_polarity
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import checked_voxel_size, differs, fourier_resample, matched_sizes
 
@@ -56,6 +58,7 @@ class ExtractSettings:
     )
     input_voxel_size: float | None = fields.input_voxel_size()
     invert: bool = fields.invert()
+    polarity: str = fields.polarity("the picked boxes (after --invert)")
     border: str = setting(
         "pad", "Boxes crossing the tomogram's border: {choices} (pad: with the mean, flagged).",
         choices=lambda: BORDER_CHOICES,
@@ -71,6 +74,8 @@ class ExtractSettings:
             raise VoxudaInputError(f"--box {self.box}: must be an even number of at least 4 voxels")
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise VoxudaInputError(f"--voxel-size {self.voxel_size}: must be a positive number of angstrom")
+        if self.polarity not in fields.POLARITY_CHOICES:
+            raise VoxudaInputError(f"--polarity {self.polarity}: use one of {', '.join(fields.POLARITY_CHOICES)}")
         if self.border not in BORDER_CHOICES:
             raise VoxudaInputError(f"--border {self.border}: use one of {', '.join(BORDER_CHOICES)}")
         if self.centre not in CENTRE_CHOICES:
@@ -137,7 +142,21 @@ def plan_extraction(tomograms: list[Path], coords: list[Path], settings: Extract
             f"{_describe(coords)}: no pick lies inside its tomogram; check the coordinate units "
             "(RELION 5: angstrom from the centre; RELION 4, CSV: voxels; --scale for binning)"
         )
-    return ExtractionPlan(planned, _box_voxel_size(planned, settings, coords), settings)
+    voxel_size = _box_voxel_size(planned, settings, coords)
+    return ExtractionPlan(planned, voxel_size, _with_polarity(planned, settings, voxel_size))
+
+
+def _with_polarity(planned: list[TomogramPicks], settings: ExtractSettings, voxel_size: float) -> ExtractSettings:
+    """--polarity on up to 64 picked boxes (cropped on the tomogram's grid); auto flips --invert."""
+    boxes = []
+    for tomogram in planned:
+        size = max(4, round(settings.box * voxel_size / tomogram.voxel_size))
+        for centre in tomogram.centres[:: max(1, len(tomogram.centres) // 16)][:16]:
+            boxes.append(_crop(tomogram.header.data, centre - size // 2, size))
+    names = _describe([t.path for t in planned])
+    if resolve_polarity(np.stack(boxes[:64]), settings.polarity, f"extract {names}", settings.invert):
+        return dataclasses.replace(settings, invert=not settings.invert)
+    return settings
 
 
 def _describe(paths: list[Path]) -> str:

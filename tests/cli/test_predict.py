@@ -174,3 +174,28 @@ def test_lost_header_voxel_size_refused_and_overridden(runner, tmp_path: Path, m
     assert result.exit_code == 0, result.output
     output = read_mrc(tmp_path / "out" / "lost.mrc")
     assert output.shape == (40, 40, 48) and output.voxel_size == (13.5, 13.5, 13.5)
+
+
+def test_dark_inputs_are_refused_then_flipped_under_polarity_auto(runner, tmp_path: Path, model: Path, rng) -> None:  # type: ignore[no-untyped-def]
+    images, masks = sphere_batch(rng, 6)
+    names = [f"s{i}" for i in range(6)]
+    write_dataset(tmp_path / "bright.h5", Dataset(images=images, names=names, voxel_size=10.0, masks=masks))
+    write_dataset(tmp_path / "dark.h5", Dataset(images=-images, names=names, voxel_size=10.0, masks=masks))
+    refused = _invoke(runner, str(model), str(tmp_path / "dark.h5"), "-o", str(tmp_path / "refused.h5"))
+    assert refused.exit_code == 2 and "protein looks dark" in refused.output and "--polarity auto" in refused.output
+    assert not (tmp_path / "refused.h5").exists()
+    for name, extra in (("bright", []), ("dark", ["--polarity", "auto"])):
+        result = _invoke(
+            runner, str(model), str(tmp_path / f"{name}.h5"), "-o", str(tmp_path / f"{name}_pred.h5"), *extra
+        )
+        assert result.exit_code == 0, result.output
+    bright, dark = (read_h5_dataset(tmp_path / f"{n}_pred.h5").masks for n in ("bright", "dark"))
+    assert np.array_equal(bright, dark) and bright.any()
+    tomogram = tmp_path / "dark_tomo.mrc"
+    truth = _tomogram(tomogram, rng)
+    data = read_mrc(tomogram)
+    write_mrc(tomogram, Volume(-data.data, voxel_size=12.0))
+    assert _invoke(runner, str(model), str(tomogram), "-o", str(tmp_path / "t.mrc")).exit_code == 2
+    flipped = _invoke(runner, str(model), str(tomogram), "-o", str(tmp_path / "t.mrc"), "--polarity", "auto")
+    assert flipped.exit_code == 0, flipped.output
+    assert (read_mrc(tmp_path / "t.mrc").data.astype(bool) & truth).sum() > 0.5 * truth.sum()

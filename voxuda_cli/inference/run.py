@@ -18,6 +18,7 @@ is read and checked (model box, NaN, shapes) before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import time
@@ -37,6 +38,7 @@ from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
 from voxuda_cli.normalise import VolumeStats, stream_stats
+from voxuda_cli.polarity import resolve_polarity
 from voxuda_cli.progress import Progress
 
 PREVIEW_ROWS = 4
@@ -254,7 +256,41 @@ def plan_prediction(
     _check_outputs(job)
     if paste is not None:
         _check_paste(job, paste)
+    _check_polarity(job)
     return job
+
+
+def _check_polarity(job: PredictionJob) -> None:
+    """--polarity on boxes of every input as the model will see them; under auto, flip them all."""
+    predictor = job.predictor
+    boxes = [] if job.dataset is None else [job.dataset.images]
+    for path, _ in job.tomograms:
+        boxes.append(_sample_boxes(read_mrc(path, mmap=True, check=False).data, predictor.box))
+    if not boxes:
+        return
+    sample = np.concatenate([b[:: max(1, len(b) // 128)] for b in boxes])
+    names = ", ".join([*(["the dataset"] if job.dataset is not None else []), *(p.name for p, _ in job.tomograms)])
+    if resolve_polarity(sample, predictor.settings.polarity, f"predict {names}", predictor.info.invert):
+        predictor.info = dataclasses.replace(predictor.info, invert=not predictor.info.invert)
+        job.tomograms = [
+            (path, stream_stats(read_mrc(path, mmap=True, check=False).data, predictor.info.invert, str(path), True))
+            for path, _ in job.tomograms
+        ]
+
+
+def _sample_boxes(data: np.ndarray, box: tuple[int, ...], count: int = 64) -> np.ndarray:
+    """``count`` model-box windows of a (memory-mapped) tomogram on a regular grid (a few MB read)."""
+    shape = np.array(data.shape)
+    size = np.minimum(np.array(box), shape)
+    per_axis = max(1, round(count ** (1 / 3)))
+    starts = [np.linspace(0, s - b, per_axis).round().astype(int) for s, b in zip(shape, size)]
+    boxes = [
+        np.asarray(data[z : z + size[0], y : y + size[1], x : x + size[2]], dtype=np.float32)
+        for z in starts[0]
+        for y in starts[1]
+        for x in starts[2]
+    ]
+    return np.stack(boxes)
 
 
 def _check_paste(job: PredictionJob, paste: Path) -> None:

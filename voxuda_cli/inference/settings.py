@@ -47,8 +47,11 @@ class PredictSettings:
     # with the default recipe: 12 runs, both targets); the teacher's job is the pseudo-labels.
     use: str = fields.use("student")
     input_voxel_size: float | None = fields.input_voxel_size()
+    polarity: str = fields.polarity("the inputs (after the model's --invert)")
 
     def __post_init__(self) -> None:
+        if self.polarity not in fields.POLARITY_CHOICES:
+            raise VoxudaInputError(f"--polarity {self.polarity}: use one of {', '.join(fields.POLARITY_CHOICES)}")
         if not 0.0 <= float(self.threshold) < 1.0:
             raise VoxudaInputError(f"--threshold {self.threshold}: must be in [0, 1)")
         if not 0.0 <= float(self.overlap) < 1.0:
