@@ -45,10 +45,11 @@ def test_rules_pick_among_candidates_and_say_why() -> None:
     assert choose(history, "last")["epoch"] == 4  # type: ignore[index]
     chosen = choose(history, "stability")
     assert chosen is not None and chosen["epoch"] == 3 and "3 candidates" in chosen["why"]
-    # an empty or flooding model is stable but far from the source's foreground: stability-sized sees it
-    flooded = [_record(2, 0.8), _record(3, 1.0, foreground=0.0)]
-    assert choose(flooded, "stability")["epoch"] == 3  # type: ignore[index]
-    assert choose(flooded, "stability-sized")["epoch"] == 2  # type: ignore[index]
+    # an empty (or flooding) model is perfectly stable but out of the foreground band: never kept over one in it
+    collapsed = [_record(2, 0.8), _record(3, 1.0, foreground=0.0), _record(4, 0.9, foreground=5.0)]
+    for rule in ("stability", "stability-sized", "entropy"):
+        assert choose(collapsed, rule)["epoch"] == 2  # type: ignore[index]
+    assert choose(collapsed[1:], "stability")["epoch"] == 3  # type: ignore[index]  # none in band: all ranked
     assert choose([{"epoch": 1}], "stability-sized") is None
 
 

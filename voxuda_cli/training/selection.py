@@ -32,6 +32,9 @@ PROBE_SIZE = 64
 CANDIDATES = "candidates"
 LAST_MODEL = "model_last.pt"
 CHOICE = "selection.json"
+# A candidate whose target foreground is beyond this factor of the source masks' either way has
+# collapsed or flooded, whatever its other figures say (the guard's default band, guards.py).
+FOREGROUND_BAND = 4.0
 FIGURES = ("sel_stability", "sel_foreground", "sel_entropy", "sel_agreement")
 
 
@@ -105,8 +108,16 @@ SELECTORS: dict[str, Callable[[Mapping[str, float]], float] | None] = {
 }
 
 
+def in_band(figures: Mapping[str, float]) -> bool:
+    """Foreground within FOREGROUND_BAND of the source's: no collapse (an empty mask is stable), no flood."""
+    return 1.0 / FOREGROUND_BAND <= figures["sel_foreground"] <= FOREGROUND_BAND
+
+
 def choose(history: Sequence[Mapping[str, Any]], rule: str) -> dict[str, Any] | None:
-    """The chosen candidate among the epochs of ``history`` that have figures, and why; None if none."""
+    """The chosen candidate among the epochs of ``history`` that have figures, and why; None if none.
+
+    A rule ranks the candidates whose foreground is in band (all of them if none is).
+    """
     candidates = [record for record in history if "sel_stability" in record]
     if not candidates:
         return None
@@ -115,9 +126,10 @@ def choose(history: Sequence[Mapping[str, Any]], rule: str) -> dict[str, Any] | 
     if score is None:
         best, why = last, "--select last: the final epoch"
     else:
-        best = max(candidates, key=lambda record: (score(record), record["epoch"]))
+        ranked = [record for record in candidates if in_band(record)] or candidates
+        best = max(ranked, key=lambda record: (score(record), record["epoch"]))
         why = (
-            f"--select {rule}: the best label-free score of the {len(candidates)} candidates "
+            f"--select {rule}: the best label-free score of {len(ranked)} of the {len(candidates)} candidates "
             f"(epochs {candidates[0]['epoch']}-{last['epoch']}; {score(best):.3f} against the final epoch's "
             f"{score(last):.3f})"
         )
