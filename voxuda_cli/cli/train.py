@@ -126,6 +126,15 @@ def summary_table(summary: Mapping[str, Any]) -> Any:
         table.add_row(key.replace("_", " "), fmt(value, 3))
     for key, value in (summary.get("validation") or {}).items():
         table.add_row(key.replace("_", " "), fmt(value, 3))
+    guards = summary.get("guards") or {}
+    if guards.get("adversarial_switched_off_at_step") is not None:
+        table.add_row("adversarial term", f"off from step {guards['adversarial_switched_off_at_step']} (runaway L_dis)")
+    if guards.get("pl_paused_steps"):
+        table.add_row("L_pl paused (steps)", str(guards["pl_paused_steps"]))
+    chosen = summary.get("checkpoint")
+    if chosen is not None:
+        held = f"epoch {chosen['epoch']} of {chosen['final_epoch']} (--select {chosen['rule']})"
+        table.add_row("model.pt holds", held)
     table.add_row("seconds", fmt(summary["seconds"], 1))
     if summary.get("samples_per_s") is not None:
         table.add_row("samples/s", fmt(summary["samples_per_s"], 2))
