@@ -517,7 +517,8 @@ def _apply_selection(run_dir: Path, settings: TrainSettings, history: list[dict[
             chosen["why"],
             selection.LAST_MODEL,
         )
-    else:
+    else:  # a stale model_last.pt of an earlier choice (before a --resume with more epochs) would mislead
+        (run_dir / selection.LAST_MODEL).unlink(missing_ok=True)
         log.info("model.pt holds the final epoch %d: %s", chosen["epoch"], chosen["why"])
     atomic_write_text(run_dir / selection.CHOICE, json.dumps(chosen, indent=2) + "\n")
 
