@@ -133,6 +133,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--report", action="store_true", help="train nothing: write --results from every finished run under --work"
     )
+    parser.add_argument(
+        "--reselect",
+        metavar="RULE",
+        help="train nothing: make each finished run's model.pt the candidate --select RULE keeps, score it again",
+    )
     args = parser.parse_args()
     for spec in args.row:
         key, _, options = spec.partition("=")
@@ -166,9 +171,7 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
     from voxuda_cli.io import read_dataset
     from voxuda_cli.simulate import preset, simulate_dataset
 
-    # The real masks mark the picked particle only (neighbours are 0): its source is labelled alike.
-    labels = "central" if target == REAL else preset(SOURCE_SETS.get(source, (source, {}))[0]).label
-    folder = args.work / (f"data_{source}_s{seed}" if labels == "all" else f"data_{source}_{labels}_s{seed}")
+    labels, folder = data_folder(args, source, target, seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "source": folder / f"{source}.h5",
@@ -196,6 +199,15 @@ def make_data(args: argparse.Namespace, source: str, target: str, seed: int) -> 
         adapt = read_dataset([paths["target_adapt"]])
         estimate_noise(adapt.images, adapt.names, NoiseSettings(seed=seed)).save(paths["noise"])
     return paths
+
+
+def data_folder(args: argparse.Namespace, source: str, target: str, seed: int) -> tuple[str, Path]:
+    """(the source's --label, the folder of one seed's data)."""
+    from voxuda_cli.simulate import preset
+
+    # The real masks mark the picked particle only (neighbours are 0): its source is labelled alike.
+    labels = "central" if target == REAL else preset(SOURCE_SETS.get(source, (source, {}))[0]).label
+    return labels, args.work / (f"data_{source}_s{seed}" if labels == "all" else f"data_{source}_{labels}_s{seed}")
 
 
 def real_data(args: argparse.Namespace) -> dict[str, Path]:
@@ -500,6 +512,33 @@ of `voxuda predict`'s default weights; "Dice (teacher)" scores the EMA teacher o
     return text
 
 
+def reselect(args: argparse.Namespace) -> None:
+    """--reselect RULE: what another --select would have kept, without training again."""
+    import shutil
+
+    from voxuda_cli.training.selection import candidate_name, choose
+
+    for path in sorted(args.work.glob("*/*/bench_result.json")):
+        result, run_dir = json.loads(path.read_text()), path.parent
+        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        chosen = choose(history, args.reselect)
+        if chosen is None or not result.get("candidates"):
+            continue
+        shutil.copyfile(run_dir / candidate_name(chosen["epoch"]), run_dir / "model.pt")
+        (run_dir / "selection.json").write_text(json.dumps(chosen, indent=2) + "\n")
+        job = {**result, "device": args.device}
+        test = {"target": result["target"], "run_dir": str(run_dir), "paths": _test_paths(args, result)}
+        trained = {k: v for k, v in result.items() if k in ("train_seconds", "final", "pseudo_labels", "source_view")}
+        _score(job, test, {**trained, "spectral_coverage": result.get("spectral_coverage"), "checkpoint": chosen})
+
+
+def _test_paths(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Path]:
+    if result["target"] == REAL:
+        return {"target_test": args.work / "data_real" / "real_test.h5"}
+    folder = data_folder(args, result["source"], result["target"], result["seed"])[1]
+    return {"target_test": folder / f"{result['target']}_test.h5"}
+
+
 def finished_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every finished run under --work (for --report); the table's axes become what was run."""
     results = [json.loads(p.read_text()) for p in sorted(args.work.glob("*/*/bench_result.json"))]
@@ -516,7 +555,9 @@ def finished_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> None:
     args = parse()
     started = time.perf_counter()
-    if args.report:
+    if args.reselect:
+        reselect(args)
+    if args.report or args.reselect:
         results, jobs = finished_runs(args), []
     else:
         jobs = jobs_for(args)
@@ -524,7 +565,7 @@ def main() -> None:
     text = write_results(args, results)
     args.json_results.parent.mkdir(parents=True, exist_ok=True)
     args.json_results.write_text(json.dumps(results, indent=2))
-    if args.report:
+    if args.report or args.reselect:
         args.results.write_text(text)
     print(text)
     print(f"{len(jobs)} runs in {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
