@@ -74,8 +74,7 @@ class ExtractSettings:
             raise VoxudaInputError(f"--box {self.box}: must be an even number of at least 4 voxels")
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise VoxudaInputError(f"--voxel-size {self.voxel_size}: must be a positive number of angstrom")
-        if self.polarity not in fields.POLARITY_CHOICES:
-            raise VoxudaInputError(f"--polarity {self.polarity}: use one of {', '.join(fields.POLARITY_CHOICES)}")
+        fields.check_polarity(self.polarity)
         if self.border not in BORDER_CHOICES:
             raise VoxudaInputError(f"--border {self.border}: use one of {', '.join(BORDER_CHOICES)}")
         if self.centre not in CENTRE_CHOICES:

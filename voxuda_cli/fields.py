@@ -131,6 +131,11 @@ def polarity(what: str = "the data") -> Any:
     )
 
 
+def check_polarity(value: str) -> None:
+    if value not in POLARITY_CHOICES:
+        raise VoxudaInputError(f"--polarity {value}: unknown; use one of {', '.join(POLARITY_CHOICES)}")
+
+
 def seed() -> Any:
     return setting(0, "Random seed (the same seed repeats a run exactly on CPU).")
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.fields import POLARITY_CHOICES
+from voxuda_cli.fields import check_polarity
 
 log = logging.getLogger("voxuda")
 
@@ -77,8 +77,7 @@ def resolve_polarity(images: np.ndarray, mode: str, option: str, inverted: bool)
     """
     if mode == "off":
         return False
-    if mode not in POLARITY_CHOICES:
-        raise VoxudaInputError(f"--polarity {mode}: unknown; use one of {', '.join(POLARITY_CHOICES)}")
+    check_polarity(mode)
     found = detect_polarity(images, negate=inverted)
     as_fed = "after --invert" if inverted else "as read"
     log.info("%s: %s %s", option, found.describe(), as_fed)

@@ -50,8 +50,7 @@ class PredictSettings:
     polarity: str = fields.polarity("the inputs (after the model's --invert)")
 
     def __post_init__(self) -> None:
-        if self.polarity not in fields.POLARITY_CHOICES:
-            raise VoxudaInputError(f"--polarity {self.polarity}: use one of {', '.join(fields.POLARITY_CHOICES)}")
+        fields.check_polarity(self.polarity)
         if not 0.0 <= float(self.threshold) < 1.0:
             raise VoxudaInputError(f"--threshold {self.threshold}: must be in [0, 1)")
         if not 0.0 <= float(self.overlap) < 1.0:

@@ -273,7 +273,6 @@ class TrainSettings:
             ("source_view", SOURCE_VIEWS),
             ("bn_statistics", BN_STATISTICS),
             ("select", tuple(SELECTORS)),
-            ("polarity", fields.POLARITY_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise bad(name, f"unknown; use one of {', '.join(choices)}")
@@ -283,6 +282,7 @@ class TrainSettings:
         if not 0 <= self.spectral_strength <= 1:  # type: ignore[operator]
             raise bad("spectral_strength", "must be in [0, 1]")
         fields.check_pl_selection(self.pl_threshold, self.pl_keep)
+        fields.check_polarity(self.polarity)
         if self.pl_guard and self.pl_guard <= 1:
             raise bad("pl_guard", "must be 0 (off) or a factor above 1")
         for name in ("reversal_scale", "dis_lr", "dis_guard"):
