@@ -524,8 +524,8 @@ def reselect(args: argparse.Namespace) -> None:
             continue
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
         chosen = choose(history, args.reselect)
-        if chosen is None or (result.get("checkpoint") or {}).get("rule") == args.reselect:
-            continue  # nothing to choose from, or already scored with this rule
+        if chosen is None or (result.get("checkpoint") or {}).get("epoch") == chosen["epoch"]:
+            continue  # nothing to choose from, or already scored with this choice
         shutil.copyfile(run_dir / candidate_name(chosen["epoch"]), run_dir / "model.pt")
         (run_dir / "selection.json").write_text(json.dumps(chosen, indent=2) + "\n")
         job = {**result, "device": args.device}

@@ -26,7 +26,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from voxuda_cli.training.selection import FIGURES, SELECTORS, in_band  # noqa: E402
+from voxuda_cli.training.selection import FIGURES, SELECTORS, choose, in_band  # noqa: E402
 
 Candidate = dict[str, Any]
 
@@ -41,7 +41,7 @@ def rule_scores() -> dict[str, Callable[[Candidate], float]]:
 
 
 def chosen(candidates: Sequence[Candidate], score: Callable[[Candidate], float], band: bool = True) -> Candidate:
-    """What training/selection.choose keeps (the references ``last`` and burn-in rank every candidate)."""
+    """The candidate a reference (the burn-in model) is: the best by ``score`` (in band if ``band``)."""
     ranked = [c for c in candidates if in_band(c)] if band else list(candidates)
     return max(ranked or candidates, key=lambda c: (score(c), c["epoch"]))
 
@@ -73,9 +73,11 @@ def correlation_table(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def rule_dice(runs: Sequence[dict[str, Any]], rule: str) -> list[float]:
-    score = rule_scores()[rule]
-    band = rule in SELECTORS and SELECTORS[rule] is not None
-    return [chosen(r["candidates"], score, band)["dice"] for r in runs]
+    """Dice of the candidate a --select rule keeps (training/selection.choose itself), or a reference's."""
+    if rule in SELECTORS:
+        kept = [choose(r["candidates"], rule) for r in runs]
+        return [next(c["dice"] for c in r["candidates"] if c["epoch"] == k["epoch"]) for r, k in zip(runs, kept)]
+    return [chosen(r["candidates"], rule_scores()[rule], band=False)["dice"] for r in runs]
 
 
 def per_target_table(runs: Sequence[dict[str, Any]], baseline: dict[tuple[str, str, int], float]) -> str:

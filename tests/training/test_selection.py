@@ -73,3 +73,12 @@ def test_a_run_forced_to_diverge_keeps_an_earlier_checkpoint_and_warns(
     assert json.loads((run / "selection.json").read_text()) == chosen
     assert (run / LAST_MODEL).is_file() and (run / f"candidates/epoch_{chosen['epoch']:03d}.pt").is_file()
     assert (run / "model.pt").read_bytes() == (run / f"candidates/epoch_{chosen['epoch']:03d}.pt").read_bytes()
+
+
+def test_near_ties_go_to_the_later_epoch() -> None:
+    from voxuda_cli.training.selection import TIE_TOLERANCE
+
+    history = [_record(4, 0.8724), _record(5, 0.85), _record(8, 0.8724 - TIE_TOLERANCE / 2)]
+    assert choose(history, "stability")["epoch"] == 8  # type: ignore[index]
+    history[-1]["sel_stability"] = 0.8724 - 2 * TIE_TOLERANCE
+    assert choose(history, "stability")["epoch"] == 4  # type: ignore[index]

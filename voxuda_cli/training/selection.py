@@ -14,7 +14,8 @@ need no labels (docs/METHOD.md "Checkpoint selection"):
 - ``sel_entropy``: mean binary entropy of the probe's probabilities.
 - ``sel_agreement``: Dice of the masks with those of the burn-in candidate (how far adaptation moved).
 
-``--select`` names the rule that picks among them (SELECTORS); ``last`` keeps the final epoch. The
+``--select`` names the rule that picks among them (SELECTORS; near-ties, within TIE_TOLERANCE, go to
+the later epoch); ``last`` keeps the final epoch. The
 chosen candidate becomes ``model.pt`` (what ``predict`` loads); the final epoch stays as
 ``model_last.pt`` when it was not chosen. The rule was chosen by its rank correlation with the true
 Dice over the benchmark's runs (benchmarks/results.md).
@@ -35,6 +36,10 @@ CHOICE = "selection.json"
 # A candidate whose target foreground is beyond this factor of the source masks' either way has
 # collapsed or flooded, whatever its other figures say (the guard's default band, guards.py).
 FOREGROUND_BAND = 4.0
+# Scores closer than this to the best are a tie, won by the later epoch: on a 64-volume probe smaller
+# differences are noise, and a later epoch has trained longer (benchmarks/results.md: on one run the
+# burn-in model won by under 0.001 and cost 8 Dice; the tolerance was checked leaving one target out).
+TIE_TOLERANCE = 0.005
 FIGURES = ("sel_stability", "sel_foreground", "sel_entropy", "sel_agreement")
 
 
@@ -127,7 +132,8 @@ def choose(history: Sequence[Mapping[str, Any]], rule: str) -> dict[str, Any] | 
         best, why = last, "--select last: the final epoch"
     else:
         ranked = [record for record in candidates if in_band(record)] or candidates
-        best = max(ranked, key=lambda record: (score(record), record["epoch"]))
+        top = max(score(record) for record in ranked)
+        best = max((r for r in ranked if score(r) >= top - TIE_TOLERANCE), key=lambda record: record["epoch"])
         why = (
             f"--select {rule}: the best label-free score of {len(ranked)} of the {len(candidates)} candidates "
             f"(epochs {candidates[0]['epoch']}-{last['epoch']}; {score(best):.3f} against the final epoch's "
