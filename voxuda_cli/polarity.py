@@ -70,10 +70,11 @@ def detect_polarity(images: np.ndarray, negate: bool = False) -> Polarity:
     return Polarity(verdict, share, len(picks))
 
 
-def resolve_polarity(images: np.ndarray, mode: str, option: str, inverted: bool) -> bool:
+def resolve_polarity(images: np.ndarray, mode: str, option: str, inverted: bool, remedy: str | None = None) -> bool:
     """Whether to flip ``images`` (as read; ``inverted``: --invert flips them) under --polarity ``mode``.
 
-    ``check`` refuses data that looks dark as it stands, ``auto`` flips it, ``off`` looks at nothing.
+    ``check`` refuses data that looks dark as it stands, ``auto`` flips it, ``off`` looks at nothing;
+    ``remedy`` replaces the refusal's advice.
     """
     if mode == "off":
         return False
@@ -87,7 +88,8 @@ def resolve_polarity(images: np.ndarray, mode: str, option: str, inverted: bool)
         log.warning("%s: %s %s; --polarity auto flips it", option, found.describe(), as_fed)
         return True
     hint = "drop --invert" if inverted else "pass --invert"
+    remedy = remedy or f"{hint}, or --polarity auto to flip what looks dark"
     raise VoxudaInputError(
-        f"{option}: {found.describe()} {as_fed}, and the network expects bright protein; {hint}, "
-        "or --polarity auto to flip what looks dark, or --polarity off to skip this check"
+        f"{option}: {found.describe()} {as_fed}, and the network expects bright protein; {remedy}, "
+        "or --polarity off to skip this check"
     )

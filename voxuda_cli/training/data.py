@@ -204,7 +204,9 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
 
 def _flips(settings: TrainSettings, dataset: Dataset, option: str) -> bool:
     """Whether ``dataset`` is contrast-flipped: --invert, then --polarity (polarity.py) on the result."""
-    flipped = resolve_polarity(dataset.images, settings.polarity, f"{option} {dataset.source}", settings.invert)
+    # --invert flips every training set, a simulated source too: per-set flips are --polarity auto's
+    remedy = "pass --polarity auto (it flips each set that looks dark; --invert flips every set)"
+    flipped = resolve_polarity(dataset.images, settings.polarity, f"{option} {dataset.source}", settings.invert, remedy)
     return settings.invert != flipped
 
 
