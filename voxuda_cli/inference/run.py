@@ -272,10 +272,8 @@ def _check_polarity(job: PredictionJob) -> None:
     names = ", ".join([*(["the dataset"] if job.dataset is not None else []), *(p.name for p, _ in job.tomograms)])
     if resolve_polarity(sample, predictor.settings.polarity, f"predict {names}", predictor.info.invert):
         predictor.info = dataclasses.replace(predictor.info, invert=not predictor.info.invert)
-        job.tomograms = [
-            (path, stream_stats(read_mrc(path, mmap=True, check=False).data, predictor.info.invert, str(path), True))
-            for path, _ in job.tomograms
-        ]
+        # a flip negates the streamed mean (normalise.stream_stats): no second pass over the tomograms
+        job.tomograms = [(path, dataclasses.replace(scan, mean=-scan.mean)) for path, scan in job.tomograms]
 
 
 def _sample_boxes(data: np.ndarray, box: tuple[int, ...], count: int = 64) -> np.ndarray:

@@ -20,6 +20,7 @@ import errno
 import glob
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +177,12 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
 def atomic_write_text(path: Path | str, text: str) -> None:
     """Write a small text file atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(source: Path | str, path: Path | str) -> None:
+    """Copy ``source`` to ``path`` atomically (a reader of ``path`` sees the old file or the whole new one)."""
+    with atomic_output(path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def atomic_torch_save(path: Path | str, obj: Any) -> None:

@@ -52,7 +52,7 @@ from voxuda_cli import signals
 from voxuda_cli.config import dump_toml, settings_to_dict
 from voxuda_cli.device import resolve_device, seed_everything
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.io.atomic import atomic_write_text
+from voxuda_cli.io.atomic import atomic_copy, atomic_write_text
 from voxuda_cli.io.lock import folder_lock
 from voxuda_cli.models.discriminator import DomainDiscriminator, reverse_gradient
 from voxuda_cli.models.serialization import ModelInfo, save_model
@@ -487,29 +487,18 @@ def _candidate_probe(trainer: Trainer, data: TrainingData, run_dir: Path) -> sel
 
 
 def _keep_candidate(run_dir: Path, epoch: int) -> None:
-    """Copy this epoch's model.pt into candidates/ (atomically)."""
-    import shutil
-
-    path = run_dir / selection.candidate_name(epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    shutil.copyfile(run_dir / ckpt.MODEL, temporary)
-    temporary.replace(path)
+    """Copy this epoch's model.pt into candidates/."""
+    atomic_copy(run_dir / ckpt.MODEL, run_dir / selection.candidate_name(epoch))
 
 
 def _apply_selection(run_dir: Path, settings: TrainSettings, history: list[dict[str, Any]]) -> None:
     """Make the chosen candidate model.pt (the final epoch's weights stay as model_last.pt); log why."""
-    import shutil
-
     chosen = selection.choose(history, settings.select)
     if chosen is None:
         return
     if chosen["epoch"] != chosen["final_epoch"]:
-        temporary = run_dir / (ckpt.MODEL + ".tmp")
-        shutil.copyfile(run_dir / ckpt.MODEL, temporary)
-        temporary.replace(run_dir / selection.LAST_MODEL)
-        shutil.copyfile(run_dir / selection.candidate_name(chosen["epoch"]), temporary)
-        temporary.replace(run_dir / ckpt.MODEL)
+        atomic_copy(run_dir / ckpt.MODEL, run_dir / selection.LAST_MODEL)
+        atomic_copy(run_dir / selection.candidate_name(chosen["epoch"]), run_dir / ckpt.MODEL)
         log.warning(
             "model.pt holds epoch %d, not the final epoch %d: %s (the final weights are in %s)",
             chosen["epoch"],

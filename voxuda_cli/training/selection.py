@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from voxuda_cli.io.atomic import atomic_torch_save
+
 PROBE_SIZE = 64
 CANDIDATES = "candidates"
 LAST_MODEL = "model_last.pt"
@@ -167,6 +169,5 @@ class CandidateProbe:
         probabilities, masks, flipped = probe_masks(predict, self.images, batch_size)
         if self.reference is None:  # the first candidate is the burn-in's model
             self.reference = masks
-            self.reference_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(masks.to(torch.uint8), self.reference_path)
+            atomic_torch_save(self.reference_path, masks.to(torch.uint8))
         return probe_figures(probabilities, masks, flipped, self.source_foreground, self.reference)
