@@ -199,3 +199,20 @@ def test_dark_inputs_are_refused_then_flipped_under_polarity_auto(runner, tmp_pa
     flipped = _invoke(runner, str(model), str(tomogram), "-o", str(tmp_path / "t.mrc"), "--polarity", "auto")
     assert flipped.exit_code == 0, flipped.output
     assert (read_mrc(tmp_path / "t.mrc").data.astype(bool) & truth).sum() > 0.5 * truth.sum()
+
+
+def test_smooth_keeps_each_box_expected_volume_and_refuses_tomograms(runner, tmp_path: Path, model: Path, rng) -> None:  # type: ignore[no-untyped-def]
+    images, masks = sphere_batch(rng, 4)
+    write_dataset(tmp_path / "in.h5", Dataset(images=images, names=[f"s{i}" for i in range(4)], voxel_size=10.0))
+    args = [str(model), str(tmp_path / "in.h5"), "-o", str(tmp_path / "smooth.h5"), "--smooth", "20", "--probabilities"]
+    result = _invoke(runner, *args)
+    assert result.exit_code == 0, result.output
+    smooth = read_h5_dataset(tmp_path / "smooth.h5")
+    assert smooth.masks is not None and smooth.probabilities is not None
+    expected = np.round(smooth.probabilities.sum(axis=(1, 2, 3), dtype=np.float64))
+    # (the stored probabilities are rounded to the file's precision)
+    assert np.abs(smooth.masks.sum(axis=(1, 2, 3)) - expected).max() <= 2 and expected.min() > 100
+    _tomogram(tmp_path / "tomo.mrc", rng)
+    refused = _invoke(runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "out"), "--smooth", "20")
+    assert refused.exit_code == 2 and "--smooth" in refused.output and "whole tomogram" in refused.output
+    assert not (tmp_path / "out").exists()

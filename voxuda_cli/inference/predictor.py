@@ -44,6 +44,7 @@ from voxuda_cli.inference.components import remove_small_components, remove_smal
 from voxuda_cli.inference.rescaled import predict_samples, predict_tomogram_rescaled
 from voxuda_cli.inference.settings import PredictSettings
 from voxuda_cli.inference.sliding_window import WindowPlan, importance_map, sliding_window, sliding_window_array
+from voxuda_cli.inference.smoothing import smoothed_mask
 from voxuda_cli.io.dataset import Dataset
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, read_mrc
@@ -204,9 +205,16 @@ class Predictor:
 
     # ---- masks ---------------------------------------------------------------------------------
 
-    def segment(self, probabilities: np.ndarray) -> np.ndarray:
-        """Probabilities of one volume -> binary uint8 mask (threshold, then --min-size)."""
-        mask = (np.asarray(probabilities) > self.settings.threshold).astype(np.uint8)
+    def segment(self, probabilities: np.ndarray, voxel_size: float | None = None) -> np.ndarray:
+        """Probabilities of one volume on a grid of ``voxel_size`` A -> binary uint8 mask.
+
+        Threshold (or with --smooth the blurred expected volume, smoothing.py), then --min-size.
+        """
+        if self.settings.smooth > 0:
+            spacing = float(voxel_size if voxel_size is not None else self.info.voxel_size)
+            mask = smoothed_mask(probabilities, self.settings.smooth, spacing)
+        else:
+            mask = (np.asarray(probabilities) > self.settings.threshold).astype(np.uint8)
         if self.settings.min_size > 1:
             mask = remove_small_components(mask, self.settings.min_size)
         return mask
@@ -268,7 +276,7 @@ class Predictor:
             probabilities = predict_samples(self, dataset.images, voxel_size, on_progress)
         else:
             probabilities = self.predict_batches(dataset.images, on_progress=on_progress)
-        masks = np.stack([self.segment(p) for p in probabilities])
+        masks = np.stack([self.segment(p, voxel_size) for p in probabilities])
         return DatasetPrediction(probabilities=probabilities, masks=masks)
 
     def stitch_parents(self, dataset: Dataset, probabilities: np.ndarray) -> Iterator[tuple[str, Volume, np.ndarray]]:
@@ -295,7 +303,7 @@ class Predictor:
             voxel_size = info.original_voxel_size if info else (dataset.voxel_size,) * 3
             origin = info.origin if info else (0.0, 0.0, 0.0)
             volume = Volume(data=stitched, voxel_size=voxel_size, origin=origin)
-            yield parent, volume, self.segment(stitched)
+            yield parent, volume, self.segment(stitched, float(np.mean(voxel_size)))
 
     # ---- whole tomograms -----------------------------------------------------------------------
 

@@ -325,6 +325,11 @@ def _header_only(volume: Volume) -> Volume:
 
 
 def _check_outputs(job: PredictionJob) -> None:
+    if job.tomograms and job.predictor.settings.smooth > 0:
+        raise VoxudaInputError(
+            f"--smooth {job.predictor.settings.smooth}: {job.tomograms[0][0].name} is a whole tomogram; --smooth keeps "
+            "one particle's expected volume per box, so it is for subtomograms (extract them at picks first)"
+        )
     if job.kind == "h5":
         if job.tomograms:
             names = ", ".join(p.name for p, _ in job.tomograms[:3])

@@ -9,6 +9,7 @@ from voxuda_cli.device import check_device
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import DEFAULT_ETA, FROM_MODEL, WEIGHT_CHOICES, setting
 from voxuda_cli.filters.denoisers import check_denoiser
+from voxuda_cli.inference.smoothing import check_smooth
 
 NORMALISE_CHOICES = ("window", "tomogram")
 __all__ = ["DEFAULT_ETA", "NORMALISE_CHOICES", "PredictSettings", "PseudoLabelSettings"]
@@ -34,6 +35,11 @@ class PredictSettings:
     batch_size: int = fields.batch_size(4, "windows per forward pass")
     tta: bool = setting(False, "Average the 8 flips of every window (8x slower).")
     min_size: int = setting(0, "Remove connected foreground components smaller than this (voxels).")
+    smooth: float = setting(
+        0.0,
+        "Subtomograms and stitched patches: blur the probabilities by a Gaussian of this sigma (A), then keep "
+        "their expected volume (for masks of picked particles; METHOD.md). 0: off.",
+    )
     probabilities: bool = setting(False, "Also write foreground probabilities (_probabilities.mrc).")
     normalise: str = setting(
         "window", "Whole tomograms: z-score each window (as training) or the tomogram once: {choices}.",
@@ -59,6 +65,7 @@ class PredictSettings:
             raise VoxudaInputError(f"--min-size {self.min_size}: must be 0 (off) or a number of voxels")
         if self.normalise not in NORMALISE_CHOICES:
             raise VoxudaInputError(f"--normalise {self.normalise}: use one of {', '.join(NORMALISE_CHOICES)}")
+        check_smooth(self.smooth)
         _check_batch_size(self.batch_size)
         check_device(self.device)
         _check_use(self.use)
