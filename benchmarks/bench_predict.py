@@ -1,24 +1,24 @@
-"""Whole-tomogram prediction: throughput and peak memory on CPU, against MONAI's sliding_window_inference.
+"""Whole-tomogram prediction on CPU: the large-window engine against today's box windows and MONAI.
 
-Both runs segment the same MRC tomogram with the same VoxResNet (width 32, seeded random
-weights: speed does not depend on what the weights learned), the same 32^3 window, overlap,
-Gaussian blending (sigma = box/8), window batch and per-window z-scoring; both write the mask
-and the probability map as MRC files. Each runs in its own subprocess; its peak memory is
-ru_maxrss after the run minus ru_maxrss after imports, model load and one warm-up batch.
-MONAI holds the whole tomogram and its output in memory; voxuda streams both through memory
-maps. The two probability maps are compared voxel by voxel (they should agree to ~1e-6).
+Part 1, speed (issue 24): the same MRC tomogram (128 x 256 x 256, noisy balls) and the same seeded
+VoxResNet weights (speed does not depend on what they learned) at widths 8 and 32, each path in
+its own subprocess:
+- ``box``: the path before issue 24: 32^3 windows overlapping by 0.5, Gaussian blending, each
+  window z-scored (``--blend gaussian --normalise window``);
+- ``large``: the default: windows as large as ``--memory`` allows, whose cores tile the grid with
+  16 voxels of margin (each voxel computed about once), the tomogram's streamed statistics;
+- ``monai``: MONAI's ``sliding_window_inference`` with the box path's windows and weights.
+Printed: seconds, Mvoxel/s, how many times each voxel was computed, achieved GFLOP/s (torch's
+FLOP counter on the network) against a plain channels-last conv3d measured in the same run, peak
+resident memory (ru_maxrss after the run minus after imports, model load and a warm-up) against
+the tomogram's float32 size, the speed ratio large / box and the agreement of their masks. Then
+the memory check: the large path on a 256 x 512 x 512 tomogram at width 8 (target: peak <= 2x).
 
-Targets (issues 6 and 15): voxuda at least as fast as MONAI, and its peak memory under 3x the
-tomogram's float32 size. MONAI gets the network prepared as voxuda's (channels-last on CPU), so
-the ratio is the pipeline's; a third run, voxuda --amp (bf16 autocast where the CPU has
-AVX512-BF16/AMX), is compared with MONAI in float32.
+Part 2, quality: a width-4 network trained here for a few steps on z-scored ball subtomograms
+(box 16) segments a synthetic tomogram of balls, flat and with a slow intensity ramp (uneven
+ice), by each path and normalisation; it prints Dice against the truth.
 
-A second part compares the two ways of normalising a whole tomogram (z-score each window, as
-the network saw subtomograms in training, or the whole tomogram once) with a small network
-trained here for a few steps on synthetic subtomograms (noisy balls), on a synthetic tomogram
-with sparse balls, flat and with a slow intensity ramp (uneven ice). It prints Dice for each.
-
-Usage: python benchmarks/bench_predict.py [--quick] [--shape D H W] [--width 32] [--skip-normalisation]
+Usage: python benchmarks/bench_predict.py [--quick] [--shape D H W] [--widths 8,32] [--memory GiB]
 """
 
 from __future__ import annotations
@@ -83,30 +83,37 @@ def make_model(path: Path, width: int, seed: int = 0) -> None:
 
 # ---- workers: one per subprocess ------------------------------------------------------------------
 
+# today's path before issue 24 (box-sized windows, overlap 0.5, Gaussian blending, per-window
+# z-scoring) and the new default (large windows whose cores tile the grid, tomogram statistics)
+PATHS: dict[str, dict[str, Any]] = {
+    "box": {"blend": "gaussian", "normalise": "window"},
+    "large": {},
+}
+
 
 def worker_voxuda(args: argparse.Namespace) -> dict[str, Any]:
     from voxuda_cli.inference import Predictor, PredictSettings
 
     settings = PredictSettings(
-        device="cpu",
-        batch_size=args.batch_size,
-        overlap=args.overlap,
-        probabilities=True,
-        amp=args.worker == "voxuda-amp",
-    )
+        device="cpu", batch_size=args.batch_size, overlap=args.overlap, probabilities=True, memory=args.memory,
+        **PATHS[args.worker],
+    )  # fmt: skip
     predictor = Predictor(args.model, settings)
     predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
     baseline = _peak_rss_mb()
     started = time.perf_counter()
     name = args.worker
-    predictor.predict_tomogram(args.tomogram, args.out / f"{name}.mrc", args.out / f"{name}_probabilities.mrc")
-    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_rss_mb() - baseline}
+    result = predictor.predict_tomogram(args.tomogram, args.out / f"{name}.mrc")
+    seconds = time.perf_counter() - started
+    computed = result.computed * float(np.prod(result.shape))
+    return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": result.window}
 
 
 def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from monai.inferers import sliding_window_inference
 
+    from voxuda_cli.inference.sliding_window import WindowPlan
     from voxuda_cli.io.mrc import read_mrc, write_mrc
     from voxuda_cli.models import load_model
     from voxuda_cli.models.speed import prepare_network
@@ -131,13 +138,16 @@ def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
         )[0, 0].numpy()
     write_mrc(args.out / "monai.mrc", volume.with_data((probabilities > 0.5).astype(np.int8)))
     write_mrc(args.out / "monai_probabilities.mrc", volume.with_data(probabilities))
-    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_rss_mb() - baseline}
+    seconds = time.perf_counter() - started
+    computed = float(WindowPlan.make(volume.shape, (BOX,) * 3, args.overlap).n_windows * BOX**3)
+    return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": [BOX] * 3}
 
 
 def run_worker(name: str, model: Path, tomogram: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     command = [
         sys.executable, __file__, "--worker", name, "--model", str(model), "--tomogram", str(tomogram),
         "--out", str(out), "--batch-size", str(args.batch_size), "--overlap", str(args.overlap),
+        "--memory", str(args.memory),
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
@@ -148,45 +158,71 @@ def run_worker(name: str, model: Path, tomogram: Path, out: Path, args: argparse
 # ---- part 1: speed and memory ---------------------------------------------------------------------
 
 
-def speed_and_memory(args: argparse.Namespace, folder: Path) -> None:
-    from voxuda_cli.inference.sliding_window import WindowPlan
+def flop_per_voxel(width: int) -> float:
+    """Forward FLOPs of VoxResNet per input voxel (torch's own counter, on a 32^3 input)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from voxuda_cli.models import VoxResNet, VoxResNetConfig
+
+    network = VoxResNet(VoxResNetConfig(width=width)).eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        network(torch.zeros(1, 1, BOX, BOX, BOX))
+    return counter.get_total_flops() / BOX**3
+
+
+def conv3d_peak(width: int, seconds: float = 3.0) -> float:
+    """GFLOP/s of a plain channels-last torch conv3d (width -> width channels, 3^3, 64^3): the reference."""
+    import torch
+
+    conv = torch.nn.Conv3d(width, width, 3, padding=1, bias=False).to(memory_format=torch.channels_last_3d)
+    x = torch.randn(1, width, 64, 64, 64).to(memory_format=torch.channels_last_3d)
+    flops = 2 * width * width * 27 * 64**3
+    with torch.inference_mode():
+        conv(x)
+        started, reps = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            conv(x)
+            reps += 1
+    return flops * reps / (time.perf_counter() - started) / 1e9
+
+
+def speed_and_memory(
+    args: argparse.Namespace, folder: Path, shape: tuple[int, ...], width: int, names: list[str]
+) -> dict:
     from voxuda_cli.io.mrc import read_mrc
 
-    shape = tuple(args.shape)
-    tomogram, model = folder / "tomogram.mrc", folder / "model.pt"
-    make_tomogram(tomogram, shape)  # type: ignore[arg-type]
-    make_model(model, args.width)
+    tomogram, model = folder / "tomogram.mrc", folder / f"model{width}.pt"
+    if not tomogram.exists():
+        make_tomogram(tomogram, shape)  # type: ignore[arg-type]
+    make_model(model, width)
     voxels = int(np.prod(shape))
     size_mb = voxels * 4 / 2**20
-    windows = WindowPlan.make(shape, (BOX,) * 3, args.overlap).n_windows
+    per_voxel, peak = flop_per_voxel(width), conv3d_peak(width)
     print(
-        f"tomogram {shape[0]}x{shape[1]}x{shape[2]} (float32 {size_mb:.0f} MB), VoxResNet width {args.width}, "
-        f"window {BOX}^3, overlap {args.overlap}, batch {args.batch_size}: {windows} windows, "
-        f"{os.cpu_count()} CPUs, torch threads default",
+        f"\ntomogram {shape[0]}x{shape[1]}x{shape[2]} (float32 {size_mb:.0f} MB), VoxResNet width {width} "
+        f"({per_voxel / 1e3:.1f} kFLOP/voxel), batch {args.batch_size}, --memory {args.memory} GiB, "
+        f"{os.cpu_count()} CPUs; plain conv3d ({width}->{width}, 3^3, 64^3, channels-last): {peak:.1f} GFLOP/s",
         flush=True,
     )
     results = {}
-    for name in ("voxuda", "monai", "voxuda-amp"):
-        results[name] = run_worker(name, model, tomogram, folder, args)
-        r = results[name]
+    for name in names:
+        results[name] = r = run_worker(name, model, tomogram, folder, args)
+        gflops = per_voxel * r["computed"] / r["seconds"] / 1e9
         print(
-            f"  {name:10s} {r['seconds']:7.1f} s  {voxels / 1e6 / r['seconds']:6.3f} Mvoxel/s  "
+            f"  {name:6s} window {'x'.join(str(e) for e in r['window']):11s} {r['seconds']:7.1f} s  "
+            f"{voxels / 1e6 / r['seconds']:6.3f} Mvoxel/s  computed {r['computed'] / voxels:4.2f}x  "
+            f"{gflops:5.1f} GFLOP/s ({100 * gflops / peak:3.0f} % of conv3d)  "
             f"peak +{r['peak_mb']:6.1f} MB ({r['peak_mb'] / size_mb:.2f}x tomogram)",
             flush=True,
         )
-    theirs, their_mask = (read_mrc(folder / f"monai{suffix}.mrc").data for suffix in ("_probabilities", ""))
-    for name in ("voxuda", "voxuda-amp"):
-        ours = read_mrc(folder / f"{name}_probabilities.mrc").data
-        agree = float(np.mean(read_mrc(folder / f"{name}.mrc").data == their_mask))
-        print(f"  {name}: max |p - p_monai| = {np.abs(ours - theirs).max():.2e}; masks agree on {100 * agree:.4f} %")
-    for name in ("voxuda", "voxuda-amp"):
-        ratio = results["monai"]["seconds"] / results[name]["seconds"]
-        print(f"  speed {name} / MONAI = {ratio:.2f}x (target >= 1): {'met' if ratio >= 1 else 'NOT met'}")
-    memory_ratio = results["voxuda"]["peak_mb"] / size_mb
-    print(
-        f"  voxuda peak memory = {memory_ratio:.2f}x the tomogram's float32 size (target < 3): "
-        f"{'met' if memory_ratio < 3 else 'NOT met'}; MONAI: {results['monai']['peak_mb'] / size_mb:.2f}x"
-    )
+    if "box" in results and "large" in results:
+        ratio = results["box"]["seconds"] / results["large"]["seconds"]
+        agree = float(np.mean(read_mrc(folder / "box.mrc").data == read_mrc(folder / "large.mrc").data))
+        print(f"  large / box = {ratio:.1f}x Mvoxel/s; masks agree on {100 * agree:.3f} % of voxels")
+    if "monai" in results and "box" in results:
+        print(f"  box / MONAI = {results['monai']['seconds'] / results['box']['seconds']:.2f}x")
+    return results
 
 
 # ---- part 2: window vs tomogram z-scoring ---------------------------------------------------------
@@ -253,26 +289,36 @@ def normalisation_experiment(args: argparse.Namespace) -> None:
         f"subtomograms ({time.perf_counter() - started:.0f} s; Dice {subtomogram_dice:.3f} on held-out "
         f"subtomograms); tomogram {shape}, {100 * truth.mean():.1f} % foreground, overlap 0.5"
     )
+    paths = {
+        "box, window z-score": {"blend": "gaussian", "normalise": "window"},
+        "box, tomogram z-score": {"blend": "gaussian", "normalise": "tomogram"},
+        "large (default)": {},
+        "large, window z-score": {"normalise": "window"},
+    }
     for case, volume in (("flat", truth + noise), ("ramp +-0.5 (uneven ice)", truth + noise + ramp)):
         line = []
-        for mode in ("window", "tomogram"):
-            predictor = plain.with_settings(normalise=mode, batch_size=8)
+        for name, changes in paths.items():
+            predictor = plain.with_settings(batch_size=8, **changes)
             mask = predictor.predict_volume(volume.astype(np.float32)) > 0.5
-            line.append(f"{mode}: Dice {_dice(mask, truth):.3f}")
-        print(f"  {case:24s} " + "   ".join(line), flush=True)
+            line.append(f"{name}: {_dice(mask, truth):.3f}")
+        print(f"  {case:24s} Dice  " + "   ".join(line), flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small tomogram and network: checks the script runs")
     parser.add_argument("--shape", type=int, nargs=3, default=None, help="tomogram D H W [default: 128 256 256]")
-    parser.add_argument("--width", type=int, default=None, help="VoxResNet width [default: 32; quick: 8]")
+    parser.add_argument("--widths", default=None, help="VoxResNet widths, comma-separated [default: 8,32; quick: 8]")
+    parser.add_argument("--memory-shape", type=int, nargs=3, default=None,
+                        help="tomogram of the memory check (large path, width 8) [default: 256 512 512]")  # fmt: skip
+    parser.add_argument("--memory", type=float, default=0.5, help="predict --memory (GiB)")
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--train-steps", type=int, default=60, help="steps of the normalisation experiment's network")
+    parser.add_argument("--skip-monai", action="store_true", help="without the MONAI row")
     parser.add_argument("--skip-normalisation", action="store_true", help="only the speed and memory part")
     parser.add_argument("--skip-speed", action="store_true", help="only the normalisation experiment")
-    parser.add_argument("--worker", choices=("voxuda", "voxuda-amp", "monai"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("box", "large", "monai"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tomogram", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -281,11 +327,20 @@ def main() -> int:
         result = (worker_monai if args.worker == "monai" else worker_voxuda)(args)
         print(json.dumps(result))
         return 0
-    args.shape = args.shape or ([48, 96, 96] if args.quick else [128, 256, 256])
-    args.width = args.width or (8 if args.quick else 32)
+    shape = tuple(args.shape or ([48, 96, 96] if args.quick else [128, 256, 256]))
+    memory_shape = tuple(args.memory_shape or ([64, 128, 128] if args.quick else [256, 512, 512]))
+    widths = [int(w) for w in (args.widths or ("8" if args.quick else "8,32")).split(",")]
     if not args.skip_speed:
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
-            speed_and_memory(args, Path(folder))
+            names = ["box", "large"] + ([] if args.skip_monai else ["monai"])
+            for width in widths:
+                speed_and_memory(args, Path(folder), shape, width, names)
+        with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
+            results = speed_and_memory(args, Path(folder), memory_shape, 8, ["large"])
+            size_mb = float(np.prod(memory_shape)) * 4 / 2**20
+            ratio = results["large"]["peak_mb"] / size_mb
+            verdict = "met" if ratio <= 2 else "NOT met"
+            print(f"  peak memory {ratio:.2f}x the tomogram's float32 size (target <= 2): {verdict}")
     if not args.skip_normalisation:
         normalisation_experiment(args)
     return 0

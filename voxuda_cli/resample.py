@@ -190,3 +190,50 @@ def checked_voxel_size(header: float, override: float | None, source: str) -> fl
             "pass the real one with --input-voxel-size A"
         )
     return float(header)
+
+
+# ---- model-grid geometry: inputs at another voxel size on a model's grid, and back -------------
+
+
+def model_shape(shape: Sequence[int], voxel_size: float | Sequence[float], model_voxel: float) -> tuple[int, int, int]:
+    """The input's grid at the model's voxel size (per axis where the voxel size is given per axis)."""
+    sizes = [float(v) for v in np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))]
+    return tuple(resampled_shape([n], v, model_voxel)[0] for n, v in zip(shape, sizes))  # type: ignore[return-value]
+
+
+def pad_to(volume: np.ndarray, box: Sequence[int]) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Edge-pad a volume up to ``box`` on the far side; returns it and the slices of the original."""
+    pad = [(0, max(0, int(b) - n)) for n, b in zip(volume.shape, box)]
+    inside = tuple(slice(0, n) for n in volume.shape)
+    return (np.pad(volume, pad, mode="edge") if any(p[1] for p in pad) else volume), inside
+
+
+def back_to(probabilities: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Probabilities on the model's grid -> the input's grid (Fourier, clipped to [0, 1])."""
+    return np.clip(fourier_resample(probabilities, shape), 0.0, 1.0).astype(np.float32)
+
+
+def fit_to_box(
+    images: np.ndarray, voxel_size: float, model_voxel: float, box: Sequence[int]
+) -> tuple[np.ndarray, tuple]:
+    """Samples resampled to the model's voxel size, then centre-cropped or edge-padded to ``box``.
+
+    Returns the fitted images and the geometry :func:`unfit` needs to undo it.
+    """
+    shape = model_shape(images.shape[1:], voxel_size, model_voxel)
+    resampled = fourier_resample(images, shape)
+    crop = tuple(slice(max(0, (n - b) // 2), max(0, (n - b) // 2) + min(n, b)) for n, b in zip(shape, box))
+    cropped = resampled[(slice(None), *crop)]
+    before = [max(0, (b - n) // 2) for n, b in zip(shape, box)]
+    pad = [(0, 0)] + [(lo, int(b) - n - lo) if n < b else (0, 0) for lo, n, b in zip(before, shape, box)]
+    fitted = np.pad(cropped, pad, mode="edge")
+    inner = tuple(slice(lo, lo + min(n, b)) for lo, n, b in zip(before, shape, box))
+    return fitted, (shape, crop, inner)
+
+
+def unfit(values: np.ndarray, geometry: tuple, shape: Sequence[int], fill: float) -> np.ndarray:
+    """Undo :func:`fit_to_box` on per-voxel values (N, *box): outside the crop gets ``fill``."""
+    model_grid, crop, inner = geometry
+    full = np.full((values.shape[0], *model_grid), fill, dtype=np.float32)
+    full[(slice(None), *crop)] = values[(slice(None), *inner)]
+    return np.clip(fourier_resample(full, shape), 0.0, 1.0).astype(np.float32)

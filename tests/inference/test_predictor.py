@@ -65,7 +65,7 @@ def test_inverted_model_flips_contrast_first(rng: np.random.Generator) -> None:
 
 
 def test_whole_volume_equals_a_cut_out_region_away_from_its_border(rng: np.random.Generator) -> None:
-    predictor = _predictor(batch_size=3)
+    predictor = _predictor(batch_size=3, blend="gaussian", normalise="window")
     volume = rng.normal(size=(32, 64, 64)).astype(np.float32)
     whole = predictor.predict_volume(volume)
     cut = predictor.predict_volume(volume[:, 16:, 16:])  # its windows sit where the whole volume's do
@@ -121,7 +121,7 @@ def test_predict_tomogram_streams_to_mrc_with_the_input_header(tmp_path: Path, r
     # within 1 % of the model's 10 A on every axis, so predicted as is (resampling has tests of its own)
     voxel_size = (10.0, 10.0625, 10.09375)
     write_mrc(tmp_path / "tomo.mrc", Volume(volume, voxel_size=voxel_size, origin=(1.0, 2.0, 3.0), labels=["x"]))
-    predictor = _predictor(threshold_network(width=2), min_size=10)
+    predictor = _predictor(threshold_network(width=2), min_size=10, window=32, margin=8)
     result = predictor.predict_tomogram(tmp_path / "tomo.mrc", tmp_path / "mask.mrc", tmp_path / "prob.mrc")
     mask, probabilities = read_mrc(tmp_path / "mask.mrc"), read_mrc(tmp_path / "prob.mrc")
     for output in (mask, probabilities):
@@ -133,6 +133,7 @@ def test_predict_tomogram_streams_to_mrc_with_the_input_header(tmp_path: Path, r
     assert 0.0 <= probabilities.data.min() and probabilities.data.max() <= 1.0
     assert np.array_equal(mask.data, remove_small_components(in_memory > 0.5, 10).astype(np.int8))
     assert _dice(mask.data, truth) > 0.8
+    # 32-voxel windows, 8 of margin: cores of 16-24 voxels tile 40 x 48 x 64 in 2 x 2 x 3 windows
     assert result.windows == 2 * 2 * 3 and result.foreground_fraction == pytest.approx(float(mask.data.mean()))
     assert set(result.preview) == {"input", "probability", "mask"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.mrc", "prob.mrc", "tomo.mrc"]  # no temp files left

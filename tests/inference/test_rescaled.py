@@ -8,12 +8,12 @@ from tests.inference.models import threshold_network
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.predictor import Predictor
 from voxuda_cli.inference.pseudo_labels import make_pseudo_labels
-from voxuda_cli.inference.rescaled import fit_to_box, unfit
 from voxuda_cli.inference.settings import PredictSettings, PseudoLabelSettings
 from voxuda_cli.io.dataset import Dataset
 from voxuda_cli.io.mrc import read_mrc, write_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models import ModelInfo
+from voxuda_cli.resample import fit_to_box, unfit
 
 MODEL_VOXEL = 10.0
 

@@ -13,8 +13,18 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from voxuda_cli import signals
 from voxuda_cli.errors import VoxudaInputError
@@ -95,12 +105,21 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def progress_bar(transient: bool = False) -> Progress:
-    """A rich progress bar on stderr (stdout stays clean for tables and JSON)."""
+class MvoxelColumn(ProgressColumn):
+    """Done and total in Mvoxel, and the rate in Mvoxel/s (for work counted in voxels)."""
+
+    def render(self, task: Task) -> Text:
+        rate = f"{task.speed / 1e6:.2f} Mvoxel/s" if task.speed else "- Mvoxel/s"
+        total = f"{task.total / 1e6:.1f}" if task.total is not None else "?"
+        return Text(f"{task.completed / 1e6:.1f}/{total} Mvoxel {rate}")
+
+
+def progress_bar(transient: bool = False, voxels: bool = False) -> Progress:
+    """A rich progress bar on stderr (stdout stays clean for tables and JSON); ``voxels``: counts voxels."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        MvoxelColumn() if voxels else MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),

@@ -60,7 +60,7 @@ def run(
     origin = provenance(NAME, settings_to_dict(settings), [str(model), *(str(p) for p in inputs)])
     job = plan_prediction(predictor, list(inputs), output, origin, paste)
     log.info("%s on %s", describe_inputs(job), predictor.device)
-    with progress_bar() as bar:
+    with progress_bar(voxels=True) as bar:
         task = bar.add_task(NAME, total=job.total, status="")
         summary = job.run(bar_progress(bar, task), preview)
     emit(summary, as_json, _table(summary))

@@ -12,7 +12,6 @@ memory, and are renamed into place only when complete.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.inference.grids import MrcGrid
 from voxuda_cli.io.dataset import Dataset
-from voxuda_cli.io.memory import release_rows
-from voxuda_cli.io.mrc import create_mrc_memmap
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.patches import ParentInfo, group_by_parent, parents_info
 
@@ -84,22 +82,15 @@ def paste_predictions(
     for parent, indices in group_by_parent(dataset.parents):
         info = infos[parent]
         like = Volume(np.empty((0, 0, 0), np.float32), info.voxel_size, info.origin)
-        mask_path = folder / f"{parent}.mrc"
-        probability_path = folder / f"{parent}_probabilities.mrc"
-        with contextlib.ExitStack() as stack:
-            shape = tuple(int(n) for n in info.shape)
-            masks = stack.enter_context(create_mrc_memmap(mask_path, shape, like, np.int8, label, release_rows))
-            best = None
-            if with_probabilities:
-                best = stack.enter_context(
-                    create_mrc_memmap(probability_path, shape, like, np.float32, label, release_rows)
-                )
+        probability_path = folder / f"{parent}_probabilities.mrc" if with_probabilities else None
+        shape = tuple(int(n) for n in info.shape)
+        # union of the boxes' masks, maximum of their probabilities (grids.py)
+        with MrcGrid(
+            folder / f"{parent}.mrc", shape, like, threshold, probability_path, label=label, combine="max"
+        ) as grid:
             for index in indices:
                 placed = place_box(probabilities[index], dataset.coords[index], dataset.voxel_size, info)
-                if placed is None:
-                    continue
-                masks[placed.region] |= (placed.values > threshold).astype(np.int8)
-                if best is not None:
-                    np.maximum(best[placed.region], placed.values, out=best[placed.region])
-        written += [str(mask_path)] + ([str(probability_path)] if with_probabilities else [])
+                if placed is not None:
+                    grid.write(placed.region, placed.values)
+        written += grid.paths
     return written

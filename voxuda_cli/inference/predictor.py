@@ -8,24 +8,22 @@ Usable from Python without the CLI (nnU-Net's predictor is the model)::
     result = predictor.predict_dataset(read_dataset(["target.h5"]))
     predictor.predict_tomogram("tomo.mrc", "tomo_mask.mrc")        # streamed, bounded memory
 
-Inputs are normalised as in training (METHOD.md): contrast flipped when the model was trained
-with ``--invert``, then each subtomogram z-scored on its own. A whole tomogram is z-scored window
-by window by default (``normalise="window"``): each window is a subtomogram of the box size, so
-the network sees the statistics it was trained on, a region's prediction does not depend on the
-rest of the tomogram (a cut-out predicts the same away from its border), and slow intensity
-changes across a tomogram (uneven ice) cancel. ``normalise="tomogram"`` z-scores the tomogram
-once instead. ``benchmarks/bench_predict.py`` measures both with a network trained briefly on
-z-scored subtomograms of noisy balls: on a flat synthetic tomogram tomogram-wide z-scoring is
-slightly better (Dice 0.905 vs 0.874: per-window scaling lifts the noise of nearly empty windows),
-with a +-0.5 intensity ramp across it per-window z-scoring holds (0.873) and tomogram-wide
-collapses (0.632). Real tomograms are not flat, hence the default.
-Foreground is class 1; masks are ``probability > threshold``.
+The predictor composes the parts of inference (docs/ARCHITECTURE.md): the network function
+(network.py: normalise, TTA, forward), a window plan (plan.py: large windows whose cores tile the
+grid; or sliding_window.py: box-sized windows blended, ``--blend gaussian``), the engine that runs
+one over the other (engine.py) and an output grid (grids.py: memory, or MRC memory maps with the
+threshold and --min-size). Inputs at another voxel size go through the resampling wrapper
+(rescaled.py) around the same engine.
+
+Normalisation (docs/METHOD.md): subtomograms are z-scored one by one, as in training; a whole
+tomogram by default with its own streamed mean and std (one pass), so that a voxel's input does
+not depend on the window size; ``normalise="window"`` z-scores each window instead.
+Foreground is class 1; masks are ``probability > threshold`` (or ``--smooth``, smoothing.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
+import functools
 import logging
 import math
 import time
@@ -40,25 +38,26 @@ from torch import nn
 
 from voxuda_cli.device import resolve_device
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.inference.components import remove_small_components, remove_small_components_chunked
+from voxuda_cli.inference.components import remove_small_components
+from voxuda_cli.inference.engine import Grid, run_blended, run_tiles
+from voxuda_cli.inference.grids import MemoryGrid, MrcGrid
+from voxuda_cli.inference.network import WindowNetwork
+from voxuda_cli.inference.plan import TilePlan
 from voxuda_cli.inference.rescaled import predict_samples, predict_tomogram_rescaled
 from voxuda_cli.inference.settings import PredictSettings
-from voxuda_cli.inference.sliding_window import WindowPlan, importance_map, sliding_window, sliding_window_array
+from voxuda_cli.inference.sliding_window import WindowPlan, importance_map
 from voxuda_cli.inference.smoothing import smoothed_mask
 from voxuda_cli.io.dataset import Dataset
 from voxuda_cli.io.memory import release_rows
-from voxuda_cli.io.mrc import create_mrc_memmap, read_mrc
+from voxuda_cli.io.mrc import read_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
-from voxuda_cli.models.speed import autocast, autocast_dtype, prepare_network
-from voxuda_cli.normalise import VolumeStats, stream_stats, zscore_tensor
+from voxuda_cli.models.speed import autocast_dtype, prepare_network
+from voxuda_cli.normalise import VolumeStats, stream_stats
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import checked_voxel_size, differs, resample_probabilities
 
 log = logging.getLogger("voxuda")
-
-FOREGROUND = 1
-_FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
 
 
 @dataclass
@@ -85,6 +84,8 @@ class TomogramPrediction:
     outputs: list[str]
     removed_voxels: int = 0
     preview: dict[str, np.ndarray] = field(default_factory=dict)  # central z-slices: input, probability, mask
+    window: tuple[int, ...] = ()  # the window edge per axis on the model's grid
+    computed: float = 1.0  # voxels the network computed over the tomogram's (on the model's grid)
 
     @property
     def mvoxel_per_s(self) -> float:
@@ -99,6 +100,8 @@ class TomogramPrediction:
             "removed_voxels": self.removed_voxels,
             "seconds": self.seconds,
             "mvoxel_per_s": self.mvoxel_per_s,
+            "window": list(self.window),
+            "computed_per_voxel": self.computed,
             "outputs": self.outputs,
         }
 
@@ -152,44 +155,30 @@ class Predictor:
     def box(self) -> tuple[int, int, int]:
         return tuple(int(b) for b in self.info.box)  # type: ignore[return-value]
 
+    @property
+    def model_voxel_size(self) -> float:
+        return float(self.info.voxel_size)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.settings.batch_size)
+
     # ---- windows -------------------------------------------------------------------------------
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        return autocast(self.amp_dtype, self.device)
-
-    def _foreground(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, D, H, W) normalised -> (B, D, H, W) foreground probability; 8-flip average with TTA."""
-        flip_sets = _FLIP_SETS if self.settings.tta else [()]
-        total: torch.Tensor | None = None
-        for dims in flip_sets:
-            logits = self.network(x.flip(dims) if dims else x)
-            probability = torch.softmax(logits.float(), dim=1)[:, FOREGROUND]
-            if dims:
-                probability = probability.flip([d - 1 for d in dims])
-            total = probability if total is None else total + probability
-        assert total is not None
-        return total / len(flip_sets)
+    @property
+    def function(self) -> WindowNetwork:
+        """The network function (network.py) under the current settings and model info."""
+        return WindowNetwork(self.network, self.info, self.device, self.settings.tta, self.amp_dtype)
 
     def normalise(self, windows: torch.Tensor, stats: VolumeStats | None = None) -> torch.Tensor:
-        """As in training: flip contrast if the model was trained so, then z-score each window on its own.
-
-        With ``stats`` (a whole tomogram's mean and std) every window shares those instead.
-        """
-        return zscore_tensor(windows.float(), self.info.invert, stats, dtype=torch.float64)
+        """As in training: flip contrast if the model was trained so, then z-score each window (or by ``stats``)."""
+        return self.function.normalise(windows, stats)
 
     def predict_windows(
         self, windows: np.ndarray, normalised: bool = False, stats: VolumeStats | None = None
     ) -> np.ndarray:
-        """(B, *box) windows -> (B, *box) float32 foreground probabilities, in one forward pass (per flip).
-
-        ``normalised`` skips the normalisation (for inputs already z-scored, e.g. denoised targets).
-        """
-        x = torch.as_tensor(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
-        if not normalised:
-            x = self.normalise(x, stats)
-        with torch.inference_mode(), self._autocast():
-            probability = self._foreground(x.unsqueeze(1))
-        return probability.float().cpu().numpy()
+        """(B, d, h, w) windows -> (B, d, h, w) float32 foreground probabilities (network.py)."""
+        return self.function(windows, stats, normalised)
 
     def predict_batches(
         self, images: np.ndarray, normalised: bool = False, on_progress: Progress | None = None
@@ -247,7 +236,10 @@ class Predictor:
         return any(differs(float(v), reference) for v in np.atleast_1d(voxel_size))
 
     def predict_volume(self, volume: np.ndarray, on_progress: Progress | None = None) -> np.ndarray:
-        """Foreground probabilities of one (D, H, W) volume held in memory; sliding windows when larger than the box."""
+        """Foreground probabilities of one (D, H, W) volume held in memory (the engine when larger than the box).
+
+        ``on_progress`` counts voxels.
+        """
         volume = np.asarray(volume, dtype=np.float32)
         self.check_volume_shape(volume.shape, "volume")
         if not np.isfinite(volume).all():
@@ -255,17 +247,64 @@ class Predictor:
         if tuple(volume.shape) == self.box:
             probabilities = self.predict_windows(volume[None])[0]
             if on_progress is not None:
-                on_progress(1)
+                on_progress(probabilities.size)
             return probabilities
-        stats = self._stats_of(volume) if self.settings.normalise == "tomogram" else None
-        return sliding_window_array(
-            volume,
-            lambda windows: self.predict_windows(windows, stats=stats),
-            self.box,
-            self.settings.overlap,
-            self.settings.batch_size,
-            on_progress,
-        )
+        grid = MemoryGrid(volume.shape)
+        self.run_engine(volume, grid, None, on_progress)
+        return grid.probabilities
+
+    # ---- the engine ----------------------------------------------------------------------------
+
+    def window_edge(self) -> int:
+        """``--window``, or (0) the largest multiple of 8 whose forward fits ``--memory`` GiB."""
+        if self.settings.window > 0:
+            return max(int(self.settings.window), min(self.box))
+        per_voxel = self.info.architecture.inference_bytes_per_voxel()
+        edge = int((self.settings.memory * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8
+        return max(edge, min(self.box))
+
+    def plan(self, shape: Sequence[int]) -> TilePlan | WindowPlan:
+        """The window plan of a volume of ``shape`` (on the model's grid) under the settings."""
+        if self.settings.blend == "gaussian":
+            return WindowPlan.make(shape, self.box, self.settings.overlap)
+        return TilePlan.make(shape, self.window_edge(), self.settings.margin, minimum=min(self.box))
+
+    def run_engine(
+        self,
+        volume: np.ndarray,
+        grid: Grid,
+        scan: VolumeStats | None = None,
+        on_progress: Progress | None = None,
+        release: bool = False,
+    ) -> TilePlan | WindowPlan:
+        """Predict ``volume`` (on the model's grid; a memory map is fine) into ``grid``; returns the plan.
+
+        Normalisation: with ``normalise="tomogram"`` the volume's streamed statistics (``scan``, made
+        here when not given); ``release`` gives the input's pages back as rows finish.
+        """
+        stats = None
+        if self.settings.normalise == "tomogram":
+            stats = scan if scan is not None else stream_stats(volume, self.info.invert, None, release)
+        function = functools.partial(self.predict_windows, stats=stats)
+        done = {"input": 0}
+
+        def release_input(z: int) -> None:
+            if release and z > done["input"]:
+                release_rows(volume, done["input"], z)
+                done["input"] = z
+
+        plan = self.plan(volume.shape)
+        if isinstance(plan, WindowPlan):
+            run_blended(volume, function, self.box, self.settings.overlap, grid, self.settings.batch_size,
+                        on_progress, release_input)  # fmt: skip
+        else:
+            run_tiles(volume, function, plan, grid, self._tile_batch(plan), on_progress, release_input)
+        return plan
+
+    def _tile_batch(self, plan: TilePlan) -> int:
+        """Windows per forward: --batch-size, but no more than --memory holds."""
+        per_window = math.prod(plan.edges) * self.info.architecture.inference_bytes_per_voxel()
+        return max(1, min(int(self.settings.batch_size), int(self.settings.memory * 2**30 // per_window)))
 
     def predict_dataset(self, dataset: Dataset, on_progress: Progress | None = None) -> DatasetPrediction:
         """Every sample of a dataset (its box must be the model's) -> probabilities and masks."""
@@ -328,98 +367,52 @@ class Predictor:
     ) -> TomogramPrediction:
         """Segment an MRC volume of any size (each axis at least the box) into an MRC mask of the same grid.
 
-        The input is read slab by slab from a memory map and the outputs are written into memory
-        maps (renamed into place at the end), so memory stays bounded by one slab of windows.
+        The input is read window by window from a memory map and the outputs are written into memory
+        maps (renamed into place at the end, grids.py), so memory stays bounded by a window's work.
         ``probabilities_path`` also writes the float32 foreground probability. The outputs keep the
-        input's voxel size, origin and labels. ``scan`` is a :func:`voxuda_cli.normalise.stream_stats` result if one
-        was made already (the input is checked for NaN first otherwise).
+        input's voxel size, origin and labels. ``scan`` is a :func:`voxuda_cli.normalise.stream_stats`
+        result if one was made already (the input is checked for NaN first otherwise). Inputs at
+        another voxel size go through rescaled.py around the same engine. ``on_progress`` counts voxels.
         """
         started = time.perf_counter()
         input_path = Path(input_path)
         volume = self.with_input_voxel_size(read_mrc(input_path, mmap=True, check=False), str(input_path))
-        if self.needs_resampling(volume.voxel_size):
-            target = Path(probabilities_path) if probabilities_path is not None else None
-            return predict_tomogram_rescaled(
-                self, input_path, Path(output_path), target, volume.voxel_size, on_progress, label
-            )
-        data = volume.data
-        self.check_volume_shape(data.shape, str(input_path))
-        if scan is None:
-            scan = stream_stats(data, self.info.invert, str(input_path), release=True)
-        stats = scan if self.settings.normalise == "tomogram" else None
-        shape = tuple(int(n) for n in data.shape)
-        plan = WindowPlan.make(shape, self.box, self.settings.overlap)
         label = label or f"voxuda predict {self.model_path.name if self.model_path else 'model'}"
-        released = {"input": 0}
-        outputs = [str(output_path)] + ([str(probabilities_path)] if probabilities_path else [])
-        with contextlib.ExitStack() as stack:
-            mask_map = stack.enter_context(
-                create_mrc_memmap(output_path, shape, volume, np.int8, label, after_chunk=release_rows)
-            )
-            probability_map = None
-            if probabilities_path is not None:
-                probability_map = stack.enter_context(
-                    create_mrc_memmap(probabilities_path, shape, volume, np.float32, label, after_chunk=release_rows)
-                )
+        settings = self.settings
+        target = Path(probabilities_path) if probabilities_path is not None else None
+        grid = functools.partial(
+            MrcGrid, Path(output_path), volume.shape, volume, settings.threshold, target, settings.min_size, label
+        )
+        if self.needs_resampling(volume.voxel_size):
+            plans: list[TilePlan | WindowPlan] = []
 
-            writer = _RowWriter(data, mask_map, probability_map, self.settings.threshold)
+            def predict(data: np.ndarray, into: Grid, progress: Progress | None) -> None:
+                plans.append(self.run_engine(data, into, None, progress, release=True))
 
-            def release_input(z: int) -> None:
-                release_rows(data, released["input"], z)
-                released["input"] = z
-
-            sliding_window(
-                data,
-                lambda windows: self.predict_windows(windows, stats=stats),
-                self.box,
-                self.settings.overlap,
-                self.settings.batch_size,
-                writer,
-                on_progress,
-                release_input,
-            )
-            removed = 0
-            if self.settings.min_size > 1:
-                removed = remove_small_components_chunked(
-                    mask_map, self.settings.min_size, release=lambda a, b: release_rows(mask_map, a, b)
-                )
-            writer.preview["mask"] = np.array(mask_map[writer.middle], dtype=np.uint8)[None]
-        voxels = math.prod(shape)
+            written = predict_tomogram_rescaled(volume, float(self.info.voxel_size), predict, grid, on_progress)
+            plan = plans[0]
+        else:
+            self.check_volume_shape(volume.shape, str(input_path))
+            if scan is None:
+                scan = stream_stats(volume.data, self.info.invert, str(input_path), release=True)
+            with grid() as written:
+                plan = self.run_engine(volume.data, written, scan, on_progress, release=True)
+        middle = volume.shape[0] // 2
+        preview = {**written.preview, "input": np.array(volume.data[middle], dtype=np.float32)[None]}
         return TomogramPrediction(
             name=input_path.stem,
-            shape=shape,  # type: ignore[arg-type]
+            shape=tuple(int(n) for n in volume.shape),  # type: ignore[arg-type]
             windows=plan.n_windows,
-            foreground_fraction=(writer.foreground - removed) / voxels,
+            foreground_fraction=written.foreground_fraction,
             seconds=time.perf_counter() - started,
-            outputs=outputs,
-            removed_voxels=removed,
-            preview=writer.preview,
+            outputs=written.paths,
+            removed_voxels=written.removed,
+            preview=preview,
+            window=plan.edges if isinstance(plan, TilePlan) else plan.box,
+            computed=_computed_per_voxel(plan),
         )
 
 
-class _RowWriter:
-    """Writes blended probability rows of a tomogram into its mask (and probability) maps, in z order.
-
-    Each written slab's pages go back to the OS at once; the central slice is kept for the preview.
-    """
-
-    def __init__(
-        self, data: np.ndarray, mask_map: np.ndarray, probability_map: np.ndarray | None, threshold: float
-    ) -> None:
-        self.data, self.mask_map, self.probability_map, self.threshold = data, mask_map, probability_map, threshold
-        self.middle = int(data.shape[0]) // 2
-        self.foreground = 0
-        self.preview: dict[str, np.ndarray] = {}
-
-    def __call__(self, z0: int, rows: np.ndarray) -> None:
-        z1 = z0 + rows.shape[0]
-        mask = rows > self.threshold
-        self.mask_map[z0:z1] = mask
-        self.foreground += int(mask.sum())
-        release_rows(self.mask_map, z0, z1)
-        if self.probability_map is not None:
-            self.probability_map[z0:z1] = rows
-            release_rows(self.probability_map, z0, z1)
-        if z0 <= self.middle < z1:
-            self.preview["input"] = np.array(self.data[self.middle], dtype=np.float32)[None]
-            self.preview["probability"] = rows[self.middle - z0][None].copy()
+def _computed_per_voxel(plan: TilePlan | WindowPlan) -> float:
+    """How many times the network computed each voxel on average (1.0: once)."""
+    return plan.n_windows * math.prod(plan.edges if isinstance(plan, TilePlan) else plan.box) / math.prod(plan.shape)

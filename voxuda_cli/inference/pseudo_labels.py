@@ -30,12 +30,11 @@ import torch
 
 from voxuda_cli.fields import DEFAULT_KEEP_RATE, DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 from voxuda_cli.inference.predictor import Predictor
-from voxuda_cli.inference.rescaled import fit_to_box, unfit
 from voxuda_cli.inference.settings import DEFAULT_ETA, PredictSettings, PseudoLabelSettings
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter
 from voxuda_cli.models.serialization import ModelInfo
 from voxuda_cli.progress import Progress
-from voxuda_cli.resample import checked_voxel_size
+from voxuda_cli.resample import checked_voxel_size, fit_to_box, unfit
 from voxuda_cli.training.losses import select_confident
 
 PREVIEW_ROWS = 4

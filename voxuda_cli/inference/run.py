@@ -30,8 +30,6 @@ import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, TomogramPrediction
-from voxuda_cli.inference.rescaled import model_shape
-from voxuda_cli.inference.sliding_window import WindowPlan
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
 from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
@@ -40,6 +38,7 @@ from voxuda_cli.io.zarr import is_zarr_path
 from voxuda_cli.normalise import VolumeStats, stream_stats
 from voxuda_cli.polarity import resolve_polarity
 from voxuda_cli.progress import Progress
+from voxuda_cli.resample import model_shape
 
 PREVIEW_ROWS = 4
 
@@ -77,13 +76,9 @@ class PredictionJob:
 
     @property
     def total(self) -> int:
-        """Work units for a progress bar: dataset samples plus tomogram windows."""
-        samples = len(self.dataset) if self.dataset is not None else 0
-        windows = 0
-        for path, _ in self.tomograms:
-            shape = self.shapes[path.stem]
-            windows += WindowPlan.make(shape, self.predictor.box, self.predictor.settings.overlap).n_windows
-        return samples + windows
+        """Work for a progress bar, in voxels on the model's grid: dataset samples and tomograms."""
+        samples = len(self.dataset) * math.prod(self.dataset.box) if self.dataset is not None else 0
+        return samples + sum(math.prod(self.shapes[path.stem]) for path, _ in self.tomograms)
 
     def run(self, on_progress: Progress | None = None, preview: Path | None = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -117,6 +112,9 @@ class PredictionJob:
             "output": str(self.output),
             "outputs": written,
             "threshold": settings.threshold,
+            "window": settings.window,
+            "margin": settings.margin,
+            "blend": settings.blend,
             "overlap": settings.overlap,
             "tta": settings.tta,
             "min_size": settings.min_size,
@@ -160,7 +158,8 @@ class PredictionJob:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         dataset = self.dataset
         assert dataset is not None
-        advance = (lambda n: on_progress(n, Path(dataset.source).name)) if on_progress else None
+        box = math.prod(dataset.box)
+        advance = (lambda n: on_progress(n * box, Path(dataset.source).name)) if on_progress else None
         prediction = self.predictor.predict_dataset(dataset, advance)
         picks = np.unique(np.linspace(0, len(dataset) - 1, min(PREVIEW_ROWS, len(dataset))).astype(int))
         for index in picks:

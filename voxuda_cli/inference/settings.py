@@ -11,7 +11,8 @@ from voxuda_cli.fields import DEFAULT_ETA, FROM_MODEL, WEIGHT_CHOICES, setting
 from voxuda_cli.filters.denoisers import check_denoiser
 from voxuda_cli.inference.smoothing import check_smooth
 
-NORMALISE_CHOICES = ("window", "tomogram")
+NORMALISE_CHOICES = ("tomogram", "window")
+BLEND_CHOICES = ("core", "gaussian")
 __all__ = ["DEFAULT_ETA", "NORMALISE_CHOICES", "PredictSettings", "PseudoLabelSettings"]
 
 
@@ -30,9 +31,23 @@ class PredictSettings:
     """Settings of ``voxuda predict`` and of :class:`voxuda_cli.inference.Predictor`."""
 
     threshold: float = setting(0.5, "Foreground where its probability is above this.")
-    overlap: float = setting(0.5, "Sliding windows (whole tomograms): fraction shared by neighbours.")
-    # On a CPU a larger batch does not run faster, it only costs memory.
-    batch_size: int = fields.batch_size(4, "windows per forward pass")
+    # Whole tomograms (plan.py, docs/METHOD.md "Whole tomograms"): large windows whose cores tile the
+    # grid, each voxel computed once with at least --margin voxels of context.
+    window: int = setting(
+        0, "Whole tomograms: window edge (voxels, rounded to a multiple of 8). 0: the largest that fits --memory."
+    )
+    margin: int = setting(16, "Whole tomograms: context voxels around each window's kept core (plan.py).")
+    memory: float = setting(
+        0.5, "Whole tomograms: GiB of working memory a window may take (sizes --window 0); on CUDA, of the GPU's."
+    )
+    blend: str = setting(
+        "core",
+        "Whole tomograms: keep each large window's core (core) or blend box-sized windows overlapping by --overlap "
+        "with Gaussian weights (gaussian, MONAI's way): {choices}.",
+        choices=lambda: BLEND_CHOICES,
+    )
+    overlap: float = setting(0.5, "With --blend gaussian: fraction of the box shared by neighbouring windows.")
+    batch_size: int = fields.batch_size(4, "windows per forward pass (boxes; large windows go one at a time)")
     tta: bool = setting(False, "Average the 8 flips of every window (8x slower).")
     min_size: int = setting(0, "Remove connected foreground components smaller than this (voxels).")
     smooth: float = setting(
@@ -42,7 +57,7 @@ class PredictSettings:
     )
     probabilities: bool = setting(False, "Also write foreground probabilities (_probabilities.mrc).")
     normalise: str = setting(
-        "window", "Whole tomograms: z-score each window (as training) or the tomogram once: {choices}.",
+        "tomogram", "Whole tomograms: z-score with the tomogram's streamed statistics, or each window: {choices}.",
         choices=lambda: NORMALISE_CHOICES,
     )  # fmt: skip
     device: str = fields.device()
@@ -63,6 +78,13 @@ class PredictSettings:
             raise VoxudaInputError(f"--overlap {self.overlap}: must be in [0, 1)")
         if int(self.min_size) < 0:
             raise VoxudaInputError(f"--min-size {self.min_size}: must be 0 (off) or a number of voxels")
+        if self.blend not in BLEND_CHOICES:
+            raise VoxudaInputError(f"--blend {self.blend}: use one of {', '.join(BLEND_CHOICES)}")
+        if int(self.window) < 0 or int(self.margin) < 0 or not float(self.memory) > 0:
+            raise VoxudaInputError(
+                f"--window {self.window} --margin {self.margin} --memory {self.memory}: window and margin must be "
+                "0 or more voxels and memory a positive number of GiB"
+            )
         if self.normalise not in NORMALISE_CHOICES:
             raise VoxudaInputError(f"--normalise {self.normalise}: use one of {', '.join(NORMALISE_CHOICES)}")
         check_smooth(self.smooth)

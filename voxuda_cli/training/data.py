@@ -116,11 +116,10 @@ def match_target_voxel_size(reference: Dataset, target: Dataset, strict: bool) -
     """The target on the source's voxel size: Fourier-resampled when they differ by > 1 % (``--strict`` refuses).
 
     Each box is resampled (``resample``) and fitted back to the box by a centre crop or edge
-    padding (``inference.rescaled.fit_to_box``), so the network sees target structures at the
+    padding (``resample.fit_to_box``), so the network sees target structures at the
     scale of the source's. A lost header (0 or 1.0 A) is refused rather than trusted.
     """
-    from voxuda_cli.inference.rescaled import fit_to_box
-    from voxuda_cli.resample import checked_voxel_size, differs
+    from voxuda_cli.resample import checked_voxel_size, differs, fit_to_box
 
     if not differs(target.voxel_size, reference.voxel_size):
         return target, None

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.inference.plan import TilePlan, axis_tiles, window_edges
+
+
+@pytest.mark.parametrize(("length", "edge", "margin"), [(64, 32, 8), (100, 40, 16), (257, 128, 16), (32, 32, 16)])
+def test_cores_partition_the_axis_and_keep_their_margin(length: int, edge: int, margin: int) -> None:
+    tiles = axis_tiles(length, edge, margin)
+    covered = np.zeros(length, int)
+    for start, core_start, core_stop in tiles:
+        assert 0 <= start and start + min(edge, length) <= length
+        assert start <= core_start < core_stop <= start + edge
+        covered[core_start:core_stop] += 1
+        # context: at least the margin on each side that has a neighbour in the volume
+        assert core_start == 0 or core_start - start >= margin
+        assert core_stop == length or start + edge - core_stop >= margin
+    assert (covered == 1).all()
+
+
+def test_margin_must_leave_a_core() -> None:
+    with pytest.raises(VoxudaInputError, match="--margin"):
+        axis_tiles(100, 32, 16)
+
+
+def test_window_edges_are_multiples_of_8_within_the_volume() -> None:
+    assert window_edges((40, 300, 1000), 128, 8, 32) == (40, 128, 128)
+    assert window_edges((37, 64, 64), 128, 8, 32) == (32, 64, 64)
+
+
+def test_plan_tiles_the_volume_once() -> None:
+    plan = TilePlan.make((40, 70, 90), 48, 8)
+    covered = np.zeros(plan.shape, int)
+    for band in plan.rows():
+        assert len({(tile.core[0].start, tile.core[0].stop) for tile in band}) == 1  # a band shares its z core
+        for tile in band:
+            covered[tile.core] += 1
+            assert tuple(s.stop - s.start for s in tile.window) == plan.edges
+    assert (covered == 1).all()
+    assert plan.computed_voxels >= np.prod(plan.shape)

@@ -1,0 +1,71 @@
+"""The network function of inference: raw windows -> foreground probabilities, and nothing else.
+
+No I/O and no geometry: a batch of windows of any edge the network takes (multiples of 8 for
+VoxResNet) is normalised as in training (contrast flipped when the model was trained with
+``--invert``; z-scored per window, or with a whole tomogram's streamed statistics), put through
+the network (with ``--tta`` the mean of the 8 flips) under the autocast the settings chose, and
+the softmax's foreground channel comes back as float32 numpy. Window plans (plan.py,
+sliding_window.py) decide where windows go, output grids (grids.py) where results land.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from voxuda_cli.models.serialization import ModelInfo
+from voxuda_cli.models.speed import autocast
+from voxuda_cli.normalise import VolumeStats, zscore_tensor
+
+FOREGROUND = 1
+FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
+
+
+class WindowNetwork:
+    """A loaded network with its model's normalisation, TTA and numerics: ``(B, d, h, w)`` -> probabilities."""
+
+    def __init__(
+        self, network: nn.Module, info: ModelInfo, device: torch.device, tta: bool, amp_dtype: torch.dtype | None
+    ) -> None:
+        self.network, self.info, self.device, self.tta, self.amp_dtype = network, info, device, tta, amp_dtype
+
+    @property
+    def passes(self) -> int:
+        """Forward passes per window (8 with TTA)."""
+        return len(FLIP_SETS) if self.tta else 1
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return autocast(self.amp_dtype, self.device)
+
+    def normalise(self, windows: torch.Tensor, stats: VolumeStats | None = None) -> torch.Tensor:
+        """Flip contrast if the model was trained so, then z-score each window (or by ``stats``)."""
+        return zscore_tensor(windows.float(), self.info.invert, stats, dtype=torch.float64)
+
+    def foreground(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) normalised -> (B, D, H, W) foreground probability; 8-flip average with TTA."""
+        total: torch.Tensor | None = None
+        for dims in FLIP_SETS if self.tta else [()]:
+            logits = self.network(x.flip(dims) if dims else x)
+            probability = torch.softmax(logits.float(), dim=1)[:, FOREGROUND]
+            if dims:
+                probability = probability.flip([d - 1 for d in dims])
+            total = probability if total is None else total + probability
+        assert total is not None
+        return total / self.passes
+
+    def __call__(self, windows: np.ndarray, stats: VolumeStats | None = None, normalised: bool = False) -> np.ndarray:
+        """(B, d, h, w) windows -> (B, d, h, w) float32 foreground probabilities, one forward pass per flip.
+
+        ``normalised`` skips the normalisation (inputs already z-scored, e.g. denoised targets).
+        """
+        x = torch.as_tensor(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        if not normalised:
+            x = self.normalise(x, stats)
+        with torch.inference_mode(), self._autocast():
+            probability = self.foreground(x.unsqueeze(1))
+        return probability.float().cpu().numpy()

@@ -1,0 +1,104 @@
+"""Where large windows go in a whole tomogram: each voxel computed once, with context on every side.
+
+VoxResNet is fully convolutional, so a window can be far larger than the training box; what a
+window's border voxels lack is context (they see zero padding). A :class:`TilePlan` places
+windows of ``window`` voxels per axis so that their *cores* (the window less ``margin`` voxels on
+every side that has a neighbouring window) partition the grid exactly: every voxel is predicted
+by one window, at least ``margin`` voxels from that window's border unless it is within
+``margin`` of the tomogram's own border (where there are no neighbours to see). The last window
+along an axis sits flush with the far border; its core starts where the previous one ended.
+
+Margin: VoxResNet's theoretical receptive field is ~146 voxels (three stride-2 stages, two
+residual modules each, and a x8 transposed head), but its weights were trained on 32^3 boxes,
+whose centre voxels saw 16 voxels on every side. Measured on two trained width-8 networks
+(docs/METHOD.md, "Whole tomograms"): against a 160^3 context, the masks of a 32^3 centre change
+in 27 % and 6 % of voxels with no margin, 4.2 % and 2.8 % at 16, 0.6 % and 0.05 % at 32,
+<0.03 % at 48. Default 16 (every voxel gets at least the context of a training box's centre);
+``--margin 32`` where seams matter more than speed.
+
+Window edges are multiples of ``multiple`` (8: VoxResNet's three stride-2 stages) and at most the
+volume's edge (rounded down), at least ``minimum`` (the model box).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from voxuda_cli.errors import VoxudaInputError
+
+Region = tuple[slice, slice, slice]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One window: the region it reads and the core region (volume coordinates) whose results are kept."""
+
+    window: Region
+    core: Region
+
+    @property
+    def core_in_window(self) -> Region:
+        return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(self.core, self.window))  # type: ignore[return-value]
+
+
+def axis_tiles(length: int, edge: int, margin: int) -> list[tuple[int, int, int]]:
+    """(window start, core start, core stop) along one axis; the cores partition [0, length)."""
+    if edge >= length:
+        return [(0, 0, length)]
+    if edge <= 2 * margin:
+        raise VoxudaInputError(f"--margin {margin}: must be under half the window ({edge}); lower it or raise --window")
+    tiles, core_start = [], 0
+    while core_start < length:
+        start = max(0, min(core_start - margin, length - edge))
+        core_stop = length if start + edge >= length else start + edge - margin
+        tiles.append((start, core_start, core_stop))
+        core_start = core_stop
+    return tiles
+
+
+def window_edges(shape: Sequence[int], window: int, multiple: int, minimum: int) -> tuple[int, int, int]:
+    """Per axis: ``window`` rounded down to ``multiple``, at most the axis rounded down, at least ``minimum``."""
+    edges = []
+    for length in shape:
+        fit = min(int(window), int(length)) // multiple * multiple
+        edges.append(max(fit, int(minimum)))
+    return tuple(edges)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Windows of one edge per axis whose cores tile a volume of ``shape``."""
+
+    shape: tuple[int, int, int]
+    edges: tuple[int, int, int]
+    margin: int
+    axes: tuple[list[tuple[int, int, int]], ...]
+
+    @classmethod
+    def make(cls, shape: Sequence[int], window: int, margin: int, multiple: int = 8, minimum: int = 32) -> TilePlan:
+        shape3 = tuple(int(n) for n in shape)
+        edges = window_edges(shape3, window, multiple, minimum)
+        axes = tuple(axis_tiles(n, e, int(margin)) for n, e in zip(shape3, edges))
+        return cls(shape3, edges, int(margin), axes)  # type: ignore[arg-type]
+
+    @property
+    def n_windows(self) -> int:
+        return math.prod(len(a) for a in self.axes)
+
+    @property
+    def computed_voxels(self) -> int:
+        """Voxels the network computes (windows x window size): over the volume's, the redundancy."""
+        return self.n_windows * math.prod(self.edges)
+
+    def rows(self) -> Iterator[list[Tile]]:
+        """Tiles grouped by z band, in z order (a band's tiles share their z window and core)."""
+        for z in self.axes[0]:
+            band = []
+            for y in self.axes[1]:
+                for x in self.axes[2]:
+                    window = tuple(slice(a[0], a[0] + e) for a, e in zip((z, y, x), self.edges))
+                    core = tuple(slice(a[1], a[2]) for a in (z, y, x))
+                    band.append(Tile(window, core))  # type: ignore[arg-type]
+            yield band
