@@ -4,16 +4,18 @@ RUN_OR_MODEL is a training run folder (its model.pt) or a model file. INPUT is o
 MRC files or folders of MRC files. What comes out depends on -o: X.h5 is a prediction dataset
 (/masks, /probabilities with --probabilities, images, names and classes carried); a folder gets
 one MRC per sample, per patchified parent (stitched back onto its original grid) or per tomogram;
-X.mrc takes a single volume. MRC inputs larger than the model box are predicted whole: Gaussian-
-blended sliding windows, streamed from disk in bounded memory, with the input's voxel size and
-origin kept. Masks are probability > --threshold; inputs are normalised as in training.
+X.mrc takes a single volume. MRC inputs larger than the model box are predicted whole: large
+windows (sized by --memory) whose cores tile the tomogram, each voxel computed once with --margin
+voxels of context, z-scored by the tomogram's own statistics, streamed from disk, with the input's
+voxel size and origin kept (--blend gaussian: box-sized windows blended, as MONAI). Masks are
+probability > --threshold (--smooth: a blurred expected volume per box, for picked particles).
 Inputs whose voxel size differs from the model's by more than 1 % are Fourier-resampled to it and
 the result back (outputs keep the input's grid); a header voxel size of 0 or 1.0 A is refused,
 --input-voxel-size gives the real one. --paste FOLDER (an extract dataset) also writes one label
 MRC per parent tomogram, the masks placed back at their picks.
 
-Example: voxuda predict run/ tomo.mrc -o masks/ --overlap 0.5 --tta --min-size 50 --probabilities
-         voxuda predict run/ subtomos.h5 -o pred.h5 --paste segmentations/
+Example: voxuda predict run/ tomo.mrc -o masks/ --memory 2 --min-size 50 --probabilities
+         voxuda predict run/ subtomos.h5 -o pred.h5 --smooth 36 --paste segmentations/
 """
 
 from __future__ import annotations
