@@ -10,7 +10,7 @@ its own subprocess:
 - ``monai``: MONAI's ``sliding_window_inference`` with the box path's windows and weights.
 Printed: seconds, Mvoxel/s, how many times each voxel was computed, achieved GFLOP/s (torch's
 FLOP counter on the network) against a plain channels-last conv3d measured in the same run, peak
-resident memory (ru_maxrss after the run minus after imports, model load and a warm-up) against
+resident memory (VmHWM after the run minus VmRSS after imports, model load and a warm-up) against
 the tomogram's float32 size, the speed ratio large / box and the agreement of their masks. Then
 the memory check: the large path on a 256 x 512 x 512 tomogram at width 8 (target: peak <= 2x).
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,8 +38,28 @@ import numpy as np
 BOX = 32
 
 
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (kB -> MiB)."""
+    with open("/proc/self/status", encoding="utf-8") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss_mb() -> float:
+    """Reset the peak resident set (Linux clear_refs 5) and return the current one.
+
+    ru_maxrss is not usable here: a child process starts with its parent's maximum (the parent
+    built the tomogram), so small peaks vanish under it.
+    """
+    with open("/proc/self/clear_refs", "w", encoding="utf-8") as refs:
+        refs.write("5")
+    return _status_mb("VmRSS")
+
+
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
+    return _status_mb("VmHWM")
 
 
 def _balls(
@@ -100,7 +119,7 @@ def worker_voxuda(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     predictor = Predictor(args.model, settings)
     predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
-    baseline = _peak_rss_mb()
+    baseline = _reset_peak_rss_mb()
     started = time.perf_counter()
     name = args.worker
     result = predictor.predict_tomogram(args.tomogram, args.out / f"{name}.mrc")
@@ -128,7 +147,7 @@ def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
 
     with torch.inference_mode():
         predictor(torch.randn(args.batch_size, 1, BOX, BOX, BOX))  # warm-up
-    baseline = _peak_rss_mb()
+    baseline = _reset_peak_rss_mb()
     started = time.perf_counter()
     volume = read_mrc(args.tomogram)
     inputs = torch.from_numpy(np.asarray(volume.data, dtype=np.float32))[None, None]

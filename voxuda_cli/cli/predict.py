@@ -78,8 +78,12 @@ command = settings_command(
 
 
 def _table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"predict -> {summary['output']} ({summary['seconds']:.1f} s on {summary['device']})")
-    for column in ("volume", "shape", "windows", "foreground %", "Mvoxel/s"):
+    title = (
+        f"predict -> {summary['output']} ({summary['seconds']:.1f} s on {summary['device']}, "
+        f"{summary['mvoxel_per_s']:.2f} Mvoxel/s, peak memory {summary['peak_memory_mb']:.0f} MB)"
+    )
+    table = Table(title=title)
+    for column in ("volume", "shape", "window", "windows", "foreground %", "Mvoxel/s"):
         table.add_column(column, justify="left" if column == "volume" else "right")
     volumes = summary["volumes"]
     shown = volumes if len(volumes) <= 20 else volumes[:10]
@@ -87,12 +91,13 @@ def _table(summary: dict[str, Any]) -> Table:
         table.add_row(
             record["name"],
             "x".join(str(n) for n in record["shape"]),
+            "x".join(str(n) for n in record.get("window", [])) or "-",
             str(record.get("windows", "-")),
             fmt(100 * record["foreground_fraction"], 2),
             fmt(record.get("mvoxel_per_s"), 3),
         )
     if len(volumes) > len(shown):
-        table.add_row(f"... {len(volumes) - len(shown)} more", "", "", "", "")
+        table.add_row(f"... {len(volumes) - len(shown)} more", "", "", "", "", "")
     table.add_section()
-    table.add_row("all", "", "", fmt(100 * summary["foreground_fraction"], 2), "")
+    table.add_row("all", "", "", "", fmt(100 * summary["foreground_fraction"], 2), fmt(summary["mvoxel_per_s"], 3))
     return table

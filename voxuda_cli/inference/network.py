@@ -63,7 +63,11 @@ class WindowNetwork:
 
         ``normalised`` skips the normalisation (inputs already z-scored, e.g. denoised targets).
         """
-        x = torch.as_tensor(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        if self.device.type == "cuda":  # page-locked host memory: the copy runs asynchronously
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = x.to(self.device)
         if not normalised:
             x = self.normalise(x, stats)
         with torch.inference_mode(), self._autocast():

@@ -43,6 +43,15 @@ from voxuda_cli.resample import model_shape
 PREVIEW_ROWS = 4
 
 
+def peak_memory_mb() -> float:
+    """The process's peak resident memory so far (MiB; Linux and macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 def output_kind(output: Path) -> str:
     """``h5`` (a dataset), ``mrc`` (one MRC file), ``zarr`` (one OME-Zarr image) or ``folder`` (MRC files by input)."""
     if is_h5_path(output):
@@ -121,7 +130,9 @@ class PredictionJob:
             "normalise": settings.normalise,
             "volumes": records,
             "foreground_fraction": foreground / voxels if voxels else 0.0,
-            "seconds": time.perf_counter() - started,
+            "seconds": (seconds := time.perf_counter() - started),
+            "mvoxel_per_s": voxels / 1e6 / max(seconds, 1e-9),
+            "peak_memory_mb": peak_memory_mb(),
         }
 
     def _predict_tomogram(self, path: Path, scan: VolumeStats, advance: Progress | None) -> TomogramPrediction:
