@@ -367,5 +367,11 @@ def describe_inputs(job: PredictionJob) -> str:
         what = "patches" if job.dataset.is_patchified else "samples"
         parts.append(f"{len(job.dataset)} {what} of {job.dataset.box}")
     if job.tomograms:
-        parts.append(f"{len(job.tomograms)} volume(s) by sliding window")
+        settings = job.predictor.settings
+        how = (
+            f"box windows blended (overlap {settings.overlap})"
+            if settings.blend == "gaussian"
+            else f"large windows (margin {settings.margin}, {settings.window or f'--memory {settings.memory} GiB'})"
+        )
+        parts.append(f"{len(job.tomograms)} whole volume(s) by {how}")
     return ", ".join(parts) + f" -> {job.output}"
