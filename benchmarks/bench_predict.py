@@ -158,7 +158,7 @@ def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
     write_mrc(args.out / "monai.mrc", volume.with_data((probabilities > 0.5).astype(np.int8)))
     write_mrc(args.out / "monai_probabilities.mrc", volume.with_data(probabilities))
     seconds = time.perf_counter() - started
-    computed = float(WindowPlan.make(volume.shape, (BOX,) * 3, args.overlap).n_windows * BOX**3)
+    computed = float(WindowPlan.make(volume.shape, (BOX,) * 3, args.overlap).computed_voxels)
     return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": [BOX] * 3}
 
 

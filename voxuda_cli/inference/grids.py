@@ -90,14 +90,14 @@ class MrcGrid(contextlib.AbstractContextManager["MrcGrid"]):
             if self.combine == "max":
                 values = np.maximum(self.probability[region], values)
             self.probability[region] = values
-        z = region[0] if region and isinstance(region[0], slice) else slice(0, self.shape[0])
-        if (z.start or 0) <= self.middle < (z.stop if z.stop is not None else self.shape[0]):
+        z0, z1, _ = region[0].indices(self.shape[0])
+        if z0 <= self.middle < z1:
             self._keep_preview(region, values)
 
     def _keep_preview(self, region: Region, values: np.ndarray) -> None:
         """The central z-slice of the probability, for --preview (filled region by region)."""
         plane = self.preview.setdefault("probability", np.zeros((1, *self.shape[1:]), np.float32))
-        z0 = region[0].start or 0
+        z0 = region[0].indices(self.shape[0])[0]
         plane[(0, *region[1:])] = values[self.middle - z0]
 
     def rows_done(self, z0: int, z1: int) -> None:

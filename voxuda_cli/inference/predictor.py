@@ -27,7 +27,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model
 from voxuda_cli.models.speed import autocast_dtype, prepare_network
 from voxuda_cli.normalise import VolumeStats, stream_stats
 from voxuda_cli.progress import Progress
-from voxuda_cli.resample import checked_voxel_size, differs, resample_probabilities
+from voxuda_cli.resample import checked_voxel_size, differs, model_shape, resample_probabilities
 
 log = logging.getLogger("voxuda")
 
@@ -286,13 +286,7 @@ class Predictor:
         if self.settings.normalise == "tomogram":
             stats = scan if scan is not None else stream_stats(volume, self.info.invert, None, release)
         function = functools.partial(self.predict_windows, stats=stats)
-        done = {"input": 0}
-
-        def release_input(z: int) -> None:
-            if release and z > done["input"]:
-                release_rows(volume, done["input"], z)
-                done["input"] = z
-
+        release_input = _input_releaser(volume) if release else None
         plan = self.plan(volume.shape)
         if isinstance(plan, WindowPlan):
             run_blended(volume, function, self.box, self.settings.overlap, grid, self.settings.batch_size,
@@ -353,9 +347,6 @@ class Predictor:
             return volume
         return replace(volume, voxel_size=(float(self.settings.input_voxel_size),) * 3)
 
-    def _stats_of(self, volume: np.ndarray, release: bool = False) -> VolumeStats:
-        return stream_stats(volume, self.info.invert, "volume", release)
-
     def predict_tomogram(
         self,
         input_path: Path | str,
@@ -384,13 +375,12 @@ class Predictor:
             MrcGrid, Path(output_path), volume.shape, volume, settings.threshold, target, settings.min_size, label
         )
         if self.needs_resampling(volume.voxel_size):
-            plans: list[TilePlan | WindowPlan] = []
 
             def predict(data: np.ndarray, into: Grid, progress: Progress | None) -> None:
-                plans.append(self.run_engine(data, into, None, progress, release=True))
+                self.run_engine(data, into, None, progress, release=True)
 
-            written = predict_tomogram_rescaled(volume, float(self.info.voxel_size), predict, grid, on_progress)
-            plan = plans[0]
+            written = predict_tomogram_rescaled(volume, self.model_voxel_size, predict, grid, on_progress)
+            plan = self.plan(model_shape(volume.shape, volume.voxel_size, self.model_voxel_size))
         else:
             self.check_volume_shape(volume.shape, str(input_path))
             if scan is None:
@@ -408,11 +398,18 @@ class Predictor:
             outputs=written.paths,
             removed_voxels=written.removed,
             preview=preview,
-            window=plan.edges if isinstance(plan, TilePlan) else plan.box,
-            computed=_computed_per_voxel(plan),
+            window=plan.edges,
+            computed=plan.computed_voxels / math.prod(plan.shape),
         )
 
 
-def _computed_per_voxel(plan: TilePlan | WindowPlan) -> float:
-    """How many times the network computed each voxel on average (1.0: once)."""
-    return plan.n_windows * math.prod(plan.edges if isinstance(plan, TilePlan) else plan.box) / math.prod(plan.shape)
+def _input_releaser(volume: np.ndarray) -> Callable[[int], None]:
+    """``release(z)``: give the pages of the volume's rows below ``z`` back to the OS, each row once."""
+    done = {"rows": 0}
+
+    def release(z: int) -> None:
+        if z > done["rows"]:
+            release_rows(volume, done["rows"], z)
+            done["rows"] = z
+
+    return release

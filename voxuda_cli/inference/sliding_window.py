@@ -74,6 +74,16 @@ class WindowPlan:
     def windows_per_row(self) -> int:
         return len(self.starts[1]) * len(self.starts[2])
 
+    @property
+    def edges(self) -> Box:
+        """The window edge per axis (as plan.TilePlan's)."""
+        return self.box
+
+    @property
+    def computed_voxels(self) -> int:
+        """Voxels the network computes (windows x window size): over the volume's, the redundancy."""
+        return self.n_windows * int(np.prod(self.box))
+
 
 def sliding_window(
     volume: np.ndarray,
