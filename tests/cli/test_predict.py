@@ -217,3 +217,12 @@ def test_smooth_keeps_each_box_expected_volume_and_refuses_tomograms(runner, tmp
     refused = _invoke(runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "out"), "--smooth", "20")
     assert refused.exit_code == 2 and "--smooth" in refused.output and "whole tomogram" in refused.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_margin_that_leaves_no_core_is_refused_before_anything_is_written(
+    runner, tmp_path: Path, model: Path, rng
+) -> None:  # type: ignore[no-untyped-def]
+    _tomogram(tmp_path / "tomo.mrc", rng)
+    result = _invoke(runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "out"), "--window", "32")
+    assert result.exit_code == 2 and "--margin 16" in result.output and "half the window" in result.output
+    assert not (tmp_path / "out").exists()

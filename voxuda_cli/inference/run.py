@@ -325,6 +325,7 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
         if header.shape == predictor.box:
             subtomograms.append(path)
         else:
+            predictor.plan(on_model_grid)  # --window / --margin refused here, before anything is written
             job.tomograms.append((path, stream_stats(header.data, predictor.info.invert, str(path), release=True)))
     if subtomograms:
         job.dataset = read_dataset(subtomograms)
