@@ -36,9 +36,11 @@ class PredictSettings:
     window: int = setting(
         0, "Whole tomograms: window edge (voxels, rounded to a multiple of 8). 0: the largest that fits --memory."
     )
-    margin: int = setting(16, "Whole tomograms: context voxels around each window's kept core (plan.py).")
+    margin: int = setting(
+        16, "Whole tomograms: context voxels around each window's kept core (docs/METHOD.md, Whole tomograms)."
+    )
     memory: float = setting(
-        0.5, "Whole tomograms: GiB of working memory a window may take (sizes --window 0); on CUDA, of the GPU's."
+        0.5, "Whole tomograms: GiB of working memory (RAM, or GPU memory on CUDA) a forward may take; sizes --window 0."
     )
     blend: str = setting(
         "core",
@@ -47,13 +49,13 @@ class PredictSettings:
         choices=lambda: BLEND_CHOICES,
     )
     overlap: float = setting(0.5, "With --blend gaussian: fraction of the box shared by neighbouring windows.")
-    batch_size: int = fields.batch_size(4, "windows per forward pass (boxes; large windows go one at a time)")
+    batch_size: int = fields.batch_size(4, "windows per forward pass (large windows: at most what --memory holds)")
     tta: bool = setting(False, "Average the 8 flips of every window (8x slower).")
     min_size: int = setting(0, "Remove connected foreground components smaller than this (voxels).")
     smooth: float = setting(
         0.0,
         "Subtomograms and stitched patches: blur the probabilities by a Gaussian of this sigma (A), then keep "
-        "their expected volume (for masks of picked particles; METHOD.md). 0: off.",
+        "their expected volume (for masks of picked particles; docs/METHOD.md). 0: off.",
     )
     probabilities: bool = setting(False, "Also write foreground probabilities (_probabilities.mrc).")
     normalise: str = setting(
