@@ -10,7 +10,7 @@ Inputs and what comes out (decided by the output's suffix):
   ``-o X.h5``: per-patch predictions, coordinates carried;
 - MRC files of the model box -> as a dataset (``X.h5``) or ``FOLDER/<stem>.mrc`` keeping each header;
 - MRC files larger than the box (whole tomograms) -> ``FOLDER/<stem>.mrc`` (or ``X.mrc`` for one),
-  sliding windows, streamed in bounded memory.
+  the engine (large windows by default, engine.py), streamed in bounded memory.
 
 ``--probabilities`` adds ``<stem>_probabilities.mrc`` (float32) next to each MRC mask. Every input
 is read and checked (model box, NaN, shapes) before anything is written.
