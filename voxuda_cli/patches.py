@@ -1,4 +1,4 @@
-"""Cut volumes into patches (patchify) and stitch patch predictions back; resampling is in resample.py."""
+"""Cut volumes into patches (patchify) and put patches back together (stitch); resampling is in resample.py."""
 
 from __future__ import annotations
 
@@ -184,29 +184,22 @@ def write_patches(
     }
 
 
-def stitch(
-    patches: np.ndarray,
-    coords: np.ndarray,
-    shape: Sequence[int],
-    weights: np.ndarray | None = None,
-) -> np.ndarray:
-    """Average (optionally weighted) patch values back into a volume of ``shape``.
+def stitch(patches: np.ndarray, coords: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Patches back into a volume of ``shape``: the mean where they overlap (patchify's patches agree there).
 
-    Patches may overlap and may reach past the border (those parts are dropped). Voxels no patch
-    covers are 0.
+    Patches may reach past the border (those parts are dropped). Voxels no patch covers are 0.
     """
     patch = patches.shape[1]
     total = np.zeros(tuple(shape), dtype=np.float64)
     norm = np.zeros(tuple(shape), dtype=np.float64)
-    weight = np.ones((patch,) * 3) if weights is None else weights
     for cube, origin in zip(patches, coords):
         z, y, x = (int(c) for c in origin)
         region = (slice(z, z + patch), slice(y, y + patch), slice(x, x + patch))
         extent = tuple(min(patch, int(n) - int(o)) for n, o in zip(shape, (z, y, x)))
         inside = tuple(slice(0, e) for e in extent)
-        total[region] += (cube[inside] * weight[inside]).astype(np.float64)
-        norm[region] += weight[inside]
-    return (total / np.maximum(norm, 1e-12)).astype(np.float32)
+        total[region] += cube[inside]
+        norm[region] += 1.0
+    return (total / np.maximum(norm, 1.0)).astype(np.float32)
 
 
 def group_by_parent(parents: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:

@@ -81,9 +81,9 @@ def test_whole_tomogram_keeps_shape_voxel_size_and_origin(runner, tmp_path: Path
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     [record] = json.loads(result.stdout)["volumes"]
-    # 12 A resampled to the model's 10 A: 48 x 58 x 67 voxels; with 16 voxels of margin 1 x 2 x 2
-    # windows, each the smallest multiple of 8 for that count (2 x 48 - 32 >= 58, 2 x 56 - 32 >= 67)
-    assert record["windows"] == 1 * 2 * 2 and record["window"] == [48, 48, 56] and record["shape"] == [40, 48, 56]
+    # 12 A resampled to the model's 10 A: 48 x 58 x 67 voxels, one window (each axis rounded up to a
+    # multiple of 8, the border edge-padded)
+    assert record["windows"] == 1 and record["window"] == [48, 64, 72] and record["shape"] == [40, 48, 56]
     mask, probabilities = read_mrc(tmp_path / "out" / "tomo.mrc"), read_mrc(tmp_path / "out" / "tomo_probabilities.mrc")
     for output in (mask, probabilities):
         assert output.shape == (40, 48, 56) and output.voxel_size == (12.0, 12.0, 12.0)

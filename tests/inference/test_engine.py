@@ -102,3 +102,13 @@ def test_resampled_tomogram_goes_through_the_same_engine(tmp_path: Path, rng: np
     assert np.array_equal(read_mrc(tmp_path / "m.mrc").data, (probability.data > 0.5).astype(np.int8))
     assert result.shape == volume.shape and result.windows == predictor.plan(grid_shape).n_windows
     assert not list(tmp_path.glob(".voxuda-*"))
+
+
+def test_a_window_past_the_border_is_the_edge_padded_forward(rng: np.random.Generator) -> None:
+    """37 voxels along z: one window of 40 whose last 3 rows replicate the border, not two of 32."""
+    volume = _volume(rng, (37, 40, 40))
+    predictor = _predictor(random_network(width=4), normalise="window")
+    assert predictor.plan(volume.shape).edges == (40, 40, 40)
+    padded = np.pad(volume, [(0, 3), (0, 0), (0, 0)], mode="edge")
+    expected = predictor.predict_windows(padded[None])[0][:37]
+    np.testing.assert_allclose(predictor.predict_volume(volume), expected, atol=1e-5)

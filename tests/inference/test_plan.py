@@ -24,10 +24,11 @@ def test_margin_must_leave_a_core() -> None:
         axis_tiles(100, 32, 16)
 
 
-def test_window_edges_are_multiples_of_8_within_the_volume_and_as_small_as_the_window_count_allows() -> None:
+def test_window_edges_are_multiples_of_8_and_as_small_as_the_window_count_allows() -> None:
     # 300 needs 3 windows of at most 128 either way: 3 x 104 compute less than 3 x 128
     assert window_edges((40, 300, 1000), 128, 8, 32) == (40, 104, 128)
-    assert window_edges((37, 64, 64), 128, 8, 32) == (32, 64, 64)
+    assert window_edges((37, 64, 64), 128, 8, 32) == (40, 64, 64)  # one window over 37 (padded), not two of 32
+    assert window_edges((38, 64, 64), 32, 8, 32) == (32, 32, 32)  # --window 32 is kept
     # with a margin of 16, 256 voxels in two windows: 2 x 144 - 32 >= 256
     assert window_edges((256, 256, 256), 192, 8, 32, margin=16) == (144, 144, 144)
 

@@ -13,7 +13,9 @@ from voxuda_cli.io.dataset import Dataset, read_h5_dataset
 from voxuda_cli.io.mrc import read_mrc, write_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models import ModelInfo
+from voxuda_cli.normalise import zscore
 from voxuda_cli.patches import PatchifySettings, write_patches
+from voxuda_cli.resample import back_to, fourier_resample, model_shape
 
 
 def _predictor(network=None, **settings) -> Predictor:  # type: ignore[no-untyped-def]
@@ -161,9 +163,12 @@ def test_stitched_patches_line_up_with_the_parent(tmp_path: Path, rng: np.random
     dataset = read_h5_dataset(tmp_path / "patches.h5")
     predictor = _predictor(threshold_network(width=2))
     prediction = predictor.predict_dataset(dataset)
-    [(parent, probabilities, mask)] = list(predictor.stitch_parents(dataset, prediction.probabilities))
+    [(parent, probabilities, mask)] = list(predictor.parent_volumes(dataset, prediction))
     assert parent == "tomo" and mask.shape == shape
     assert probabilities.voxel_size == (8.0, 8.0, 8.0) and probabilities.origin == (4.0, 5.0, 6.0)
     assert _dice(mask, truth) > 0.75
-    if resize is None:  # patches at (0, 16) per axis: the last patch's own prediction wins where only it covers
-        assert np.allclose(probabilities.data[32:, 32:, 32:], prediction.probabilities[-1][16:, 16:, 16:], atol=1e-6)
+    if resize is None:  # the parent went through the engine whole (at the model's 10 A and back); patches cut from it
+        on_model = fourier_resample(zscore(volume), model_shape(shape, 8.0, predictor.model_voxel_size))
+        whole = back_to(predictor.predict_volume(on_model), shape)
+        np.testing.assert_allclose(probabilities.data, whole, atol=1e-5)
+        np.testing.assert_allclose(prediction.probabilities[-1], whole[16:, 16:, 16:], atol=1e-5)

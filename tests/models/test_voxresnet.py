@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from torch import nn
 
 from voxuda_cli.models import VoxResNet, VoxResNetConfig
+from voxuda_cli.models.voxresnet import upsample_by_shuffle
 
 
 def test_features_and_logits_have_the_documented_shapes() -> None:
@@ -88,3 +91,23 @@ def test_statistics_from_leaves_the_source_part_independent_of_the_rest() -> Non
     with torch.no_grad():  # outside the context the whole batch normalises again
         mixed = model(torch.cat([source, 5.0 * torch.randn(2, 1, 16, 16, 16) + 5.0]))
     assert not torch.allclose(mixed[:2], outputs[0][:2], atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_a_transposed_head_equals_its_convolution_and_voxel_shuffle(scale: int) -> None:
+    torch.manual_seed(scale)
+    head = nn.ConvTranspose3d(6, 2, kernel_size=2 * scale, stride=scale, padding=scale // 2)
+    x = torch.randn(2, 6, 3, 4, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(upsample_by_shuffle(head, x), head(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_lean_inference_forward_gives_the_training_forwards_logits() -> None:
+    """Without autograd: classifiers as soon as each feature exists, shuffled heads, oneDNN convolutions."""
+    torch.manual_seed(0)
+    network = VoxResNet(VoxResNetConfig(width=4)).eval()
+    x = torch.randn(1, 1, 16, 24, 32)  # batch 1, small: ATen would pick its reference convolution
+    with torch.enable_grad():
+        reference = network.forward_features(x).logits.detach()
+    with torch.inference_mode():
+        torch.testing.assert_close(network(x), reference, atol=1e-4, rtol=1e-4)

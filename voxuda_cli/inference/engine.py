@@ -46,7 +46,7 @@ def run_tiles(
     for band in plan.rows():
         for first in range(0, len(band), batch_size):
             tiles = band[first : first + batch_size]
-            windows = np.stack([np.asarray(volume[t.window], dtype=np.float32) for t in tiles])
+            windows = np.stack([_read(volume, t.window, plan.edges) for t in tiles])
             probabilities = function(windows)
             for tile, window in zip(tiles, probabilities):
                 grid.write(tile.core, window[tile.core_in_window])
@@ -79,6 +79,13 @@ def run_blended(
             on_voxels(rows.shape[0] * section)
 
     sliding_window(volume, function, box, overlap, batch_size, emit, None, release_input)
+
+
+def _read(volume: np.ndarray, window: Region, edges: Sequence[int]) -> np.ndarray:
+    """One window as float32; where it reaches past the volume (an axis shorter than a window), edge-padded."""
+    data = np.asarray(volume[window], dtype=np.float32)
+    pad = [(0, int(e) - n) for n, e in zip(data.shape, edges)]
+    return np.pad(data, pad, mode="edge") if any(p[1] for p in pad) else data
 
 
 def _voxels(region: Region) -> int:

@@ -70,16 +70,22 @@ def window_edges(
     """
     edges = []
     for length in (int(n) for n in shape):
-        largest = max(min(int(window), length) // multiple * multiple, int(minimum))
+        # The network needs multiples of ``multiple``: one window over an axis that is not one
+        # reaches past the border (run_tiles pads it by edge replication).
+        largest = max(min(int(window), _round_up(length, multiple)) // multiple * multiple, int(minimum))
         edge = largest
         for count in range(1, length + 1):
             needed = -(-(length + 2 * (count - 1) * margin) // count)  # ceil
-            needed = -(-needed // multiple) * multiple
+            needed = _round_up(needed, multiple)
             if needed <= largest:
                 edge = max(min(needed, largest), int(minimum))
                 break
         edges.append(edge)
     return tuple(edges)  # type: ignore[return-value]
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from voxuda_cli.inference.network import WindowNetwork
 from voxuda_cli.inference.plan import TilePlan
 from voxuda_cli.inference.rescaled import predict_samples, predict_tomogram_rescaled
 from voxuda_cli.inference.settings import PredictSettings
-from voxuda_cli.inference.sliding_window import WindowPlan, importance_map
+from voxuda_cli.inference.sliding_window import WindowPlan
 from voxuda_cli.inference.smoothing import smoothed_mask
 from voxuda_cli.io.dataset import Dataset
 from voxuda_cli.io.memory import release_rows
@@ -54,8 +54,17 @@ from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.models.speed import autocast_dtype, prepare_network
 from voxuda_cli.normalise import VolumeStats, stream_stats
+from voxuda_cli.patches import extract_patch, group_by_parent, parents_info, stitch
 from voxuda_cli.progress import Progress
-from voxuda_cli.resample import checked_voxel_size, differs, model_shape, resample_probabilities
+from voxuda_cli.resample import (
+    back_to,
+    checked_voxel_size,
+    differs,
+    fourier_resample,
+    model_shape,
+    pad_to,
+    resample_probabilities,
+)
 
 log = logging.getLogger("voxuda")
 
@@ -66,6 +75,8 @@ class DatasetPrediction:
 
     probabilities: np.ndarray
     masks: np.ndarray
+    # Patchified datasets: each parent's probabilities on the patch grid, predicted whole by the engine.
+    parents: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def foreground_fraction(self) -> float:
@@ -301,42 +312,74 @@ class Predictor:
         return max(1, min(int(self.settings.batch_size), int(self.settings.memory * 2**30 // per_window)))
 
     def predict_dataset(self, dataset: Dataset, on_progress: Progress | None = None) -> DatasetPrediction:
-        """Every sample of a dataset (its box must be the model's) -> probabilities and masks."""
+        """Every sample of a dataset (its box must be the model's) -> probabilities and masks.
+
+        A patchified dataset is predicted parent by parent: each parent is put back together from
+        its patches and run through the engine whole (every voxel once, with its real neighbours
+        instead of a patch border), and each patch's probabilities are cut from its parent's.
+        ``on_progress`` counts samples.
+        """
         self.check_dataset_box(dataset)
         voxel_size = self.input_voxel_size(dataset.voxel_size, dataset.source)
-        if self.needs_resampling(voxel_size):
+        parents: dict[str, np.ndarray] = {}
+        if dataset.is_patchified:
+            probabilities, parents = self._predict_parents(dataset, voxel_size, on_progress)
+        elif self.needs_resampling(voxel_size):
             log.info("%s: %.3f A resampled to the model's %.3f A", dataset.source, voxel_size, self.info.voxel_size)
             probabilities = predict_samples(self, dataset.images, voxel_size, on_progress)
         else:
             probabilities = self.predict_batches(dataset.images, on_progress=on_progress)
         masks = np.stack([self.segment(p, voxel_size) for p in probabilities])
-        return DatasetPrediction(probabilities=probabilities, masks=masks)
+        return DatasetPrediction(probabilities=probabilities, masks=masks, parents=parents)
 
-    def stitch_parents(self, dataset: Dataset, probabilities: np.ndarray) -> Iterator[tuple[str, Volume, np.ndarray]]:
-        """Patch probabilities of a patchified dataset -> ``(parent, probability Volume, mask)`` per parent.
+    def _predict_parents(
+        self, dataset: Dataset, voxel_size: float, on_progress: Progress | None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        assert dataset.parents is not None and dataset.coords is not None
+        probabilities = np.empty(dataset.images.shape, dtype=np.float32)
+        parents: dict[str, np.ndarray] = {}
+        for parent, indices in group_by_parent(dataset.parents):
+            coords = dataset.coords[indices]
+            image = stitch(dataset.images[indices], coords, _parent_grid(dataset, parent, coords))
+            parents[parent] = self.predict_at(image, voxel_size)
+            for index, origin in zip(indices, coords):
+                probabilities[index] = extract_patch(parents[parent], origin, dataset.box[0])
+            if on_progress is not None:
+                on_progress(len(indices))
+        return probabilities, parents
 
-        Patches are blended with the same Gaussian weights as sliding windows (they matter only
-        where patches overlap), then resampled back to the parent's original grid when patchify
-        resized it; the Volume carries the original voxel size and origin.
+    def predict_at(self, volume: np.ndarray, voxel_size: float) -> np.ndarray:
+        """One volume in memory at ``voxel_size`` A -> probabilities on its own grid.
+
+        Resampled to the model's voxel size around the engine where they differ (and back), and
+        edge-padded on the far side where smaller than the box.
         """
-        from voxuda_cli.patches import group_by_parent, parents_info, stitch
+        resampled = self.needs_resampling(voxel_size)
+        shape = model_shape(volume.shape, voxel_size, self.model_voxel_size) if resampled else volume.shape
+        on_model = fourier_resample(volume, shape) if resampled else np.asarray(volume, dtype=np.float32)
+        padded, inside = pad_to(on_model, np.maximum(on_model.shape, self.box))
+        probabilities = self.predict_volume(padded)[inside]
+        return back_to(probabilities, volume.shape) if resampled else probabilities
 
+    def parent_volumes(
+        self, dataset: Dataset, prediction: DatasetPrediction
+    ) -> Iterator[tuple[str, Volume, np.ndarray]]:
+        """A patchified dataset's parents -> ``(parent, probability Volume, mask)`` on each parent's own grid.
+
+        The probabilities are resampled back to the parent's original grid where patchify resized
+        it; the Volume carries the original voxel size and origin.
+        """
         if not dataset.is_patchified:
             raise VoxudaInputError(f"{dataset.source}: not a patchified dataset (no /coords and /parents)")
         infos = parents_info(dataset.attrs)
-        weights = importance_map(self.box)
-        assert dataset.parents is not None and dataset.coords is not None
-        for parent, indices in group_by_parent(dataset.parents):
-            coords = dataset.coords[indices]
+        for parent, probabilities in prediction.parents.items():
             info = infos.get(parent)
-            shape = info.shape if info else tuple(int(v) for v in (coords.max(axis=0) + np.array(self.box)))
-            stitched = stitch(probabilities[indices], coords, shape, weights)
             if info is not None and tuple(info.original_shape) != tuple(info.shape):
-                stitched = resample_probabilities(stitched, info.original_shape)
+                probabilities = resample_probabilities(probabilities, info.original_shape)
             voxel_size = info.original_voxel_size if info else (dataset.voxel_size,) * 3
             origin = info.origin if info else (0.0, 0.0, 0.0)
-            volume = Volume(data=stitched, voxel_size=voxel_size, origin=origin)
-            yield parent, volume, self.segment(stitched, float(np.mean(voxel_size)))
+            volume = Volume(data=probabilities, voxel_size=voxel_size, origin=origin)
+            yield parent, volume, self.segment(probabilities, float(np.mean(voxel_size)))
 
     # ---- whole tomograms -----------------------------------------------------------------------
 
@@ -401,6 +444,14 @@ class Predictor:
             window=plan.edges,
             computed=plan.computed_voxels / math.prod(plan.shape),
         )
+
+
+def _parent_grid(dataset: Dataset, parent: str, coords: np.ndarray) -> tuple[int, ...]:
+    """The shape patchify cut ``parent`` from (recorded; else the patches' extent)."""
+    info = parents_info(dataset.attrs).get(parent)
+    if info is not None:
+        return tuple(info.shape)
+    return tuple(int(v) for v in coords.max(axis=0) + np.array(dataset.box))
 
 
 def _input_releaser(volume: np.ndarray) -> Callable[[int], None]:

@@ -234,7 +234,7 @@ class PredictionJob:
 
     def _write_parents(self, dataset: Dataset, prediction: DatasetPrediction) -> tuple[list[dict[str, Any]], list[str]]:
         records, written = [], []
-        for parent, volume, mask in self.predictor.stitch_parents(dataset, prediction.probabilities):
+        for parent, volume, mask in self.predictor.parent_volumes(dataset, prediction):
             written += self._write_volume(parent, volume, volume.data, mask)
             records.append({"name": parent, "shape": list(mask.shape), "foreground_fraction": float(mask.mean())})
         return records, written

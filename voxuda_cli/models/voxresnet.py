@@ -23,13 +23,13 @@ class VoxResNetConfig:
         return asdict(self)
 
     def inference_bytes_per_voxel(self) -> int:
-        """Peak working memory of one float32 inference forward, per input voxel.
+        """Peak working memory of one float32 inference forward (VoxResNet._lean_logits), per input voxel.
 
-        Measured (ru_maxrss, 2-core CPU, channels-last, 128^3 window): 140 B at width 8, 441 B at
-        width 32, i.e. three to four float32 tensors of C channels at full resolution alive at once
-        (the stem's output waits for its classifier until the sum at the end). 16 C + 16 covers both.
+        Measured (VmHWM, 2-core CPU, channels-last, oneDNN convolutions, 128^3 window): 80 B at
+        width 8, 288 B at width 32, about two float32 tensors of C channels at full resolution
+        (a feature and its BN-ReLU view) plus the logits. 8 C + 32 covers both.
         """
-        return 16 * self.width + 16
+        return 8 * self.width + 32
 
 
 class VoxResNetOutput(NamedTuple):
@@ -72,6 +72,36 @@ class BatchNorm3d(nn.BatchNorm3d):
         return x * scale.view(shape).to(x.dtype) + shift.view(shape).to(x.dtype)
 
 
+_ONEDNN = torch.backends.mkldnn.is_available()
+
+
+def conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+) -> torch.Tensor:
+    """A 3D convolution; in CPU float32 inference always on oneDNN.
+
+    PyTorch sends a CPU convolution to its reference path (im2col, outside oneDNN) when batch x
+    channels x depth x height is at most 20480 (ATen's ``use_mkldnn``): with one large window per
+    forward that is the one-channel stem and every layer of the deeper stages. Measured on 2 cores
+    (128^3 window, width 8): 7x slower at 32^3 x 16 channels, 3.4x at the stem, whose im2col buffer
+    (27 floats per voxel) was also the forward's peak memory. The same numbers either way.
+    """
+    if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or not _ONEDNN:
+        return torch.nn.functional.conv3d(x, weight, bias, stride, padding)
+    return torch.ops.aten.mkldnn_convolution(x, weight, bias, padding, stride, (1, 1, 1), 1)
+
+
+class Conv3d(nn.Conv3d):
+    """nn.Conv3d (zero padding, no dilation or groups) through :func:`conv3d`; the state dict is nn.Conv3d's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv3d(x, self.weight, self.bias, self.stride, self.padding)  # type: ignore[arg-type]
+
+
 class ResidualModule(nn.Module):
     """Pre-activation residual module: BN ReLU conv3 BN ReLU conv3 + identity."""
 
@@ -80,10 +110,10 @@ class ResidualModule(nn.Module):
         self.body = nn.Sequential(
             BatchNorm3d(channels),
             nn.ReLU(inplace=True),
-            nn.Conv3d(channels, channels, 3, padding=1, bias=False),
+            Conv3d(channels, channels, 3, padding=1, bias=False),
             BatchNorm3d(channels),
             nn.ReLU(inplace=True),
-            nn.Conv3d(channels, channels, 3, padding=1, bias=False),
+            Conv3d(channels, channels, 3, padding=1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +128,7 @@ class Stage(nn.Module):
         self.down = nn.Sequential(
             BatchNorm3d(in_channels),
             nn.ReLU(inplace=True),
-            nn.Conv3d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
+            Conv3d(in_channels, out_channels, 3, stride=2, padding=1, bias=False),
         )
         self.residuals = nn.Sequential(ResidualModule(out_channels), ResidualModule(out_channels))
 
@@ -111,15 +141,49 @@ class AuxiliaryClassifier(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, scale: int) -> None:
         super().__init__()
+        self.scale = scale
         if scale == 1:
-            self.head: nn.Module = nn.Conv3d(in_channels, num_classes, 3, padding=1)
+            self.head: nn.Module = Conv3d(in_channels, num_classes, 3, padding=1)
         else:
             self.head = nn.ConvTranspose3d(
                 in_channels, num_classes, kernel_size=2 * scale, stride=scale, padding=scale // 2
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
+        if self.scale == 1 or torch.is_grad_enabled():
+            return self.head(x)
+        return upsample_by_shuffle(self.head, x)  # type: ignore[arg-type]
+
+
+def upsample_by_shuffle(head: nn.ConvTranspose3d, x: torch.Tensor) -> torch.Tensor:
+    """``head(x)`` for a transposed convolution of kernel 2s, stride s, padding s/2, computed as a 3^3
+    convolution to C_out * s^3 channels and a voxel shuffle.
+
+    The same numbers (up to float rounding), but where PyTorch's CPU transposed convolution fills a
+    column buffer of 16 floats per output voxel and runs outside oneDNN, this runs on the fast
+    convolution path with no buffer. Why it is exact: output voxel ``s q + r`` of each axis takes
+    input ``q + j`` through kernel tap ``r + s/2 - s j`` for the taps j in {-1, 0, 1} that fall inside
+    the kernel; the others are zero weights here.
+    """
+    scale = int(head.stride[0])
+    weight = head.weight  # (C_in, C_out, 2s, 2s, 2s)
+    c_in, c_out = weight.shape[:2]
+    taps = torch.full((scale, 3), -1, dtype=torch.long)  # kernel index of (phase r, tap j + 1), -1: none
+    for r in range(scale):
+        for j in (-1, 0, 1):
+            k = r + scale // 2 - scale * j
+            if 0 <= k < 2 * scale:
+                taps[r, j + 1] = k
+    padded = torch.nn.functional.pad(weight, (0, 1, 0, 1, 0, 1))  # index -1 -> the zero row
+    index = taps.view(scale, 1, 1, 3, 1, 1), taps.view(1, scale, 1, 1, 3, 1), taps.view(1, 1, scale, 1, 1, 3)
+    # (C_in, C_out, rz, ry, rx, jz, jy, jx) -> (C_out * s^3, C_in, 3, 3, 3)
+    kernel = padded[:, :, index[0], index[1], index[2]]
+    kernel = kernel.permute(1, 2, 3, 4, 0, 5, 6, 7).reshape(c_out * scale**3, c_in, 3, 3, 3)
+    bias = head.bias.repeat_interleave(scale**3) if head.bias is not None else None
+    phases = conv3d(x, kernel.to(x.dtype), None if bias is None else bias.to(x.dtype), (1, 1, 1), (1, 1, 1))
+    b, _, d, h, w = phases.shape
+    phases = phases.view(b, c_out, scale, scale, scale, d, h, w)
+    return phases.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c_out, d * scale, h * scale, w * scale)
 
 
 class VoxResNet(nn.Module):
@@ -135,10 +199,10 @@ class VoxResNet(nn.Module):
         self.config = config or VoxResNetConfig()
         width, classes = self.config.width, self.config.num_classes
         self.stem = nn.Sequential(
-            nn.Conv3d(self.config.in_channels, width, 3, padding=1, bias=False),
+            Conv3d(self.config.in_channels, width, 3, padding=1, bias=False),
             BatchNorm3d(width),
             nn.ReLU(inplace=True),
-            nn.Conv3d(width, width, 3, padding=1, bias=False),
+            Conv3d(width, width, 3, padding=1, bias=False),
         )
         self.stages = nn.ModuleList([Stage(width, 2 * width), Stage(2 * width, 2 * width), Stage(2 * width, 2 * width)])
         self.classifiers = nn.ModuleList(
@@ -168,7 +232,25 @@ class VoxResNet(nn.Module):
         return VoxResNetOutput(logits=logits, features=tuple(features))  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x).logits
+        if torch.is_grad_enabled():
+            return self.forward_features(x).logits
+        return self._lean_logits(x)
+
+    def _lean_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits without autograd, with half the memory: each feature's classifier runs as soon as
+        the feature exists (its BN-ReLU view computed in place), so no full-resolution feature waits
+        for the sum; the order of the sum is forward_features'."""
+        logits: torch.Tensor | None = None
+        h = self.stem(x)
+        for index, (classifier, activation) in enumerate(zip(self.classifiers, self.activations)):
+            if index:
+                h = self.stages[index - 1](h)
+            view = torch.relu_(activation[0](h))
+            term = classifier(view)
+            del view
+            logits = term if logits is None else logits.add_(term)
+        assert logits is not None
+        return logits
 
     @contextlib.contextmanager
     def statistics_from(self, samples: int | None) -> Iterator[None]:
