@@ -178,15 +178,19 @@ def run_worker(name: str, model: Path, tomogram: Path, out: Path, args: argparse
 
 
 def flop_per_voxel(width: int) -> float:
-    """Forward FLOPs of VoxResNet per input voxel (torch's own counter, on a 32^3 input)."""
+    """Forward FLOPs of VoxResNet per input voxel (torch's own counter, on a 32^3 input).
+
+    Counted on the training forward (the model's arithmetic as defined): the inference forward
+    computes the same numbers through oneDNN calls the counter does not see.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from voxuda_cli.models import VoxResNet, VoxResNetConfig
 
     network = VoxResNet(VoxResNetConfig(width=width)).eval()
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        network(torch.zeros(1, 1, BOX, BOX, BOX))
+    with FlopCounterMode(display=False) as counter:
+        network.forward_features(torch.zeros(1, 1, BOX, BOX, BOX))
     return counter.get_total_flops() / BOX**3
 
 
@@ -337,6 +341,7 @@ def main() -> int:
     parser.add_argument("--skip-monai", action="store_true", help="without the MONAI row")
     parser.add_argument("--skip-normalisation", action="store_true", help="only the speed and memory part")
     parser.add_argument("--skip-speed", action="store_true", help="only the normalisation experiment")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory run (memory-shape)")
     parser.add_argument("--worker", choices=("box", "large", "monai"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tomogram", type=Path, help=argparse.SUPPRESS)
@@ -352,7 +357,7 @@ def main() -> int:
     if not args.skip_speed:
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
             names = ["box", "large"] + ([] if args.skip_monai else ["monai"])
-            for width in widths:
+            for width in [] if args.memory_only else widths:
                 speed_and_memory(args, Path(folder), shape, width, names)
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
             results = speed_and_memory(args, Path(folder), memory_shape, 8, ["large"])

@@ -155,3 +155,14 @@ def test_sigterm_checkpoints_exits_143_and_resume_finishes(runner, data: dict[st
     result = _train(runner, "-o", str(run), "--resume", "--epochs", str(saved["epoch"] + 1), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["resumed_from"] in (saved["epoch"], None)
+
+
+def test_help_lists_every_method_with_its_one_line_summary(runner) -> None:  # type: ignore[no-untyped-def]
+    from voxuda_cli.training.methods import get_method, names
+
+    result = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    for name in names():
+        summary = get_method(name).summary
+        assert summary and any(line.split() == [name, *summary.split()] for line in lines), name

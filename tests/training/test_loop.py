@@ -107,7 +107,7 @@ def test_each_method_trains_and_fills_the_run_directory(method: str, files: dict
     assert config["method"] == method and config["width"] == 8 and config["epochs"] == 1
     model, info = load_model(run)
     assert info.method == method and info.box == (32, 32, 32) and info.voxel_size == 10.0
-    assert info.weights == (("teacher", "student") if method == "vox-uda" else ("student",))
+    assert info.weights == (("teacher", "student") if get_method(method).has_teacher else ("student",))
     assert info.denoiser_params["sigma_r"] == 1.2 and info.settings["width"] == 8
 
 

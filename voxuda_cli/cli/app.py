@@ -51,7 +51,8 @@ def _root(
 
 
 for module in (simulate_prep, extract, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, score):
-    app.command(name=module.NAME, help=module.__doc__, no_args_is_help=True)(module.command)
+    # HELP: a help text that adds what is known only at import (e.g. the registered methods)
+    app.command(name=module.NAME, help=getattr(module, "HELP", module.__doc__), no_args_is_help=True)(module.command)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Train VoxResNet with Vox-UDA (or a baseline: source-only, supervised, dann) into a run directory.
+"""Train VoxResNet with Vox-UDA (or one of the baselines listed below) into a run directory.
 
 SRC is labelled (masks), TGT unlabelled; both are datasets (an HDF5 dataset, MRC files or a
 folder of MRC files; repeat --src/--tgt for several MRC files). Every volume is z-scored on its
@@ -29,9 +29,16 @@ import typer
 
 from voxuda_cli.cli.common import emit, fmt, progress_bar
 from voxuda_cli.cli.options import param, settings_command
+from voxuda_cli.training.methods import get_method, names
 from voxuda_cli.training.settings import TrainSettings
 
 NAME = "train"
+# one line per registered method (its ``summary``), below the docstring
+HELP = (
+    (__doc__ or "")
+    + "\n\b\nMethods (--method):\n"
+    + "\n".join(f"  {name:12s} {get_method(name).summary}" for name in names())
+)
 SETTINGS = TrainSettings
 
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Run directory.")]

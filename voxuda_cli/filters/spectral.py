@@ -25,17 +25,34 @@ import torch
 from voxuda_cli.normalise import zscore_tensor
 
 
-def mix_amplitudes(source: torch.Tensor, target: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
-    """``source`` (B, ..., D, H, W) with its amplitude spectrum moved ``strength`` (per sample) to ``target``'s."""
+def mix_amplitudes(
+    source: torch.Tensor, target: torch.Tensor, strength: torch.Tensor | float, band: float = 1.0
+) -> torch.Tensor:
+    """``source`` (B, ..., D, H, W) with its amplitude spectrum moved ``strength`` (per sample) to ``target``'s.
+
+    ``band`` < 1 moves only the frequencies below that fraction of Nyquist (FDA's low-frequency
+    swap, Yang & Soatto 2020); the phases, which carry the structure, stay the source's.
+    """
     dims = (-3, -2, -1)
     source_spectrum = torch.fft.rfftn(source.float(), dim=dims)
     target_amplitude = torch.fft.rfftn(target.float(), dim=dims).abs()
     lam = torch.as_tensor(strength, dtype=torch.float32, device=source.device)
     lam = lam.reshape(-1, *([1] * (source.ndim - 1))) if lam.ndim else lam
+    if band < 1.0:
+        lam = lam * (_frequency_radius(source.shape[-3:], source.device) < band).float()
     amplitude = (1.0 - lam) * source_spectrum.abs() + lam * target_amplitude
     mixed = torch.polar(amplitude, source_spectrum.angle())
     volumes = torch.fft.irfftn(mixed, s=source.shape[-3:], dim=dims)
     return zscore_tensor(volumes).to(source.dtype)
+
+
+def _frequency_radius(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """|f| / Nyquist on the rfftn grid of ``shape`` (1 at Nyquist along an axis)."""
+    axes = [torch.fft.fftfreq(n, device=device) * 2 for n in shape[:-1]] + [
+        torch.fft.rfftfreq(shape[-1], device=device) * 2
+    ]
+    grids = torch.meshgrid(*axes, indexing="ij")
+    return torch.sqrt(sum(g**2 for g in grids))  # type: ignore[arg-type]
 
 
 def radial_log_power(volumes: torch.Tensor) -> torch.Tensor:

@@ -297,13 +297,14 @@ class Predictor:
         if self.settings.normalise == "tomogram":
             stats = scan if scan is not None else stream_stats(volume, self.info.invert, None, release)
         function = functools.partial(self.predict_windows, stats=stats)
-        release_input = _input_releaser(volume) if release else None
         plan = self.plan(volume.shape)
         if isinstance(plan, WindowPlan):
+            release_below = _input_releaser(volume) if release else None
             run_blended(volume, function, self.box, self.settings.overlap, grid, self.settings.batch_size,
-                        on_progress, release_input)  # fmt: skip
+                        on_progress, release_below)  # fmt: skip
         else:
-            run_tiles(volume, function, plan, grid, self._tile_batch(plan), on_progress, release_input)
+            release_rows_of = functools.partial(release_rows, volume) if release else None
+            run_tiles(volume, function, plan, grid, self._tile_batch(plan), on_progress, release_rows_of)
         return plan
 
     def _tile_batch(self, plan: TilePlan) -> int:

@@ -10,7 +10,7 @@ networks) goes into the checkpoint through ``state_dict`` / ``load_state_dict``.
 A new method is one file with a Method subclass and one ``register_method`` call; its name then
 works everywhere (``voxuda train --method``, the settings, the run summary). Built-in methods:
 ``vox-uda`` (vox_uda.py), ``dann`` (dann.py), ``source-only`` (source_only.py), ``supervised``
-(supervised.py).
+(supervised.py), and the Vox-UDA paper's baselines ``asc`` (asc.py) and ``le-uda`` (le_uda.py).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Method:
     """One training recipe. Class attributes say what it needs; methods say what it computes."""
 
     name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for ``voxuda train --help`` and the README's method table
     labelled_option: ClassVar[str] = "--src"  # which dataset holds the labelled set: --src or --tgt
     uses_target: ClassVar[bool] = False  # unlabelled target images in every batch (batch.target)
     uses_noisy_source: ClassVar[bool] = False  # the NGM-noised labelled batch (batch.noisy)
@@ -134,5 +135,5 @@ def get_method(name: str) -> type[Method]:
 
 
 # The built-in methods register themselves on import (after the registry exists), in this order.
-for _module in ("vox_uda", "source_only", "supervised", "dann"):
+for _module in ("vox_uda", "source_only", "supervised", "dann", "asc", "le_uda"):
     importlib.import_module(f"{__name__}.{_module}")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 @register_method
 class Dann(Method):
     name = "dann"
+    summary = "DANN (Ganin 2016): L_seg + a domain discriminator on f_v6 behind gradient reversal."
     uses_target = True
     has_discriminator = True
     loss_terms = ("seg", "dis")

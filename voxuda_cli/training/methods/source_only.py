@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 @register_method
 class SourceOnly(Method):
     name = "source-only"
+    summary = "w/o adaptation: L_seg on the labelled source; the target is never seen."
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
         n = batch.images.shape[0]

@@ -9,4 +9,5 @@ from voxuda_cli.training.methods.source_only import SourceOnly
 @register_method
 class Supervised(SourceOnly):
     name = "supervised"
+    summary = "Fully supervised upper bound: L_seg on a labelled --tgt."
     labelled_option = "--tgt"

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 @register_method
 class VoxUda(Method):
     name = "vox-uda"
+    summary = "Vox-UDA (the default): L_seg + L_con on a second source view + L_dis + the teacher's pseudo-labels."
     uses_target = True
     uses_noisy_source = True
     has_teacher = True
