@@ -40,6 +40,8 @@ ON_DENOISED = {"teacher_input": "denoised"}
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "source-only": ("w/o adaptation (source-only)", {"method": "source-only"}),
     "dann": ("DANN", {"method": "dann"}),
+    "asc": ("ASC (Xu et al. 2023; 3D, training/methods/asc.py)", {"method": "asc"}),
+    "le-uda": ("LE-UDA (Zhao et al. 2022; 3D, training/methods/le_uda.py)", {"method": "le-uda"}),
     "vox-uda-paper": ("Vox-UDA, paper recipe (w IBF)", {"method": "vox-uda", "recipe": "paper"}),
     "vox-uda": ("Vox-UDA (default recipe)", {"method": "vox-uda"}),
     # The steps by which the default recipe was chosen (benchmarks/results.md), as they were run.
