@@ -42,6 +42,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "dann": ("DANN", {"method": "dann"}),
     "asc": ("ASC (Xu et al. 2023; 3D, training/methods/asc.py)", {"method": "asc"}),
     "le-uda": ("LE-UDA (Zhao et al. 2022; 3D, training/methods/le_uda.py)", {"method": "le-uda"}),
+    "pdam": ("PDAM (Liu et al. 2020; lighter translator, training/methods/pdam.py)", {"method": "pdam"}),
+    "mapseg": ("MAPSeg (Zhang et al. 2024; training/methods/mapseg.py)", {"method": "mapseg"}),
     "vox-uda-paper": ("Vox-UDA, paper recipe (w IBF)", {"method": "vox-uda", "recipe": "paper"}),
     "vox-uda": ("Vox-UDA (default recipe)", {"method": "vox-uda"}),
     # The steps by which the default recipe was chosen (benchmarks/results.md), as they were run.

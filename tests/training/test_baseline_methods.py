@@ -1,4 +1,4 @@
-"""The paper's baselines (asc, le-uda): each one's defining mechanism on tiny inputs, and exact resume."""
+"""The paper's baselines (asc, le-uda, pdam, mapseg): each one's defining mechanism on tiny inputs, exact resume."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.mark.parametrize("method", ["asc", "le-uda"])
+@pytest.mark.parametrize("method", ["asc", "le-uda", "pdam", "mapseg"])
 def test_a_baseline_resumes_exactly(method: str, data: dict[str, Path], tmp_path: Path) -> None:
     threads = torch.get_num_threads()
     settings = TrainSettings(
@@ -115,6 +115,80 @@ def test_a_baseline_resumes_exactly(method: str, data: dict[str, Path], tmp_path
     train(settings, tmp_path / "split", resume=True)
     torch.set_num_threads(threads)
     whole, split = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True) for r in ("whole", "split"))
-    for part in ("student", "teacher"):
-        for key, value in whole[part].items():
+    for part in ("student", "teacher", "discriminator"):
+        for key, value in (whole[part] or {}).items():
             assert torch.equal(value, split[part][key]), f"{part}.{key}"
+    for name, module in whole["method"].items():  # the method's own networks (pdam, mapseg)
+        if name in ("translator", "critic", "decoder"):
+            for key, value in module.items():
+                assert torch.equal(value, split["method"][name][key]), f"{name}.{key}"
+
+
+class _Trainer:
+    """What attach() and prepare() read of a Trainer."""
+
+    def __init__(self, steps_done: int = 0) -> None:
+        from voxuda_cli.training.distributed import DistributedContext
+
+        self.device = torch.device("cpu")
+        self.context = DistributedContext()
+        self.steps_done = steps_done
+
+
+def test_pdam_translator_starts_as_the_identity_and_learns_against_a_critic_of_target_volumes() -> None:
+    torch.manual_seed(0)
+    method, batch = _method("pdam"), _batch()
+    method.attach(_Trainer())  # type: ignore[arg-type]
+    assert torch.equal(method.translator(batch.images), batch.images)
+    critic_before = {k: v.clone() for k, v in method.critic.state_dict().items()}
+    for _ in range(3):
+        method.prepare(_Trainer(), batch, Position(1.0, 1.0))  # type: ignore[arg-type]
+    inputs = method.inputs(batch)
+    assert not torch.equal(inputs[:2], batch.images)  # the student sees translated sources ...
+    assert torch.equal(inputs[2:], batch.target)  # ... and the raw target
+    assert (inputs[:2] - batch.images).abs().mean() < 0.5  # the L1 term keeps them near their source
+    assert any(not torch.equal(v, critic_before[k]) for k, v in method.critic.state_dict().items())
+    assert {"critic", "translator_adv", "translator_l1"} <= method._figures.keys()
+
+
+def test_pdam_task_weights_favour_target_like_sources_and_average_one() -> None:
+    from voxuda_cli.training.methods.pdam import task_weights
+
+    weights = task_weights(torch.tensor([-3.0, 0.0, 3.0], requires_grad=True))
+    assert not weights.requires_grad and torch.isclose(weights.mean(), torch.tensor(1.0))
+    assert weights[0] < weights[1] < weights[2]
+
+
+def test_mapseg_masks_the_students_input_and_its_reconstruction_loss_falls() -> None:
+    from voxuda_cli.models import VoxResNet, VoxResNetConfig
+
+    torch.manual_seed(0)
+    method, batch = _method("mapseg", width=4, burn_in=0.5), _batch()
+    method.attach(_Trainer())  # type: ignore[arg-type]
+    student = VoxResNet(VoxResNetConfig(width=4))
+    optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
+    losses = []
+    for step in range(15):
+        method.before_step(_Trainer(step), Position(0.0, 0.1))  # type: ignore[arg-type]
+        inputs = method.inputs(batch)
+        masks = method._masks
+        assert masks is not None and abs(masks.float().mean().item() - 0.7) < 0.02
+        assert (inputs[masks] == 0).all()  # masked cubes are hidden from the student
+        visible = torch.cat([batch.images, batch.target])[~masks]  # type: ignore[list-item]
+        assert torch.equal(inputs[~masks], visible)
+        output = student.forward_features(inputs)
+        step_outputs = StepOutputs(output.logits, output.features, None, None, Position(0.0, 0.1))
+        loss = method.losses(step_outputs, batch)
+        assert method.weights(Position(0.0, 0.1)) == {"seg": 0.0, "mae": 1.0, "mpl": 0.0}
+        for opt in (optimizer, *method.optimizers()):
+            opt.zero_grad()
+        loss["mae"].backward()
+        for opt in (optimizer, *method.optimizers()):
+            opt.step()
+        losses.append(float(loss["mae"]))
+    assert losses[-1] < 0.8 * losses[0]
+    # after the burn-in: the target alone is masked, the source is seen whole
+    method.before_step(_Trainer(99), Position(0.0, 0.9))  # type: ignore[arg-type]
+    inputs = method.inputs(batch)
+    assert torch.equal(inputs[:2], batch.images) and (inputs[2:][method._masks] == 0).all()
+    assert method.weights(Position(0.0, 0.9))["seg"] == 1.0 and method.teacher_ready(Position(0.0, 0.9))

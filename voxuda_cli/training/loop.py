@@ -160,6 +160,7 @@ class Trainer:
         self._ema_pairs = self._teacher_pairs() if self.teacher is not None else None
         self.steps_done = 0
         self.teacher_started_at: int | None = None  # the step at which teacher := student
+        self.method.attach(self)  # the method's own networks (PDAM's translator, MAPSeg's decoder)
 
     @property
     def student(self) -> VoxResNet:
@@ -212,6 +213,7 @@ class Trainer:
         if self.teacher is not None and self.teacher_started_at is None and method.teacher_ready(position):
             self.start_teacher()
         method.before_step(self, position)
+        method.prepare(self, batch, position)
         weights = method.weights(position)
         # The teacher keeps running while a guard pauses L_pl: its labels show when it recovers.
         wants_teacher = self.teacher is not None and method.wants_teacher(position, weights)
@@ -242,6 +244,7 @@ class Trainer:
 
     def _optimise(self, total: torch.Tensor) -> None:
         optimizers = [self.optimizer, *([self.dis_optimizer] if self.dis_optimizer is not None else [])]
+        optimizers += self.method.optimizers()
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()

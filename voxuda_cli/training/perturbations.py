@@ -35,3 +35,20 @@ def add_gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator) -> t
     """``x`` plus white Gaussian noise of standard deviation ``sigma`` (inputs are z-scored: in their std)."""
     noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
     return x + sigma * noise
+
+
+def patch_mask(shape: torch.Size, patch: int, ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """A (B, 1, D, H, W) boolean mask, True on ``ratio`` of each sample's ``patch``^3 cubes (MAE masking).
+
+    Edges need not be multiples of ``patch``: the last cube of an axis is cut at the border.
+    """
+    batch, grid = shape[0], [-(-int(n) // patch) for n in shape[-3:]]
+    cubes = grid[0] * grid[1] * grid[2]
+    masked = int(round(ratio * cubes))
+    scores = torch.rand((batch, cubes), generator=generator)
+    chosen = torch.zeros((batch, cubes), dtype=torch.bool)
+    chosen.scatter_(1, scores.argsort(dim=1)[:, :masked], True)
+    cube_mask = chosen.view(batch, 1, *grid)
+    for axis in (2, 3, 4):
+        cube_mask = cube_mask.repeat_interleave(patch, dim=axis)
+    return cube_mask[..., : shape[-3], : shape[-2], : shape[-1]]

@@ -3,14 +3,19 @@
 The Trainer (training/loop.py) is generic: networks, optimiser, EMA teacher, AMP, checkpoints. It
 asks the method (a :class:`Method` subclass, built from the run's settings) what to build and
 feed: a teacher, a domain discriminator, target images, an NGM-noised source, a denoised target.
-Each step it calls ``before_step``, feeds ``inputs(batch)`` to the student, and minimises the sum
-of ``weights(position)[term] * losses(step, batch)[term]``. A method's own state (beyond the
-networks) goes into the checkpoint through ``state_dict`` / ``load_state_dict``.
+Each step it calls ``before_step`` and ``prepare`` (a method's own optimisation, with the batch),
+feeds ``inputs(batch)`` to the student, and minimises the sum of
+``weights(position)[term] * losses(step, batch)[term]``, stepping the method's ``optimizers()``
+with its own. A method's own networks are built in ``attach`` (once the trainer exists); its
+state (networks, optimisers, counters) goes into the checkpoint through ``state_dict`` /
+``load_state_dict``. Method networks are not synchronised across torchrun processes: such methods
+refuse to run in more than one (``single_process_only``).
 
 A new method is one file with a Method subclass and one ``register_method`` call; its name then
 works everywhere (``voxuda train --method``, the settings, the run summary). Built-in methods:
 ``vox-uda`` (vox_uda.py), ``dann`` (dann.py), ``source-only`` (source_only.py), ``supervised``
-(supervised.py), and the Vox-UDA paper's baselines ``asc`` (asc.py) and ``le-uda`` (le_uda.py).
+(supervised.py), and the Vox-UDA paper's baselines ``asc`` (asc.py), ``le-uda`` (le_uda.py),
+``pdam`` (pdam.py) and ``mapseg`` (mapseg.py).
 """
 
 from __future__ import annotations
@@ -105,11 +110,32 @@ class Method:
     def before_step(self, trainer: Trainer, position: Position) -> None:
         """Called before every optimisation step (e.g. for a schedule); nothing by default."""
 
+    def attach(self, trainer: Trainer) -> None:
+        """Called once the trainer's networks exist (its device known): build the method's own
+        networks and optimisers here (before a checkpoint is loaded into them); nothing by default."""
+
+    def prepare(self, trainer: Trainer, batch: Batch, position: Position) -> None:
+        """Called before the student's forward of every step, with its batch: a method's own
+        optimisation (e.g. PDAM's translator) runs here; nothing by default."""
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimisers of the method's own parameters that the step's total loss reaches (stepped
+        with the student's, e.g. MAPSeg's reconstruction heads); none by default."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned (a checkpoint of an earlier run)."""
+
+
+def single_process(trainer: Trainer, name: str) -> None:
+    """Refuse a method whose own networks torchrun would not synchronise (one line, exit 2)."""
+    if trainer.context.world_size > 1:
+        raise VoxudaInputError(
+            f"--method {name}: its own networks are not synchronised across processes; run it in one"
+        )
 
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -135,5 +161,5 @@ def get_method(name: str) -> type[Method]:
 
 
 # The built-in methods register themselves on import (after the registry exists), in this order.
-for _module in ("vox_uda", "source_only", "supervised", "dann", "asc", "le_uda"):
+for _module in ("vox_uda", "source_only", "supervised", "dann", "asc", "le_uda", "pdam", "mapseg"):
     importlib.import_module(f"{__name__}.{_module}")
