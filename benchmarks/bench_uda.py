@@ -90,6 +90,38 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "sphere": ("Centred sphere of the mean mask volume (a prior, no network)", {"method": "sphere"}),
 }
 DEFAULT_ROWS = "source-only,dann,vox-uda-paper,vox-uda,supervised"
+# The paper's Table 1, in its order (``--rows table1``); "with NGM / BF / IBF" are the teacher's denoisers.
+TABLE1_ROWS = "source-only,dann,pdam,asc,le-uda,mapseg,teacher-ngm,teacher-bf,teacher-ibf,vox-uda,supervised"
+# The paper's Table 4 (``--sweep``): setting -> (the paper's symbol, its grid, its (mIoU, Dice) per value on
+# Poly-GA with 1bxn, 1f1b, 1yg6 as source). Each cell is the paper recipe with one setting changed;
+# the paper's own choice (bold there) is the recipe's default, i.e. the `vox-uda-paper` row.
+SWEEP: dict[str, tuple[str, list[Any], list[tuple[float, float]]]] = {
+    "n_sampled": ("N_sample", [5, 10, 15, 20], [(41.2, 57.1), (50.3, 65.9), (43.6, 59.4), (42.6, 58.3)]),
+    "keep_rate": ("rho", [0.084, 0.178, 0.244, 0.422], [(41.7, 57.3), (43.5, 59.6), (50.3, 65.9), (41.0, 56.8)]),
+    "con_lambdas": (
+        "lambda_1..4",
+        [[0.1, 0.1, 0.4, 0.4], [0.2, 0.2, 0.3, 0.3], [0.3, 0.3, 0.2, 0.2], [0.4, 0.4, 0.1, 0.1]],
+        [(44.4, 60.2), (50.3, 65.9), (45.3, 61.0), (42.2, 57.8)],
+    ),
+    "sigma_d": ("sigma_d", [100, 120, 140, 160], [(49.3, 64.9), (50.3, 65.9), (49.1, 64.5), (47.0, 62.5)]),
+    "sigma_r": ("sigma_r", [0.8, 1.0, 1.2, 1.4], [(47.5, 63.2), (48.0, 63.8), (50.3, 65.9), (49.5, 65.2)]),
+}
+PAPER_ROW = "vox-uda-paper"
+
+
+def sweep_row(setting: str, value: Any) -> str:
+    """The row key of one Table 4 cell (the paper's default value is the paper-recipe row itself)."""
+    from voxuda_cli.training.settings import TrainSettings
+
+    default = getattr(TrainSettings(recipe="paper"), setting)
+    same = list(default) == list(value) if isinstance(value, list) else float(default) == float(value)
+    if same:
+        return PAPER_ROW
+    key = f"sweep-{setting}-{'-'.join(map(str, value)) if isinstance(value, list) else value}"
+    ROWS[key] = (f"paper recipe, {setting} = {value}", {**ROWS[PAPER_ROW][1], setting: value})
+    return key
+
+
 # rows that train on the source alone: one training per source and seed, scored on every target
 TARGET_FREE = {"source-only"}
 UNTRAINED = {"sphere"}
@@ -132,6 +164,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (one thread each when > 1)")
     parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated row keys or 'all': {', '.join(ROWS)}")
     parser.add_argument("--row", action="append", default=[], help="extra row KEY=JSON of TrainSettings options")
+    parser.add_argument(
+        "--sweep", action="store_true", help="the paper's Table 4: the paper recipe with one of its settings varied"
+    )
     parser.add_argument("--results", type=Path, default=HERE / "results.md")
     parser.add_argument("--json-results", type=Path, default=HERE / "uda_results.json")
     parser.add_argument(
@@ -146,6 +181,10 @@ def parse() -> argparse.Namespace:
     for spec in args.row:
         key, _, options = spec.partition("=")
         ROWS[key] = (key, json.loads(options))
+    args.rows = TABLE1_ROWS if args.rows == "table1" else args.rows
+    if args.sweep:
+        cells = [sweep_row(setting, value) for setting, (_, grid, _) in SWEEP.items() for value in grid]
+        args.rows = ",".join(dict.fromkeys(["source-only", *cells]))
     args.rows = list(ROWS) if args.rows == "all" else [r for r in args.rows.split(",") if r]
     args.rows += [spec.partition("=")[0] for spec in args.row if spec.partition("=")[0] not in args.rows]
     unknown = [r for r in args.rows if r not in ROWS]
@@ -489,6 +528,19 @@ def table(args: argparse.Namespace, results: list[dict[str, Any]], source: str, 
     return "\n".join(lines)
 
 
+def sweep_table(results: list[dict[str, Any]], source: str, target: str) -> str:
+    """Table 4's shape: per setting and value, our mIoU and Dice (mean ± sd over seeds) and the paper's."""
+    lines = ["| setting | value | mIoU | Dice | paper mIoU | paper Dice |", "|---|---|---|---|---|---|"]
+    for setting, (symbol, grid, paper) in SWEEP.items():
+        for value, (paper_iou, paper_dice) in zip(grid, paper):
+            row = sweep_row(setting, value)
+            runs = [r for r in results if r["row"] == row and r["source"] == source and r["target"] == target]
+            scores = [r["scores"][r["default_weights"]] for r in runs]
+            cells = [symbol, str(value), mean_std([s["iou"] for s in scores]), mean_std([s["dice"] for s in scores])]
+            lines.append("| " + " | ".join([*cells, f"{paper_iou:.1f}", f"{paper_dice:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
 def write_results(args: argparse.Namespace, results: list[dict[str, Any]]) -> str:
     import torch
 
@@ -500,6 +552,8 @@ def write_results(args: argparse.Namespace, results: list[dict[str, Any]]) -> st
             if not any(r["source"] == source and r["target"] == target for r in results):
                 continue
             sections.append(f"### source `{source}` -> target `{target}`\n\n{table(args, results, source, target)}\n")
+            if args.sweep:
+                sections.append(f"Table 4 (the paper's beside ours):\n\n{sweep_table(results, source, target)}\n")
     text = f"""## Domain adaptation (generated by bench_uda.py)
 
 Date: {datetime.date.today().isoformat()}. Machine: {machine}. torch {torch.__version__}.
