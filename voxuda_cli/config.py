@@ -7,6 +7,8 @@ A CLI option left at ``None`` means "not given", so the dataclass default (or th
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +71,7 @@ def resolve_settings(
                 f"{config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(field_names))}"
             )
         values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+        check_types(settings_cls, values, config)
     for key, value in cli_values.items():
         if key not in field_names:
             raise KeyError(f"{settings_cls.__name__} has no field {key!r}")
@@ -117,3 +120,49 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+def check_types(settings_cls: type, values: dict[str, Any], source: Path) -> None:
+    """Refuse (one line) a config value whose TOML type cannot be the field's (``box = "big"``)."""
+    hints = typing.get_type_hints(settings_cls)
+    for name, value in values.items():
+        expected = hints.get(name)
+        if expected is not None and not _fits(value, expected):
+            raise VoxudaInputError(
+                f"{source}: {name} = {value!r} is not {_describe_type(expected)}; fix the value in the config file"
+            )
+
+
+def _fits(value: Any, expected: Any) -> bool:
+    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in arguments)
+    if origin is tuple or expected is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return all(_fits(v, arguments[0]) for v in value)
+        return not arguments or (len(value) == len(arguments) and all(map(_fits, value, arguments)))
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected in (str, Path):
+        return isinstance(value, str)
+    return True  # a type TOML cannot express: the settings' own checks judge it
+
+
+def _describe_type(expected: Any) -> str:
+    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in arguments if a is not type(None))
+    if origin is tuple:
+        plurals = {bool: "true/false values", int: "integers", float: "numbers", str: "strings", Path: "paths"}
+        count = "" if not arguments or arguments[-1] is Ellipsis else f"{len(arguments)} "
+        return f"a list of {count}{plurals.get(arguments[0], 'values') if arguments else 'values'}"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path (string)"}
+    return names.get(expected, getattr(expected, "__name__", str(expected)))

@@ -6,21 +6,10 @@ import dataclasses
 
 import pytest
 
-from voxuda_cli.cli import (
-    estimate_noise,
-    ibf_denoise,
-    patchify,
-    predict,
-    pseudo_label,
-    score,
-    simulate_prep,
-    train,
-)
-from voxuda_cli.cli.app import app
+from voxuda_cli.cli import ibf_denoise, pseudo_label, train
+from voxuda_cli.cli.app import COMMANDS, app
 from voxuda_cli.cli.options import cli_fields, option_flags
 from voxuda_cli.fields import help_text
-
-COMMANDS = (simulate_prep, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, score)
 
 
 @pytest.mark.parametrize("module", COMMANDS, ids=lambda m: m.NAME)

@@ -50,7 +50,10 @@ def _root(
     """voxuda: voxel-wise unsupervised domain adaptation for cryo-ET subtomogram segmentation."""
 
 
-for module in (simulate_prep, extract, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, score):
+# The subcommands, in the order of the workflow (the one list; tests read it too).
+COMMANDS = (simulate_prep, extract, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, score)
+
+for module in COMMANDS:
     # HELP: a help text that adds what is known only at import (e.g. the registered methods)
     app.command(name=module.NAME, help=getattr(module, "HELP", module.__doc__), no_args_is_help=True)(module.command)
 

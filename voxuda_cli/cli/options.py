@@ -21,6 +21,7 @@ import typer
 from voxuda_cli.cli.common import ConfigOpt, JsonOpt, VerboseOpt, cli_errors, setup_logging
 from voxuda_cli.config import resolve_settings
 from voxuda_cli.fields import help_text
+from voxuda_cli.io.outputs import check_output_path
 
 Resolve = Callable[[type, Path | None, str, dict[str, Any], dict[str, Any]], Any]
 
@@ -60,6 +61,16 @@ def option_parameter(settings_cls: type, field: dataclasses.Field[Any]) -> inspe
     return param(field.name, Annotated[cli_type | None, option], None)
 
 
+# The parameters of the commands that name something they write, with the flag a message shows.
+OUTPUT_PARAMETERS = {
+    "output": "-o",
+    "output_arg": "OUTPUT",
+    "preview": "--preview",
+    "paste": "--paste",
+    "csv": "--csv",
+}
+
+
 def default_resolve(
     settings_cls: type, config: Path | None, name: str, values: dict[str, Any], extras: dict[str, Any]
 ) -> Any:
@@ -87,6 +98,9 @@ def settings_command(
                 parse = field.metadata.get("parse")
                 values[field.name] = parse(value) if parse is not None and value is not None else value
             config = given.pop("config")
+            for key, flag in OUTPUT_PARAMETERS.items():  # before any input is read or work is done
+                if isinstance(given.get(key), Path):
+                    check_output_path(given[key], flag)
             run(resolve(settings_cls, config, name, values, given), **given)
 
     parameters = [*arguments, *(option_parameter(settings_cls, f) for f in fields), *extras, *common]

@@ -21,6 +21,7 @@ from scipy import ndimage
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.grids import MrcGrid
 from voxuda_cli.io.dataset import Dataset
+from voxuda_cli.io.outputs import ensure_folder
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.patches import ParentInfo, group_by_parent, parents_info
 
@@ -77,7 +78,7 @@ def paste_predictions(
     """Write one label MRC per parent tomogram into ``folder``; returns the files written."""
     infos = check_pasteable(dataset)
     assert dataset.parents is not None and dataset.coords is not None
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder, "--paste")
     written: list[str] = []
     for parent, indices in group_by_parent(dataset.parents):
         info = infos[parent]

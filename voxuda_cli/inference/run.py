@@ -32,6 +32,7 @@ from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, TomogramPrediction
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
+from voxuda_cli.io.outputs import ensure_folder
 from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
@@ -144,7 +145,7 @@ class PredictionJob:
             return self.predictor.predict_tomogram(path, target, probabilities, advance, scan, label=self._label())
         from voxuda_cli.io.zarr import mrc_to_ome_zarr
 
-        self.output.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.output.parent)
         with tempfile.TemporaryDirectory(dir=self.output.parent, prefix=".voxuda-predict-") as folder:
             target = Path(folder) / f"{path.stem}.mrc"
             probabilities = probabilities_path(target) if with_probabilities else None

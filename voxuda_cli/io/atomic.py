@@ -28,31 +28,10 @@ from typing import Any
 
 from voxuda_cli.errors import VoxudaOutputError
 from voxuda_cli.io.lock import try_flock
+from voxuda_cli.io.outputs import output_error
 from voxuda_cli.signals import held_back
 
-# Why a write can fail that the user can fix, and what to do about it.
-_HINTS = {
-    errno.ENOSPC: "free some space or write to another file system",
-    errno.EDQUOT: "free some of your quota or write to another file system",
-    errno.EFBIG: "the file system or a limit (ulimit -f) refuses a file this large; write elsewhere",
-    errno.EROFS: "write to a folder you can write to",
-    errno.EACCES: "write to a folder you can write to",
-    errno.EPERM: "write to a folder you can write to",
-    errno.EIO: "check the disk (dmesg) or write elsewhere",
-    errno.ENAMETOOLONG: "choose a shorter name",
-}
 _LIVE: dict[Path, int] = {}  # temporary path -> pid of the process that made it (the one that may remove it)
-
-
-def output_error(path: Path | str, exc: BaseException) -> VoxudaOutputError | None:
-    """The one-line error for a failed write of ``path``, or None if ``exc`` is not a write failure."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        code = getattr(seen, "errno", None)
-        if isinstance(seen, OSError) and code in _HINTS:
-            return VoxudaOutputError(f"{path}: cannot write it: {os.strerror(code).lower()}; {_HINTS[code]}")
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def file_mode() -> int:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.outputs import ensure_folder
 
 LOCK_NAME = ".voxuda.lock"
 # flock is missing on some cluster file systems (Lustre mounted without -o flock: ENOSYS; some FUSE
@@ -74,8 +75,7 @@ def folder_lock(folder: Path | str, what: str) -> Iterator[Path]:
     ``what`` names the folder in the message (e.g. "-o run/"). The lock file is removed at the end
     (still locked, so a process that opened it meanwhile sees it was unlinked and takes a new one).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(folder, what)
     path = folder / LOCK_NAME
     fd = _acquire(path, what)
     try:

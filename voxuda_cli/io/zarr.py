@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.outputs import ensure_folder
 from voxuda_cli.io.volume import Volume
 
 ZARR_SUFFIX = ".zarr"
@@ -100,7 +101,7 @@ def write_ome_zarr(
     from ome_zarr.writer import write_image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     spacing = np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

@@ -54,6 +54,7 @@ from voxuda_cli.device import resolve_device, seed_everything
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import atomic_copy, atomic_write_text
 from voxuda_cli.io.lock import folder_lock
+from voxuda_cli.io.outputs import ensure_folder
 from voxuda_cli.models.discriminator import DomainDiscriminator, reverse_gradient
 from voxuda_cli.models.serialization import ModelInfo, save_model
 from voxuda_cli.models.speed import autocast, autocast_dtype, prepare_network
@@ -441,7 +442,7 @@ def _run(
             if state is None and overwrite:
                 ckpt.remove_run_files(run_dir)
             ckpt.remove_stale_temporaries(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
+            ensure_folder(run_dir)
             atomic_write_text(run_dir / ckpt.CONFIG, dump_toml(settings_to_dict(settings)))
         per_process_batch = settings.batch_size // context.world_size
         probe = _candidate_probe(trainer, data, run_dir) if context.is_main else None
