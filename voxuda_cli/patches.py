@@ -37,6 +37,7 @@ class PatchifySettings:
     )
     zscore: bool = setting(False, "Z-score each volume before cutting.")
     invert: bool = fields.invert()
+    input_voxel_size: float | None = fields.input_voxel_size()
 
     def __post_init__(self) -> None:
         if self.patch < 4:

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from voxuda_cli.io.memory import release_rows
-from voxuda_cli.io.volume import Volume
+from voxuda_cli.io.volume import Volume, checked_voxel_size  # noqa: F401 (re-exported)
 
 SLAB_BYTES = 16 * 2**20  # one streamed slab (input and output float32); 16 MB measured leaner and faster than 64
 RELATIVE_TOLERANCE = 0.01  # voxel sizes closer than 1 % are treated as equal (no resampling)
@@ -170,26 +170,6 @@ def resample_to_map(data: np.ndarray, out: np.ndarray, scratch: Path | None = No
         release_rows(out, 0, out.shape[0])  # a y-slab touches pages of every z-row: flush and drop them
 
     resample_tomogram(data, out.shape, write, scratch)
-
-
-def checked_voxel_size(header: float, override: float | None, source: str) -> float:
-    """The voxel size to use for an input: ``override`` if given, else its header, refused when lost (0 or 1.0 A).
-
-    Tools that lose the pixel size write 0 or 1.0 A (IsoNet #14, membrain-seg #82); trusting
-    that would resample by a factor of ten without a word.
-    """
-    from voxuda_cli.errors import VoxudaInputError
-
-    if override is not None:
-        if not override > 0:
-            raise VoxudaInputError(f"--input-voxel-size {override}: must be a positive number of angstrom")
-        return float(override)
-    if header <= 0 or abs(header - 1.0) < 1e-6:
-        raise VoxudaInputError(
-            f"{source}: header voxel size is {header:g} A, what tools write when they lose it; "
-            "pass the real one with --input-voxel-size A"
-        )
-    return float(header)
 
 
 # ---- model-grid geometry: inputs at another voxel size on a model's grid, and back -------------

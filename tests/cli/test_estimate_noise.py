@@ -33,7 +33,7 @@ def test_dataset_json_and_output_file(runner, tmp_path: Path) -> None:  # type: 
 def test_mrc_files_of_any_shape_and_too_many_requested(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(2)
     for name, shape in (("a", (12, 16, 20)), ("b", (16, 16, 16))):
-        write_mrc(tmp_path / f"{name}.mrc", Volume(rng.normal(size=shape).astype(np.float32)))
+        write_mrc(tmp_path / f"{name}.mrc", Volume(rng.normal(size=shape).astype(np.float32), voxel_size=10.0))
     result = runner.invoke(app, ["estimate-noise", str(tmp_path / "a.mrc"), str(tmp_path / "b.mrc"), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

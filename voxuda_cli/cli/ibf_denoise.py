@@ -42,12 +42,15 @@ def run(settings: DenoiseSettings, inputs: list[Path], output: Path, preview: Pa
     from voxuda_cli.device import resolve_device
     from voxuda_cli.errors import VoxudaInputError
     from voxuda_cli.filters import apply
+    from voxuda_cli.io.sources import check_voxel_sizes
 
     settings.validate()
     torch_device = resolve_device(settings.device)
     job = apply.plan_denoise(inputs, output)
     if job.mode != "dataset":
-        apply.check_mrc_inputs(job.inputs)
+        apply.check_mrc_inputs(job.inputs, settings.input_voxel_size)
+    else:
+        check_voxel_sizes(job.inputs, settings.input_voxel_size)
     if preview is not None and preview.suffix.lower() != ".png":
         raise VoxudaInputError(f"--preview {preview}: give a .png file name")
     start = time.perf_counter()

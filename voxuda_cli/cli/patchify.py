@@ -32,16 +32,17 @@ def run(settings: PatchifySettings, inputs: list[Path], output: Path, as_json: b
 
     from voxuda_cli.config import settings_to_dict
     from voxuda_cli.io.dataset import provenance
-    from voxuda_cli.io.sources import count_inputs, iter_volumes
+    from voxuda_cli.io.sources import check_voxel_sizes, count_inputs, iter_volumes
     from voxuda_cli.patches import write_patches
 
     total = count_inputs(inputs)
+    check_voxel_sizes(inputs, settings.input_voxel_size)  # every header before the first patch
     origin = provenance(NAME, settings_to_dict(settings), [str(p) for p in inputs])
     with progress_bar() as bar:
         task = bar.add_task("patchify", total=total, status="")
         summary = write_patches(
             output,
-            iter_volumes(inputs, mmap=True),
+            iter_volumes(inputs, mmap=True, input_voxel_size=settings.input_voxel_size),
             settings,
             origin,
             on_volume=bar_progress(bar, task),

@@ -55,6 +55,7 @@ class DenoiseSettings:
         None, "z-rows per chunk for big volumes.", default_help="[default: chosen from free memory]"
     )
     zscore: bool = setting(True, "Z-score each volume before filtering (the output stays on the input's scale).")
+    input_voxel_size: float | None = fields.input_voxel_size()
     device: str = fields.device()
 
     def validate(self) -> None:

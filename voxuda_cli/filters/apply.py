@@ -28,7 +28,8 @@ from voxuda_cli.filters.noise import (
 from voxuda_cli.io.dataset import is_h5_path, read_h5_dataset, write_dataset
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, is_mrc_path, read_mrc
-from voxuda_cli.io.sources import expand_mrc_paths, single_dataset
+from voxuda_cli.io.sources import check_voxel_sizes, expand_mrc_paths, single_dataset, with_checked_voxel_size
+from voxuda_cli.io.volume import checked_voxel_size
 from voxuda_cli.normalise import stream_stats, tensor_stats
 from voxuda_cli.progress import Progress
 
@@ -93,7 +94,7 @@ def denoise_mrc(
     source: Path, target: Path, settings: DenoiseSettings, device: torch.device, progress: Progress | None = None
 ) -> dict[str, Any]:
     """One MRC file in, one out (voxel size, origin and labels kept), streamed through memory maps."""
-    volume = read_mrc(source, mmap=True)
+    volume = with_checked_voxel_size(read_mrc(source, mmap=True), settings.input_voxel_size, str(source))
     start = time.perf_counter()
     label = f"voxuda ibf-denoise --method {settings.method} --sigma-d {settings.sigma_d} --sigma-r {settings.sigma_r}"
     release_rows(volume.data)
@@ -122,6 +123,7 @@ def denoise_dataset(
     settings.validate()
     denoiser = settings.denoiser()
     dataset = read_h5_dataset(source)
+    dataset.voxel_size = checked_voxel_size(dataset.voxel_size, settings.input_voxel_size, str(source))
     start = time.perf_counter()
     images = np.empty_like(dataset.images)
     n = len(dataset)
@@ -149,10 +151,10 @@ def _record(name: str, shape: tuple[int, ...], seconds: float, target: Path) -> 
     }
 
 
-def check_mrc_inputs(paths: Sequence[Path]) -> None:
-    """Open every MRC input (header, size, NaN check) before writing anything."""
+def check_mrc_inputs(paths: Sequence[Path], input_voxel_size: float | None = None) -> None:
+    """Open every MRC input (header, voxel size, size, NaN check) before writing anything."""
     for path in paths:
-        read_mrc(path, mmap=True)
+        with_checked_voxel_size(read_mrc(path, mmap=True), input_voxel_size, str(path))
 
 
 def estimate_noise_files(inputs: Sequence[Path | str], settings: NoiseSettings) -> NoiseEstimate:
@@ -163,7 +165,9 @@ def estimate_noise_files(inputs: Sequence[Path | str], settings: NoiseSettings) 
     dataset_path = single_dataset(inputs)
     if dataset_path is not None:
         dataset = read_h5_dataset(dataset_path)
+        checked_voxel_size(dataset.voxel_size, settings.input_voxel_size, str(dataset_path))
         return estimate_noise(dataset.images, dataset.names, settings)
+    check_voxel_sizes(inputs, settings.input_voxel_size)
     files = expand_mrc_paths(inputs)
     chosen = sample_indices(len(files), int(settings.n_sampled), int(settings.seed))
     return estimate_noise_from_volumes(((files[i].stem, read_mrc(files[i]).data) for i in chosen), settings.keep_rate)

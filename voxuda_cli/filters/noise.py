@@ -36,6 +36,7 @@ class NoiseSettings:
     n_sampled: int = setting(10, "Volumes to draw (all of them, with a warning, if fewer).")
     keep_rate: float = fields.keep_rate()
     seed: int = fields.seed()
+    input_voxel_size: float | None = fields.input_voxel_size()
 
     def validate(self) -> None:
         check_keep_rate(self.keep_rate)

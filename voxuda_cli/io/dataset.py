@@ -132,8 +132,9 @@ class Dataset:
                 raise VoxudaInputError(f"{where}: /{name} has {len(values)} entries for {n} images")
         if self.coords is not None and tuple(self.coords.shape) != (n, 3):
             raise VoxudaInputError(f"{where}: /coords has shape {self.coords.shape}, expected ({n}, 3)")
-        if not (math.isfinite(self.voxel_size) and self.voxel_size > 0):
-            raise VoxudaInputError(f"{where}: voxel_size {self.voxel_size} is not a positive number")
+        # 0 is "unknown" (a header that lost it): kept, and refused by the commands that need it
+        if not (math.isfinite(self.voxel_size) and self.voxel_size >= 0):
+            raise VoxudaInputError(f"{where}: voxel size {self.voxel_size} is not a number of angstrom (0 or more)")
         for name in ("images", "density", "probabilities"):
             array = getattr(self, name)
             if array is not None:

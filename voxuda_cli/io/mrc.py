@@ -27,7 +27,9 @@ def _geometry(mrc: mrcfile.mrcfile.MrcFile) -> tuple[tuple[float, float, float],
     size = mrc.voxel_size
     voxel_size = (float(size.z), float(size.y), float(size.x))
     if any(v <= 0 for v in voxel_size):
-        voxel_size = (1.0, 1.0, 1.0)  # an unset header (0) means "unknown"; 1 A keeps arithmetic sane
+        # An unset header (0) means "unknown": kept as 0, never made up; a command that needs the
+        # voxel size refuses it or takes --input-voxel-size (io.volume.checked_voxel_size).
+        voxel_size = (0.0, 0.0, 0.0)
     origin_rec = mrc.header.origin
     origin = (float(origin_rec.z), float(origin_rec.y), float(origin_rec.x))
     return voxel_size, origin

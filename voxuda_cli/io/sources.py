@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,7 @@ import numpy as np
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.dataset import Dataset, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import MRC_SUFFIXES, is_mrc_path, read_mrc
-from voxuda_cli.io.volume import Volume
+from voxuda_cli.io.volume import Volume, checked_voxel_size
 from voxuda_cli.io.zarr import is_zarr_path
 
 _VOXEL_SIZE_TOLERANCE = 1e-3  # relative; headers written by different tools round differently
@@ -131,16 +132,35 @@ def _common_voxel_size(files: list[Path], volumes: list[Volume]) -> float:
     return reference
 
 
-def iter_volumes(paths: Sequence[Path | str], mmap: bool = False) -> Iterator[tuple[str, Volume]]:
-    """Yield ``(name, Volume)`` for every volume of any shape: MRC files, folders, or a dataset's images."""
+def iter_volumes(
+    paths: Sequence[Path | str], mmap: bool = False, input_voxel_size: float | None = None
+) -> Iterator[tuple[str, Volume]]:
+    """Yield ``(name, Volume)`` for every volume of any shape: MRC files, folders, or a dataset's images.
+
+    Each voxel size is checked: ``input_voxel_size`` (--input-voxel-size) where given, else the
+    header, refused when lost (0 or 1.0 A; io.volume.checked_voxel_size).
+    """
     h5 = single_dataset(paths)
     if h5 is not None:
         dataset = read_h5_dataset(h5)
+        size = checked_voxel_size(dataset.voxel_size, input_voxel_size, str(h5))
         for index, name in enumerate(dataset.names):
-            yield name, Volume(data=dataset.images[index], voxel_size=dataset.voxel_size)
+            yield name, Volume(data=dataset.images[index], voxel_size=size)
         return
     for path in expand_mrc_paths(paths):
-        yield path.stem, read_mrc(path, mmap=mmap)
+        yield path.stem, with_checked_voxel_size(read_mrc(path, mmap=mmap), input_voxel_size, str(path))
+
+
+def with_checked_voxel_size(volume: Volume, input_voxel_size: float | None, source: str) -> Volume:
+    """``volume`` with its voxel size checked, or set to --input-voxel-size (isotropic) where given."""
+    size = checked_voxel_size(volume.isotropic_voxel_size, input_voxel_size, source)
+    return volume if input_voxel_size is None else replace(volume, voxel_size=(size,) * 3)
+
+
+def check_voxel_sizes(paths: Sequence[Path | str], input_voxel_size: float | None = None) -> None:
+    """Every input's voxel size checked from its header alone (memory-mapped), before work starts."""
+    for _ in iter_volumes(paths, mmap=True, input_voxel_size=input_voxel_size):
+        pass
 
 
 def count_inputs(paths: Sequence[Path | str]) -> int:

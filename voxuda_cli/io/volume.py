@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from voxuda_cli.errors import VoxudaInputError
+
 
 @dataclass
 class Volume:
@@ -38,3 +40,21 @@ class Volume:
     def with_data(self, data: np.ndarray) -> Volume:
         """Same geometry and labels, new array (same shape expected)."""
         return replace(self, data=data, labels=list(self.labels))
+
+
+def checked_voxel_size(header: float, override: float | None, source: str) -> float:
+    """The voxel size to use for an input: ``override`` if given, else its header, refused when lost (0 or 1.0 A).
+
+    Tools that lose the pixel size write 0 or 1.0 A (IsoNet #14, membrain-seg #82); trusting
+    that would resample by a factor of ten without a word.
+    """
+    if override is not None:
+        if not override > 0:
+            raise VoxudaInputError(f"--input-voxel-size {override}: must be a positive number of angstrom")
+        return float(override)
+    if header <= 0 or abs(header - 1.0) < 1e-6:
+        raise VoxudaInputError(
+            f"{source}: header voxel size is {header:g} A, what tools write when they lose it; "
+            "pass the real one with --input-voxel-size A"
+        )
+    return float(header)

@@ -83,7 +83,22 @@ def _read(paths: Sequence[Path], option: str) -> Dataset:
 
     if not paths:
         raise VoxudaInputError(f"{option}: no dataset given; pass an HDF5 dataset, MRC files or a folder")
-    return read_dataset(list(paths))
+    dataset = read_dataset(list(paths))
+    _refuse_lost_voxel_size(dataset, option)
+    return dataset
+
+
+def _refuse_lost_voxel_size(dataset: Dataset, option: str) -> None:
+    """A model records its voxel size (predict resamples by it): a lost one (0 or 1.0 A) is refused."""
+    from voxuda_cli.io.volume import checked_voxel_size
+
+    try:
+        checked_voxel_size(dataset.voxel_size, None, option)
+    except VoxudaInputError:
+        raise VoxudaInputError(
+            f"{option} {dataset.source}: voxel size {dataset.voxel_size:g} A is what tools write when they lose it; "
+            "re-make the dataset with the real one (voxuda extract, patchify or ibf-denoise --input-voxel-size A)"
+        ) from None
 
 
 def _describe(paths: Sequence[Path]) -> str:
@@ -117,9 +132,9 @@ def match_target_voxel_size(reference: Dataset, target: Dataset, strict: bool) -
 
     Each box is resampled (``resample``) and fitted back to the box by a centre crop or edge
     padding (``resample.fit_to_box``), so the network sees target structures at the
-    scale of the source's. A lost header (0 or 1.0 A) is refused rather than trusted.
+    scale of the source's. Both voxel sizes were checked when read (a lost one is refused).
     """
-    from voxuda_cli.resample import checked_voxel_size, differs, fit_to_box
+    from voxuda_cli.resample import differs, fit_to_box
 
     if not differs(target.voxel_size, reference.voxel_size):
         return target, None
@@ -129,13 +144,6 @@ def match_target_voxel_size(reference: Dataset, target: Dataset, strict: bool) -
     )
     if strict:
         raise VoxudaInputError(message + "; refused because of --strict")
-    try:
-        checked_voxel_size(target.voxel_size, None, f"--tgt {target.source}")
-    except VoxudaInputError:
-        raise VoxudaInputError(
-            f"--tgt {target.source}: voxel size {target.voxel_size:g} A is what tools write when they lose it; "
-            "re-make the target with the real one (voxuda extract --input-voxel-size A)"
-        ) from None
     images, _ = fit_to_box(target.images, target.voxel_size, reference.voxel_size, target.box)
     resampled = Dataset(
         images=images, names=list(target.names), voxel_size=reference.voxel_size, kind=target.kind, source=target.source
