@@ -70,3 +70,52 @@ def test_a_wrong_typed_config_value_is_one_line(command: str, runner, tmp_path: 
     line = _one_line_exit_2(runner.invoke(app, [command, *args, "--config", "c.toml"], terminal_width=400))
     assert f"{setting} = 'big' is not a" in line
     assert snapshot(tmp_path) == before
+
+
+def _lost_header_inputs(folder: Path) -> None:
+    import numpy as np
+
+    from tests.training.datasets import write_blobs
+    from voxuda_cli.io.mrc import write_mrc
+    from voxuda_cli.io.volume import Volume
+
+    rng = np.random.default_rng(0)
+    write_mrc(folder / "tomo.mrc", Volume(rng.normal(size=(40, 48, 48)).astype(np.float32), voxel_size=0.0))
+    (folder / "picks.csv").write_text("x,y,z\n24,24,20\n")
+    write_blobs(folder / "src.h5", n=2, seed=1, voxel_size=0.0)
+    write_blobs(folder / "tgt.h5", n=2, seed=2, voxel_size=10.0, masks=False)
+
+
+# The commands that read volumes and need no trained model; predict and pseudo-label are in their own tests.
+LOST_HEADER = {
+    "extract": (["tomo.mrc", "--coords", "picks.csv", "--box", "16", "-o", "out/sub.h5"], True),
+    "patchify": (["tomo.mrc", "--patch", "16", "-o", "out/patches.h5"], True),
+    "estimate-noise": (["tomo.mrc", "-o", "out/noise.json"], True),
+    "ibf-denoise": (["tomo.mrc", "-o", "out/denoised.mrc"], True),
+    "train": (["--src", "src.h5", "--tgt", "tgt.h5", "-o", "out/run", "--epochs", "1", "--width", "4"], False),
+}
+
+
+@pytest.mark.parametrize("command", list(LOST_HEADER))
+def test_a_lost_voxel_size_is_refused_and_never_written(command: str, runner, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    _lost_header_inputs(tmp_path)
+    args, takes_override = LOST_HEADER[command]
+    before = snapshot(tmp_path)
+    line = _one_line_exit_2(runner.invoke(app, [command, *args], terminal_width=400))
+    assert "--input-voxel-size" in line and ("0 A" in line or "voxel size 0" in line), line
+    assert snapshot(tmp_path) == before
+    if takes_override:  # the real size given: the command runs and records it, never 0 or 1
+        result = runner.invoke(app, [command, *args, "--input-voxel-size", "13.5"], terminal_width=400)
+        assert result.exit_code == 0, result.output
+        written = sorted(p for p in (tmp_path / "out").iterdir())
+        assert written
+        for path in written:
+            if path.suffix == ".mrc":
+                from voxuda_cli.io.mrc import read_mrc
+
+                assert read_mrc(path).voxel_size == (13.5, 13.5, 13.5)
+            if path.suffix == ".h5":
+                from voxuda_cli.io.dataset import read_h5_dataset
+
+                assert read_h5_dataset(path).voxel_size == pytest.approx(13.5)

@@ -67,9 +67,12 @@ def run(settings: TrainSettings, output: Path, resume: bool, overwrite: bool, as
     is_main = DistributedContext.from_env().is_main
     if not is_main:  # one voice: the other processes only speak up about problems
         logging.getLogger("voxuda").setLevel(logging.WARNING)
-    with progress_bar() as bar:
-        reporter = EpochProgress(bar) if is_main else None
+    reporter = EpochProgress(progress_bar()) if is_main else None
+    try:
         summary = train(settings, output, resume=resume, overwrite=overwrite, progress=reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
     if is_main:
         emit(summary, as_json, summary_table(summary))
 
@@ -94,6 +97,8 @@ class EpochProgress:
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         if self.run_task is None:
+            # shown from the first epoch on: a run refused while it is prepared prints its error alone
+            self.bar.start()
             self.run_task = self.bar.add_task("train", total=epochs, completed=epoch - 1, status="")
             self.epoch_task = self.bar.add_task(f"epoch {epoch}", total=steps, status="")
         self.bar.reset(self.epoch_task, total=steps, description=f"epoch {epoch}", status="")
@@ -101,6 +106,10 @@ class EpochProgress:
     def advance(self, running: Mapping[str, float]) -> None:
         shown = [k for k in ("loss", "seg", "con", "dis", "pl", "pl_coverage") if k in running]
         self.bar.update(self.epoch_task, advance=1, status="  ".join(f"{k} {running[k]:.3f}" for k in shown))
+
+    def close(self) -> None:
+        if self.run_task is not None:
+            self.bar.stop()
 
     def end_epoch(self, record: Mapping[str, Any]) -> None:
         status = f"loss {record.get('loss', float('nan')):.3f}"
