@@ -52,6 +52,19 @@ def test_dataset_to_dataset_with_probabilities_then_score(runner, tmp_path: Path
     assert json.loads(scored.stdout)["mean"]["dice"] > 0.8
 
 
+def test_a_folder_with_probability_maps_scores_its_masks(runner, tmp_path: Path, model: Path, spheres: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "masks"
+    assert _invoke(runner, str(model), str(spheres), "-o", str(out), "--probabilities").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"s{i}{s}.mrc" for i in range(3) for s in ("", "_probabilities")]
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    for name, mask in zip(("s0", "s1", "s2"), read_h5_dataset(spheres).masks):  # type: ignore[union-attr]
+        write_mrc(truth / f"{name}.mrc", Volume(mask.astype(np.int8), voxel_size=10.0))
+    scored = runner.invoke(app, ["score", str(out), str(truth), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["n"] == 3
+
+
 def test_dataset_to_a_folder_of_mrc_files_with_preview(runner, tmp_path: Path, model: Path, spheres: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "masks"
     result = _invoke(runner, str(model), str(spheres), "-o", str(out), "--preview", str(tmp_path / "p.png"))

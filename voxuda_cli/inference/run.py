@@ -33,7 +33,7 @@ from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, Tomogra
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
 from voxuda_cli.io.outputs import ensure_folder
-from voxuda_cli.io.sources import expand_mrc_paths, read_dataset, single_dataset
+from voxuda_cli.io.sources import expand_mrc_paths, probabilities_path, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
 from voxuda_cli.normalise import VolumeStats, stream_stats
@@ -64,10 +64,6 @@ def output_kind(output: Path) -> str:
     if output.exists() and not output.is_dir():
         raise VoxudaInputError(f"{output}: exists and is not a folder; pass a folder, an .h5 or an .mrc path")
     return "folder"
-
-
-def probabilities_path(mask_path: Path) -> Path:
-    return mask_path.with_name(f"{mask_path.stem}_probabilities{mask_path.suffix}")
 
 
 @dataclass

@@ -82,6 +82,20 @@ def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
     return files
 
 
+PROBABILITIES_SUFFIX = "_probabilities"  # predict --probabilities writes X_probabilities.mrc beside X.mrc
+
+
+def probabilities_path(mask_path: Path) -> Path:
+    """Where predict writes the probability map of the mask ``mask_path``."""
+    return mask_path.with_name(f"{mask_path.stem}{PROBABILITIES_SUFFIX}{mask_path.suffix}")
+
+
+def without_probability_maps(files: Sequence[Path]) -> list[Path]:
+    """``files`` less the probability maps whose mask is among them (a predict output folder's masks)."""
+    present = set(files)
+    return [f for f in files if not any(probabilities_path(mask) == f for mask in present if mask != f)]
+
+
 def read_dataset(paths: Sequence[Path | str], require_masks: bool = False, mask_threshold: float = 0.5) -> Dataset:
     """Read any dataset argument into memory, validated.
 
@@ -98,6 +112,8 @@ def read_dataset(paths: Sequence[Path | str], require_masks: bool = False, mask_
             raise VoxudaInputError(f"{h5}: no /masks array; this command needs labelled data")
         return dataset
     files = expand_mrc_paths(paths)
+    if require_masks:  # volumes read as masks: a probability map beside its mask is not one
+        files = without_probability_maps(files)
     volumes = [read_mrc(path) for path in files]
     shapes = {v.shape for v in volumes}
     if len(shapes) > 1:
