@@ -74,9 +74,29 @@ def test_predict_zarr_tomogram_to_zarr_with_a_pyramid(tmp_path, runner):
     )
     np.testing.assert_array_equal(segmentation.data[:], read_mrc(tmp_path / "seg.mrc").data)  # same as from the MRC
     assert read_zarr(tmp_path / "seg_probabilities.zarr").shape == shape
-    [node] = [n for n in Reader(parse_url(str(tmp_path / "seg.zarr")))() if n.data]  # what napari's reader gets
+    # what napari's reader gets: one labels image (a labels layer, not an image layer), with its pyramid
+    from ome_zarr.reader import Label
+
+    [node] = [n for n in Reader(parse_url(str(tmp_path / "seg.zarr")))() if n.data]
+    assert node.load(Label) is not None and "image-label" in node.zarr.root_attrs
     assert [tuple(level.shape) for level in node.data] == [shape, (20, 24, 28), (10, 12, 14)]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_stores_get_the_modes_the_umask_gives(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        write_ome_zarr(tmp_path / "m.zarr", np.zeros((16, 16, 16), np.int8), (10.0,) * 3, (0.0,) * 3, label="mask")
+    finally:
+        os.umask(previous)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "m.zarr", *(tmp_path / "m.zarr").rglob("*")]
+             if p.is_dir()}  # fmt: skip
+    files = {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "m.zarr").rglob("*") if p.is_file()}
+    assert modes == {0o755} and files == {0o644}
+    assert read_zarr(tmp_path / "m.zarr").shape == (16, 16, 16)  # a labels image reads as any image
 
 
 def test_extract_from_zarr_equals_extract_from_mrc(tmp_path):

@@ -146,7 +146,7 @@ class PredictionJob:
             target = Path(folder) / f"{path.stem}.mrc"
             probabilities = probabilities_path(target) if with_probabilities else None
             result = self.predictor.predict_tomogram(path, target, probabilities, advance, scan, label=self._label())
-            mrc_to_ome_zarr(target, self.output)
+            mrc_to_ome_zarr(target, self.output, label="mask")  # an NGFF labels image: napari shows labels
             result.outputs = [str(self.output)]
             if probabilities is not None:
                 mrc_to_ome_zarr(probabilities, probabilities_path(self.output))

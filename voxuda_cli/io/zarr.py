@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.atomic import file_mode
 from voxuda_cli.io.outputs import ensure_folder
 from voxuda_cli.io.volume import Volume
 
@@ -91,11 +92,21 @@ def read_zarr(path: Path | str, check: bool = True) -> Volume:
 
 
 def write_ome_zarr(
-    path: Path | str, data: np.ndarray, voxel_size: tuple[float, ...], origin: tuple[float, ...]
+    path: Path | str,
+    data: np.ndarray,
+    voxel_size: tuple[float, ...],
+    origin: tuple[float, ...],
+    label: str | None = None,
 ) -> None:
-    """Write a (D, H, W) array (a memory map is fine) as an OME-Zarr image with a pyramid, atomically."""
+    """Write a (D, H, W) array (a memory map is fine) as an OME-Zarr image with a pyramid, atomically.
+
+    ``label`` marks it as an NGFF labels image (``image-label`` metadata, named ``label``: napari
+    opens it as a labels layer), what masks are. Folders and files get the usual
+    modes (0777 / 0666 minus the umask; the temporary folder is made 0700).
+    """
     _zarr()
     import dask.array as da
+    import zarr
     from ome_zarr.format import FormatV04
     from ome_zarr.scale import Methods
     from ome_zarr.writer import write_image
@@ -104,23 +115,38 @@ def write_ome_zarr(
     ensure_folder(path.parent)
     spacing = np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    options: dict[str, Any] = {
+        "scale_factors": [{"z": f, "y": f, "x": f} for f in PYRAMID],
+        "method": Methods.NEAREST,
+        "fmt": FormatV04(),
+        "axes": "zyx",
+        "scale": dict(zip("zyx", spacing.tolist())),
+        "axes_units": dict.fromkeys("zyx", "angstrom"),
+        "storage_options": {"chunks": (CHUNK,) * 3},
+    }
     try:
-        write_image(
-            da.from_array(data, chunks=(CHUNK,) * 3),
-            str(folder),
-            scale_factors=[{"z": f, "y": f, "x": f} for f in PYRAMID],
-            method=Methods.NEAREST,
-            fmt=FormatV04(),
-            axes="zyx",
-            scale=dict(zip("zyx", spacing.tolist())),
-            axes_units=dict.fromkeys("zyx", "angstrom"),
-            storage_options={"chunks": (CHUNK,) * 3},
-        )
+        array = da.from_array(data, chunks=(CHUNK,) * 3)
+        write_image(array, str(folder), **options)
+        if label is not None:  # NGFF's mark of a labels image, what readers (napari) show as labels
+            zarr.open_group(str(folder), mode="r+").attrs["image-label"] = {"version": "0.4", "name": label}
         _shift_levels(folder, np.asarray(origin, dtype=float))
+        _share(folder)
         _replace_folder(folder, path)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _share(folder: Path) -> None:
+    """Give a store the modes of normally created folders and files (mkdtemp made its root 0700)."""
+    files = file_mode()
+    folders = files | ((files & 0o444) >> 2)  # x wherever r: 0644 -> 0755, 0664 -> 0775
+    os.chmod(folder, folders)
+    for root, names, filenames in os.walk(folder):
+        for name in names:
+            os.chmod(os.path.join(root, name), folders)
+        for name in filenames:
+            os.chmod(os.path.join(root, name), files)
 
 
 def _shift_levels(folder: Path, origin: np.ndarray) -> None:
@@ -136,12 +162,12 @@ def _shift_levels(folder: Path, origin: np.ndarray) -> None:
     group.attrs["multiscales"] = multiscales
 
 
-def mrc_to_ome_zarr(mrc_path: Path | str, path: Path | str) -> None:
-    """An MRC volume (read through a memory map) as an OME-Zarr image with its voxel size and origin."""
+def mrc_to_ome_zarr(mrc_path: Path | str, path: Path | str, label: str | None = None) -> None:
+    """An MRC volume (read through a memory map) as an OME-Zarr image (or ``label``) with its voxel size and origin."""
     from voxuda_cli.io.mrc import read_mrc
 
     volume = read_mrc(mrc_path, mmap=True, check=False)
-    write_ome_zarr(path, volume.data, volume.voxel_size, volume.origin)
+    write_ome_zarr(path, volume.data, volume.voxel_size, volume.origin, label)
 
 
 def _replace_folder(folder: Path, path: Path) -> None:
