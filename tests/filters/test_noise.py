@@ -106,3 +106,21 @@ def test_ngm_denoise_is_volume_less_residual() -> None:
     x = torch.randn(2, 12, 12, 12)
     torch.testing.assert_close(ngm_denoise(x, 0.3), x - high_pass_residual(x, 0.3))
     assert float(ngm_denoise(x).var()) < float(x.var())
+
+
+def test_fourier_upsampled_volumes_give_the_native_sigma() -> None:
+    """Boxes Fourier-upsampled (13.5 -> 10 A, as extract makes them) hold no data above the old Nyquist:
+    the estimate is made at the sampling their band holds, so it equals the native boxes' one."""
+    import torch
+
+    from voxuda_cli.filters.fourier import data_band
+    from voxuda_cli.resample import fourier_resample
+
+    native = np.random.default_rng(0).normal(size=(12, 24, 24, 24)).astype(np.float32)
+    upsampled = fourier_resample(native, (32, 32, 32))
+    names = [str(i) for i in range(12)]
+    settings = NoiseSettings(n_sampled=12)
+    assert data_band(torch.from_numpy(native)) == (1.0, 1.0, 1.0)
+    assert data_band(torch.from_numpy(upsampled)) == pytest.approx((0.75,) * 3, abs=0.07)
+    expected = estimate_noise(native, names, settings).sigma
+    assert estimate_noise(upsampled, names, settings).sigma == pytest.approx(expected, rel=0.03)

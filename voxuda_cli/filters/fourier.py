@@ -99,3 +99,41 @@ def high_pass_residual(volumes: torch.Tensor, keep_rate: float = DEFAULT_KEEP_RA
     spectrum = torch.fft.rfftn(real, dim=(-3, -2, -1))
     spectrum *= weights.to(spectrum.real.dtype)
     return torch.fft.irfftn(spectrum, s=shape, dim=(-3, -2, -1)).to(real.dtype)
+
+
+# Fourier upsampling pads the spectrum with zeros: above the old Nyquist the power is round-off,
+# ~1e-14 of the data's; measured data (noise everywhere) stays within a few orders of magnitude.
+_EMPTY_POWER = 1e-8
+
+
+def data_band(volumes: torch.Tensor) -> tuple[float, float, float]:
+    """Per axis, the fraction of its highest frequency up to which ``volumes`` (..., D, H, W) hold data.
+
+    1 for measured volumes; below 1 for Fourier-upsampled ones (e.g. boxes extracted at 10 A from a
+    13.5 A tomogram hold data up to 10 / 13.5 = 0.74 of their Nyquist).
+    """
+    shape = tuple(int(n) for n in volumes.shape[-3:])
+    precise = volumes.shape.numel() <= 1 << 22  # float32 for a whole tomogram: its FFT is the memory
+    spectrum = torch.fft.rfftn(volumes.to(torch.float64 if precise else torch.float32), dim=(-3, -2, -1))
+    power = spectrum.abs().pow(2).reshape(-1, *spectrum.shape[-3:]).mean(dim=0)
+    del spectrum
+    bands = []
+    for axis, n in enumerate(shape):
+        marginal = power.sum(dim=[a for a in range(3) if a != axis])
+        if axis == 2:
+            frequency = torch.fft.rfftfreq(n, dtype=torch.float64)
+        else:
+            frequency = torch.fft.fftfreq(n, dtype=torch.float64).abs()
+        frequency = frequency / frequency.max()  # 1 at the highest frequency the axis has (odd n too)
+        occupied = marginal > _EMPTY_POWER * marginal[1:].max().clamp_min(1e-30)
+        occupied[0] = True
+        bands.append(float(frequency[occupied].max()))
+    return bands[0], bands[1], bands[2]
+
+
+def crop_to_band(volumes: torch.Tensor, band: tuple[float, ...]) -> torch.Tensor:
+    """``volumes`` at the sampling their data band holds: the spectrum cropped to ``band`` of Nyquist per axis."""
+    from voxuda_cli.resample import fourier_resample
+
+    shape = [max(4, int(round(int(n) * b))) for n, b in zip(volumes.shape[-3:], band)]
+    return torch.from_numpy(fourier_resample(volumes.detach().cpu().float().numpy(), shape))
