@@ -159,7 +159,7 @@ def peak_memory(shape: tuple[int, int, int], method: str = "ibf") -> None:
     from voxuda_cli.io.volume import Volume
 
     size_mib = int(np.prod(shape)) * 4 / 2**20
-    print(f"\n## Peak memory: voxuda ibf-denoise --method {method} on a {'x'.join(map(str, shape))} tomogram")
+    print(f"\n## Peak memory: voxuda ibf-denoise --denoiser {method} on a {'x'.join(map(str, shape))} tomogram")
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "tomo.mrc", Path(folder) / "tomo_ibf.mrc"
         rng = np.random.default_rng(0)
@@ -168,7 +168,7 @@ def peak_memory(shape: tuple[int, int, int], method: str = "ibf") -> None:
                 data[start : start + 16] = rng.normal(size=data[start : start + 16].shape)
         baseline, _ = _child_peak_mib([])
         peak, seconds = _child_peak_mib(
-            ["ibf-denoise", str(source), "-o", str(target), "--method", method, "--device", "cpu"]
+            ["ibf-denoise", str(source), "-o", str(target), "--denoiser", method, "--device", "cpu"]
         )
     print(f"volume {size_mib:.0f} MiB; child peak RSS {peak:.0f} MiB = {peak / size_mib:.2f}x the volume")
     print(

@@ -67,13 +67,9 @@ def keep_rate(default: float | None = DEFAULT_KEEP_RATE, **metadata: Any) -> Any
 
 
 def denoiser(default: str | None = DEFAULT_DENOISER, **metadata: Any) -> Any:
-    return setting(default, "Denoiser of the teacher's input: {choices}.", choices=_denoiser_names, **metadata)
-
-
-def _denoiser_names() -> tuple[str, ...]:
-    from voxuda_cli.filters.denoisers import names  # the registry, plug-ins included
-
-    return names()
+    """The teacher's denoiser; the caller passes ``choices`` (the registry of filters.denoisers: shared
+    modules import no stage)."""
+    return setting(default, "Denoiser of the teacher's input: {choices}.", **metadata)
 
 
 def eta(default: float | None = DEFAULT_ETA, **metadata: Any) -> Any:

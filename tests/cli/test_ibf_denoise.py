@@ -48,7 +48,7 @@ def test_folder_of_mrc_to_folder_bf_and_ngm(runner, tmp_path: Path) -> None:  # 
     (tmp_path / "in").mkdir()
     for i in range(2):
         _volume(tmp_path / "in" / f"v{i}.mrc", seed=i)
-    result = runner.invoke(app, ["ibf-denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "bf"])
+    result = runner.invoke(app, ["ibf-denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--denoiser", "bf"])
     assert result.exit_code == 0, result.output
     for i in range(2):
         expected = _on_input_scale(read_mrc(tmp_path / "in" / f"v{i}.mrc").data, "bf")
@@ -96,7 +96,7 @@ def test_bad_inputs_exit_2_and_write_nothing(runner, tmp_path: Path) -> None:  #
         [str(tmp_path / "junk.mrc"), "-o", str(out)],
         [str(tmp_path / "nan.mrc"), "-o", str(out)],
         [str(good), "-o", str(out), "--keep-rate", "1.5"],
-        [str(good), "-o", str(out), "--method", "median"],
+        [str(good), "-o", str(out), "--denoiser", "median"],
         [str(good), "-o", str(out), "--sigma-r", "0"],
         [str(good), "-o", str(out), "--chunk", "0"],
         [str(good), str(other), "-o", str(out)],
@@ -109,3 +109,16 @@ def test_bad_inputs_exit_2_and_write_nothing(runner, tmp_path: Path) -> None:  #
         assert "error" in result.output and "Traceback" not in result.output
         assert not out.exists() and not (tmp_path / "folder").exists()
         assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_the_old_method_option_still_works_and_says_it_is_deprecated(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    volume = np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32)
+    write_mrc(tmp_path / "in.mrc", Volume(volume, voxel_size=10.0))
+    old = runner.invoke(app, ["ibf-denoise", str(tmp_path / "in.mrc"), "-o", str(tmp_path / "a.mrc"), "--method", "bf"])
+    assert old.exit_code == 0, old.output
+    assert "deprecated" in old.output and "--denoiser bf" in old.output
+    new = runner.invoke(
+        app, ["ibf-denoise", str(tmp_path / "in.mrc"), "-o", str(tmp_path / "b.mrc"), "--denoiser", "bf"]
+    )
+    assert new.exit_code == 0 and "deprecated" not in new.output
+    np.testing.assert_array_equal(read_mrc(tmp_path / "a.mrc").data, read_mrc(tmp_path / "b.mrc").data)

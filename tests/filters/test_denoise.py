@@ -29,7 +29,7 @@ def test_bad_method_and_keep_rate() -> None:
 
 def test_settings_defaults_and_validation() -> None:
     settings = DenoiseSettings()
-    assert (settings.method, settings.sigma_d, settings.sigma_r, settings.keep_rate) == ("ibf", 120.0, 1.2, 0.244)
+    assert (settings.denoiser, settings.sigma_d, settings.sigma_r, settings.keep_rate) == ("ibf", 120.0, 1.2, 0.244)
     assert settings.chunk is None and settings.zscore
     settings.validate()
     with pytest.raises(VoxudaInputError, match="chunk"):

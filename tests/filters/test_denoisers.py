@@ -59,7 +59,16 @@ def test_plug_in_denoises_batches_and_files(clamp: str, runner, tmp_path: Path) 
     write_mrc(tmp_path / "in.mrc", Volume(data, voxel_size=(5.0, 5.0, 5.0)))
     result = runner.invoke(
         app,
-        ["ibf-denoise", str(tmp_path / "in.mrc"), "-o", str(tmp_path / "out.mrc"), "--method", clamp, "--sigma-r", "1"],
+        [
+            "ibf-denoise",
+            str(tmp_path / "in.mrc"),
+            "-o",
+            str(tmp_path / "out.mrc"),
+            "--denoiser",
+            clamp,
+            "--sigma-r",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     mean, std = data.astype(np.float64).mean(), data.astype(np.float64).std()

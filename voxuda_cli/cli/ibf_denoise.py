@@ -35,8 +35,25 @@ OutputOpt = Annotated[
 ]
 
 
-def run(settings: DenoiseSettings, inputs: list[Path], output: Path, preview: Path | None, as_json: bool) -> None:
+# --method was this option's name before 2026-12 (it meant a denoiser here, a training method in train)
+MethodOpt = Annotated[str | None, typer.Option("--method", hidden=True, help="Deprecated: --denoiser.")]
+
+
+def run(
+    settings: DenoiseSettings,
+    inputs: list[Path],
+    output: Path,
+    preview: Path | None,
+    method: str | None,
+    as_json: bool,
+) -> None:
+    import dataclasses
+    import logging
     import time
+
+    if method is not None:
+        logging.getLogger("voxuda").warning("ibf-denoise --method is deprecated; use --denoiser %s", method)
+        settings = dataclasses.replace(settings, denoiser=method)
 
     from voxuda_cli.config import settings_to_dict
     from voxuda_cli.device import resolve_device
@@ -56,7 +73,7 @@ def run(settings: DenoiseSettings, inputs: list[Path], output: Path, preview: Pa
     start = time.perf_counter()
     records = _denoise_all(job, settings, torch_device, inputs)
     if preview is not None:
-        _save_preview(preview, job, settings.method)
+        _save_preview(preview, job, settings.denoiser)
     summary = {
         "mode": job.mode,
         "output": str(job.output),
@@ -74,7 +91,7 @@ command = settings_command(
     DenoiseSettings,
     run,
     arguments=[param("inputs", InputsArg), param("output", OutputOpt)],
-    extras=[param("preview", PreviewOpt("central slices, before and after"), None)],
+    extras=[param("preview", PreviewOpt("central slices, before and after"), None), param("method", MethodOpt, None)],
 )
 
 
@@ -86,7 +103,7 @@ def _denoise_all(job: Any, settings: DenoiseSettings, device: Any, inputs: list[
     records = []
     with progress_bar() as bar:
         for path in job.inputs:
-            task = bar.add_task(path.name, total=None, status=settings.method)
+            task = bar.add_task(path.name, total=None, status=settings.denoiser)
             advance = bar_progress(bar, task)
 
             if job.mode == "dataset":
@@ -102,7 +119,7 @@ def _table(job: Any, settings: DenoiseSettings, records: list[dict[str, Any]]) -
 
     from voxuda_cli.cli.common import fmt
 
-    table = Table(title=f"ibf-denoise ({settings.method}) -> {job.output}")
+    table = Table(title=f"ibf-denoise ({settings.denoiser}) -> {job.output}")
     for column in ("input", "shape", "seconds", "Mvoxel/s", "output"):
         table.add_column(column, justify="right" if column in ("seconds", "Mvoxel/s") else "left")
     for record in records:

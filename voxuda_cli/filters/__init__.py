@@ -47,7 +47,7 @@ from voxuda_cli.filters.noise import (
 class DenoiseSettings:
     """Settings of `ibf-denoise` (the one source of its defaults)."""
 
-    method: str = setting(DEFAULT_DENOISER, "Denoiser: {choices}.", choices=denoiser_names)
+    denoiser: str = setting(DEFAULT_DENOISER, "Denoiser: {choices}.", choices=denoiser_names)
     sigma_d: float = fields.sigma_d()
     sigma_r: float = fields.sigma_r()
     keep_rate: float = fields.keep_rate()
@@ -59,15 +59,15 @@ class DenoiseSettings:
     device: str = fields.device()
 
     def validate(self) -> None:
-        check_denoiser(self.method, "--method")
+        check_denoiser(self.denoiser, "--denoiser")
         check_device(self.device)
         check_keep_rate(self.keep_rate)
         check_sigmas(self.sigma_d, self.sigma_r)
         if self.chunk is not None and int(self.chunk) < 1:
             raise VoxudaInputError(f"--chunk {self.chunk}: must be at least 1 z-row (or leave it out: automatic)")
 
-    def denoiser(self) -> Denoiser:
-        return make_denoiser(self.method, DenoiserParams(self.sigma_d, self.sigma_r, self.keep_rate), "--method")
+    def build_denoiser(self) -> Denoiser:
+        return make_denoiser(self.denoiser, DenoiserParams(self.sigma_d, self.sigma_r, self.keep_rate), "--denoiser")
 
 
 def denoise(

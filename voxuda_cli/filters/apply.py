@@ -87,7 +87,7 @@ def denoise_array(
     settings.validate()
     out = np.empty(volume.shape, dtype=np.float32) if out is None else out
     stats = stream_stats(volume, release=True) if settings.zscore else None
-    return settings.denoiser().filter_volume(volume, out, device, stats, settings.chunk, progress)
+    return settings.build_denoiser().filter_volume(volume, out, device, stats, settings.chunk, progress)
 
 
 def denoise_mrc(
@@ -96,7 +96,9 @@ def denoise_mrc(
     """One MRC file in, one out (voxel size, origin and labels kept), streamed through memory maps."""
     volume = with_checked_voxel_size(read_mrc(source, mmap=True), settings.input_voxel_size, str(source))
     start = time.perf_counter()
-    label = f"voxuda ibf-denoise --method {settings.method} --sigma-d {settings.sigma_d} --sigma-r {settings.sigma_r}"
+    label = (
+        f"voxuda ibf-denoise --denoiser {settings.denoiser} --sigma-d {settings.sigma_d} --sigma-r {settings.sigma_r}"
+    )
     release_rows(volume.data)
     with create_mrc_memmap(target, volume.shape, like=volume, label=label) as out:
 
@@ -121,7 +123,7 @@ def denoise_dataset(
 ) -> dict[str, Any]:
     """A dataset in, a dataset out: /images denoised volume by volume (input scale), everything else carried over."""
     settings.validate()
-    denoiser = settings.denoiser()
+    denoiser = settings.build_denoiser()
     dataset = read_h5_dataset(source)
     dataset.voxel_size = checked_voxel_size(dataset.voxel_size, settings.input_voxel_size, str(source))
     start = time.perf_counter()

@@ -9,6 +9,7 @@ from voxuda_cli.device import check_device
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import DEFAULT_ETA, FROM_MODEL, WEIGHT_CHOICES, setting
 from voxuda_cli.filters.denoisers import check_denoiser
+from voxuda_cli.filters.denoisers import names as denoiser_names
 from voxuda_cli.inference.smoothing import check_smooth
 
 NORMALISE_CHOICES = ("tomogram", "window")
@@ -102,7 +103,7 @@ class PseudoLabelSettings:
     eta: float | None = fields.eta(None, default_help=f"[default: the model file's eta, else {DEFAULT_ETA}]")
     pl_threshold: str | None = fields.pl_threshold(None, default_help="[default: the model file's, else global]")
     pl_keep: float | None = fields.pl_keep(None, default_help="[default: the model file's, else 0.5]")
-    denoiser: str | None = fields.denoiser(None, default_help="[default: the model file's]")
+    denoiser: str | None = fields.denoiser(None, default_help="[default: the model file's]", choices=denoiser_names)
     sigma_d: float | None = fields.sigma_d(None, default_help=FROM_MODEL)
     sigma_r: float | None = fields.sigma_r(None, default_help=FROM_MODEL)
     keep_rate: float | None = fields.keep_rate(None, default_help=FROM_MODEL)

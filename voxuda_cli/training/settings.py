@@ -12,6 +12,7 @@ from voxuda_cli.device import check_device
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import setting
 from voxuda_cli.filters.denoisers import check_denoiser
+from voxuda_cli.filters.denoisers import names as denoiser_names
 from voxuda_cli.training.methods import DEFAULT_METHOD, get_method
 from voxuda_cli.training.methods import names as method_names
 from voxuda_cli.training.selection import SELECTORS
@@ -88,7 +89,7 @@ class TrainSettings:
     tgt: tuple[Path, ...] = setting((), "Unlabelled target dataset (labelled for --method supervised).")
     val: tuple[Path, ...] = setting((), "Validation dataset; Dice/IoU per epoch if it has masks.")
     method: str = setting(DEFAULT_METHOD, "Training method: {choices}.", choices=method_names)
-    denoiser: str = fields.denoiser()
+    denoiser: str = fields.denoiser(choices=denoiser_names)
     sigma_d: float = fields.sigma_d()
     sigma_r: float = fields.sigma_r()
     keep_rate: float = fields.keep_rate()
