@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tests.inference.models import sphere_batch, threshold_network, write_model
+from voxuda_cli.confidence import select_confident
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.filters import denoise
 from voxuda_cli.inference.pseudo_labels import (
@@ -15,7 +16,6 @@ from voxuda_cli.inference.pseudo_labels import (
 )
 from voxuda_cli.inference.settings import PseudoLabelSettings
 from voxuda_cli.io.dataset import Dataset, read_h5_dataset
-from voxuda_cli.training.losses import select_confident
 
 
 @pytest.fixture

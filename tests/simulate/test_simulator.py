@@ -4,7 +4,8 @@ import pytest
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.simulate.density import molecular_volume
 from voxuda_cli.simulate.presets import SimulationSettings
-from voxuda_cli.simulate.simulator import iter_samples, random_rotation, simulate_in_memory
+from voxuda_cli.simulate.scene import random_rotation
+from voxuda_cli.simulate.simulator import iter_samples, simulate_in_memory
 
 FAST = {"tilt_step": 6.0, "snr": (0.05,)}
 

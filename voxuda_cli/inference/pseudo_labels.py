@@ -6,7 +6,7 @@ records (``--denoiser``; "none" for a teacher trained on the raw target, the def
 pseudo-label is the argmax class where the voxel is confident: its class probability is at least
 ``eta`` or, with ``--pl-threshold class-quantile`` (the default recipe's, read from the model
 file), it is among the ``--pl-keep`` most confident of the voxels of its class over the whole
-dataset (CBST; training takes the same rule per batch: training/losses.select_confident).
+dataset (CBST; training takes the same rule per batch: confidence.select_confident).
 
 Output dataset (kind ``pseudo-labels``), aligned with the target:
 - ``/images``: the target images as given (not normalised, not denoised);
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from voxuda_cli.confidence import select_confident
 from voxuda_cli.fields import DEFAULT_KEEP_RATE, DEFAULT_SIGMA_D, DEFAULT_SIGMA_R
 from voxuda_cli.inference.predictor import Predictor
 from voxuda_cli.inference.settings import DEFAULT_ETA, PredictSettings, PseudoLabelSettings
@@ -35,7 +36,6 @@ from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter
 from voxuda_cli.models.serialization import ModelInfo
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import checked_voxel_size, fit_to_box, unfit
-from voxuda_cli.training.losses import select_confident
 
 PREVIEW_ROWS = 4
 FILTER_DEFAULTS = {"sigma_d": DEFAULT_SIGMA_D, "sigma_r": DEFAULT_SIGMA_R, "keep_rate": DEFAULT_KEEP_RATE}

@@ -139,7 +139,7 @@ class PredictionJob:
             target = self.output if self.kind == "mrc" else self.output / f"{path.stem}.mrc"
             probabilities = probabilities_path(target) if with_probabilities else None
             return self.predictor.predict_tomogram(path, target, probabilities, advance, scan, label=self._label())
-        from voxuda_cli.io.zarr import mrc_to_ome_zarr
+        from voxuda_cli.io.mrc import mrc_to_ome_zarr
 
         ensure_folder(self.output.parent)
         with tempfile.TemporaryDirectory(dir=self.output.parent, prefix=".voxuda-predict-") as folder:

@@ -22,7 +22,7 @@ import numpy as np
 from voxuda_cli import __version__
 from voxuda_cli.errors import VoxudaInputError, check_format_version
 from voxuda_cli.io.atomic import atomic_output
-from voxuda_cli.io.mrc import check_finite
+from voxuda_cli.io.volume import check_finite
 from voxuda_cli.signals import held_back
 
 FORMAT_VERSION = 1

@@ -12,11 +12,10 @@ import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import atomic_output, reserve
-from voxuda_cli.io.volume import Volume
-from voxuda_cli.io.zarr import is_zarr_path, read_zarr
+from voxuda_cli.io.volume import FINITE_CHECK_ROWS, Volume, check_finite  # noqa: F401 (check_finite re-exported)
+from voxuda_cli.io.zarr import is_zarr_path, read_zarr, write_ome_zarr
 
 MRC_SUFFIXES = (".mrc", ".map", ".rec", ".st", ".mrcs", ".ali")
-_FINITE_CHECK_CHUNK = 16  # z-slices at a time, so checking a huge tomogram needs little memory
 
 
 def is_mrc_path(path: Path) -> bool:
@@ -43,15 +42,6 @@ def _labels(mrc: mrcfile.mrcfile.MrcFile) -> list[str]:
         if text:
             labels.append(text)
     return labels
-
-
-def check_finite(data: np.ndarray, source: str, chunk: int = _FINITE_CHECK_CHUNK) -> None:
-    """Refuse NaN/Inf, checked ``chunk`` entries of axis 0 at a time so a memory map is not loaded at once."""
-    if not np.issubdtype(data.dtype, np.floating):
-        return
-    for start in range(0, data.shape[0], chunk):
-        if not np.isfinite(data[start : start + chunk]).all():
-            raise VoxudaInputError(f"{source} contains NaN or Inf values; clean or re-export the data")
 
 
 def read_mrc(path: Path | str, mmap: bool = False, check: bool = True) -> Volume:
@@ -166,14 +156,20 @@ def _set_stats_chunked(
     total = 0.0
     total_sq = 0.0
     low, high = np.inf, -np.inf
-    for start in range(0, data.shape[0], _FINITE_CHECK_CHUNK):
-        slab = np.asarray(data[start : start + _FINITE_CHECK_CHUNK], dtype=np.float64)
+    for start in range(0, data.shape[0], FINITE_CHECK_ROWS):
+        slab = np.asarray(data[start : start + FINITE_CHECK_ROWS], dtype=np.float64)
         count += slab.size
         total += float(slab.sum())
         total_sq += float(np.square(slab).sum())
         low, high = min(low, float(slab.min())), max(high, float(slab.max()))
         if after_chunk is not None:
-            after_chunk(data, start, start + _FINITE_CHECK_CHUNK)
+            after_chunk(data, start, start + FINITE_CHECK_ROWS)
     mean = total / max(count, 1)
     mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = low, high, mean
     mrc.header.rms = float(np.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0)))
+
+
+def mrc_to_ome_zarr(mrc_path: Path | str, path: Path | str, label: str | None = None) -> None:
+    """An MRC volume (read through a memory map) as an OME-Zarr image (or ``label``) with its voxel size and origin."""
+    volume = read_mrc(mrc_path, mmap=True, check=False)
+    write_ome_zarr(path, volume.data, volume.voxel_size, volume.origin, label)

@@ -58,3 +58,15 @@ def checked_voxel_size(header: float, override: float | None, source: str) -> fl
             "pass the real one with --input-voxel-size A"
         )
     return float(header)
+
+
+FINITE_CHECK_ROWS = 16  # z-slices at a time, so checking a huge tomogram needs little memory
+
+
+def check_finite(data: np.ndarray, source: str, chunk: int = FINITE_CHECK_ROWS) -> None:
+    """Refuse NaN/Inf, checked ``chunk`` entries of axis 0 at a time so a memory map is not loaded at once."""
+    if not np.issubdtype(data.dtype, np.floating):
+        return
+    for start in range(0, data.shape[0], chunk):
+        if not np.isfinite(data[start : start + chunk]).all():
+            raise VoxudaInputError(f"{source} contains NaN or Inf values; clean or re-export the data")

@@ -25,7 +25,7 @@ import numpy as np
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import file_mode
 from voxuda_cli.io.outputs import ensure_folder
-from voxuda_cli.io.volume import Volume
+from voxuda_cli.io.volume import Volume, check_finite
 
 ZARR_SUFFIX = ".zarr"
 PYRAMID = (2, 4)  # downsampling factors of the levels after scale 0
@@ -85,8 +85,6 @@ def read_zarr(path: Path | str, check: bool = True) -> Volume:
         raise VoxudaInputError(f"{path}: scale 0 has shape {array.shape}; voxuda reads 3D (z, y, x) volumes")
     voxel_size, origin = _transforms(path, multiscale)
     if check:
-        from voxuda_cli.io.mrc import check_finite
-
         check_finite(array, f"{path}:")
     return Volume(data=array, voxel_size=tuple(voxel_size), origin=tuple(origin))  # type: ignore[arg-type]
 
@@ -160,14 +158,6 @@ def _shift_levels(folder: Path, origin: np.ndarray) -> None:
             if transform["type"] == "translation":
                 transform["translation"] = (np.asarray(transform["translation"]) + origin).tolist()
     group.attrs["multiscales"] = multiscales
-
-
-def mrc_to_ome_zarr(mrc_path: Path | str, path: Path | str, label: str | None = None) -> None:
-    """An MRC volume (read through a memory map) as an OME-Zarr image (or ``label``) with its voxel size and origin."""
-    from voxuda_cli.io.mrc import read_mrc
-
-    volume = read_mrc(mrc_path, mmap=True, check=False)
-    write_ome_zarr(path, volume.data, volume.voxel_size, volume.origin, label)
 
 
 def _replace_folder(folder: Path, path: Path) -> None:

@@ -10,9 +10,10 @@ draws, each family on or off as in the file): image and mask for each sample.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voxuda_cli.simulate.presets import SimulationSettings
 from voxuda_cli.simulate.scene import FAMILIES
@@ -59,15 +60,20 @@ def save_nuisance_preview(
     settings: SimulationSettings,
     molecules: Sequence[Molecule],
     specs: Sequence[SampleSpec],
+    simulate_batch: Callable[..., list[SimulatedSample]],
+    single_thread: Callable[[], AbstractContextManager[Any]],
     count: int = 3,
 ) -> Path:
-    """One row per nuisance family alone (plus none and all), image and mask of ``count`` samples."""
+    """One row per nuisance family alone (plus none and all), image and mask of ``count`` samples.
+
+    ``simulate_batch`` and ``single_thread`` are simulator.py's (passed in: the simulator calls this
+    module, so it does not import the simulator back).
+    """
     from voxuda_cli.plots import save_montage
-    from voxuda_cli.simulate.simulator import simulate_batch, torch_single_thread
 
     chosen = [dataclasses.replace(spec, snr=PREVIEW_SNR) for spec in preview_specs(specs, count)]
     rows: list[tuple[str, list[SimulatedSample]]] = []
-    with torch_single_thread():
+    with single_thread():
         for label in [None, *families_on(settings)]:
             samples = [simulate_batch([spec], molecules, family_settings(settings, label))[0] for spec in chosen]
             rows.append((f"{label} alone" if label else f"no nuisance (SNR {PREVIEW_SNR:g})", samples))

@@ -128,7 +128,6 @@ def draw_nuisances(
     settings: SimulationSettings,
 ) -> Nuisances:
     """Sample ``index``'s nuisances; ``radii`` of every molecule, ``pool`` the neighbour candidates."""
-    from voxuda_cli.simulate.simulator import random_rotation
 
     rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(index, 1)))
     count = int(rng.integers(settings.neighbours[0], settings.neighbours[1] + 1)) if settings.neighbours[1] else 0
@@ -235,3 +234,17 @@ def imaged_density(
         shifted = np.asarray(centre) + geometry.offset
         density += nz.membrane_density(geometry.box, geometry.voxel_size, shifted, radius, separation, peak)
     return density
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix uniform on SO(3) (normalised 4D Gaussian quaternion)."""
+    w, x, y, z = rng.standard_normal(4) / 1.0
+    norm = np.sqrt(w * w + x * x + y * y + z * z)
+    w, x, y, z = w / norm, x / norm, y / norm, z / norm
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )

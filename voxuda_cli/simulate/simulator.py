@@ -42,6 +42,7 @@ from voxuda_cli.simulate.scene import (
     batch_geometry,
     draw_nuisances,
     imaged_density,
+    random_rotation,
     render_scene,
 )
 from voxuda_cli.simulate.structures import Template, load_template
@@ -108,20 +109,6 @@ class SimulatedSample:
     density: np.ndarray  # clean, Da per voxel
     mask: np.ndarray  # uint8
     params: dict[str, Any] = field(default_factory=dict)
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A rotation matrix uniform on SO(3) (normalised 4D Gaussian quaternion)."""
-    w, x, y, z = rng.standard_normal(4) / 1.0
-    norm = np.sqrt(w * w + x * x + y * y + z * z)
-    w, x, y, z = w / norm, x / norm, y / norm, z / norm
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 def reference_iso_level(template: Template, box: int, voxel_size: float) -> float:
@@ -438,7 +425,7 @@ def simulate_dataset(
         from voxuda_cli.simulate import preview as previews
 
         if previews.families_on(settings):
-            previews.save_nuisance_preview(preview, settings, molecules, specs)
+            previews.save_nuisance_preview(preview, settings, molecules, specs, simulate_batch, torch_single_thread)
         else:
             previews.save_sample_preview(preview, shown)
     return {

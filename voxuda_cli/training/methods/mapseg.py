@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from voxuda_cli.confidence import confident_labels
 from voxuda_cli.models.voxresnet import AuxiliaryClassifier
 from voxuda_cli.training import schedule
-from voxuda_cli.training.losses import confident_labels, pseudo_label_loss, segmentation_loss
+from voxuda_cli.training.losses import pseudo_label_loss, segmentation_loss
 from voxuda_cli.training.methods import Method, Position, StepOutputs, register_method, single_process
 from voxuda_cli.training.perturbations import patch_mask, step_generator
 

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from voxuda_cli.confidence import PseudoLabelBatch, confident_labels
 from voxuda_cli.training import schedule
 from voxuda_cli.training.losses import (
-    PseudoLabelBatch,
     balanced_pseudo_label_loss,
-    confident_labels,
     consistency_loss,
     domain_loss,
     pseudo_label_loss,
