@@ -7,10 +7,6 @@ class VoxudaInputError(ValueError):
     """Bad input a user can fix (a file, an option, a mismatch). The message names what and how."""
 
 
-class VoxudaWarning(UserWarning):
-    """Something suspicious a user should know about, but that does not stop the run."""
-
-
 class VoxudaOutputError(VoxudaInputError):
     """An output could not be written (full disk, quota, read-only folder): the user's side too, exit 2.
 

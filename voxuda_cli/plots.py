@@ -92,31 +92,6 @@ def save_curves(
     return _save(fig, path)
 
 
-def save_bars(
-    path: Path | str,
-    labels: Sequence[str],
-    series: Mapping[str, Sequence[float]],
-    ylabel: str = "",
-    title: str | None = None,
-) -> Path:
-    """Grouped bar chart (e.g. Dice and mIoU per method)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.4 * len(labels) + 2, 3.6))
-    width = 0.8 / max(len(series), 1)
-    positions = np.arange(len(labels))
-    for index, (name, values) in enumerate(series.items()):
-        bars = ax.bar(positions + index * width, values, width, label=name)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(positions + width * (len(series) - 1) / 2)
-    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
 def _save(fig, path: Path | str) -> Path:  # type: ignore[no-untyped-def]
     plt = _pyplot()
     path = Path(path)

@@ -322,6 +322,10 @@ def test_the_collapse_guard_warns_when_the_teacher_labels_far_less_foreground_th
     assert "collapsing to background" in caplog.text and "epoch 3" in caplog.text
     assert not warn_if_collapsing({"epoch": 3, "teacher_foreground": 0.03, "source_foreground": 0.05})
     assert not warn_if_collapsing({"epoch": 1, "source_foreground": 0.05})  # no teacher yet: nothing to say
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="voxuda"):  # the default recipe uses class-quantile already
+        warn_if_collapsing({"epoch": 3, "teacher_foreground": 0.001, "source_foreground": 0.05}, TrainSettings())
+    assert "--burn-in" in caplog.text and "class-quantile" not in caplog.text
 
 
 def test_a_resume_before_the_burn_in_ends_gives_the_same_weights_as_one_run(

@@ -31,12 +31,6 @@ VOLUME_ARRAYS = ("images", "masks", "probabilities", "density", "confidence")
 # attributes that say where samples came from; outputs aligned with an input carry them over
 CARRIED_ATTRS = ("parents_info", "patch", "stride", "coordinates", "box")
 _STRING = h5py.string_dtype(encoding="utf-8")
-_ARRAY_DTYPES = {
-    "images": np.float32,
-    "masks": np.uint8,
-    "density": np.float32,
-    "confidence": np.float32,
-}
 
 
 def is_h5_path(path: Path) -> bool:

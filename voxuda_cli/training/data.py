@@ -101,10 +101,6 @@ def _refuse_lost_voxel_size(dataset: Dataset, option: str) -> None:
         ) from None
 
 
-def _describe(paths: Sequence[Path]) -> str:
-    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
-
-
 def _as_set(dataset: Dataset, invert: bool, with_masks: bool) -> VolumeSet:
     images = torch.from_numpy(zscore(dataset.images, invert))
     masks = None

@@ -208,7 +208,7 @@ class Trainer:
         """One optimisation step; returns the loss terms and the method's figures as floats.
 
         ``progress`` (fraction of the schedule's horizon) drives the method's schedules (burn-in,
-        reversal ramp, L_pl ramp); ``epoch_position`` (epochs done, fractional) the --pl-warmup.
+        reversal ramp, L_pl ramp); ``epoch_position`` (epochs done, fractional) the L_pl warm-up (``pl_warmup``).
         """
         method, position = self.method, Position(epoch_position, progress)
         if self.teacher is not None and self.teacher_started_at is None and method.teacher_ready(position):
@@ -639,7 +639,7 @@ def _epoch_record(
     samples = totals.pop("samples")
     record: dict[str, Any] = {"epoch": epoch + 1}
     record.update({k: v / steps for k, v in totals.items()})
-    warn_if_collapsing(record)
+    warn_if_collapsing(record, trainer.settings)
     record.update(
         {
             "noise_sigma": data.noise_sigma,
@@ -654,23 +654,28 @@ def _epoch_record(
 COLLAPSE_RATIO = 0.25  # teacher foreground below this fraction of the source's: a collapsing teacher
 
 
-def warn_if_collapsing(record: Mapping[str, Any]) -> bool:
+def warn_if_collapsing(record: Mapping[str, Any], settings: TrainSettings | None = None) -> bool:
     """Log (and return True) when the teacher labels far less foreground than the source has.
 
     The failure of issue 11: a teacher that calls every target voxel confident background pulls
     the student to predicting nothing. The source's foreground fraction is the only prior the
-    run has of how much macromolecule a box holds.
+    run has of how much macromolecule a box holds. The advice names only settings the run can
+    still change (not the ones it already uses).
     """
     teacher, source = record.get("teacher_foreground"), record.get("source_foreground")
     if teacher is None or not source or teacher >= COLLAPSE_RATIO * source:
         return False
+    advice = ["a longer --burn-in"]
+    if settings is None or settings.pl_threshold != "class-quantile":
+        advice.append("--pl-threshold class-quantile")
+    advice.append("a lower --pl-weight")
     log.warning(
         "epoch %d: the teacher labels %.2f %% of the target voxels foreground, the source has %.2f %%: "
-        "the pseudo-labels are collapsing to background (see curves.png; try a longer --burn-in, "
-        "--pl-threshold class-quantile or a lower --pl-weight)",
+        "the pseudo-labels are collapsing to background (see curves.png; try %s)",
         record.get("epoch", 0),
         100 * teacher,
         100 * source,
+        ", ".join(advice[:-1]) + " or " + advice[-1],
     )
     return True
 

@@ -110,7 +110,8 @@ class TrainSettings:
         "source where the source's spectra span the target's (as --source-view auto decides), else mixed.",
         choices=lambda: BN_STATISTICS,
     )
-    ngm_scale: float = setting(1.0, "NGM noise as a multiple of sigma_t (0: none, an ablation).")
+    # benchmark-only settings (cli=False: not in --help; the library and --config set them)
+    ngm_scale: float = setting(1.0, "NGM noise as a multiple of sigma_t (0: none, an ablation).", cli=False)
     noise: Path | None = setting(
         None, "A saved estimate (voxuda estimate-noise -o) instead of estimating here.", default_help="[default: off]"
     )
@@ -134,7 +135,7 @@ class TrainSettings:
     )
     # Mean Teacher's exp(-5 (1 - t)^2) (METHOD.md). A young teacher labels nearly every target voxel
     # confident background; the ramp keeps those labels from locking the student into predicting nothing.
-    pl_warmup: float = setting(0.0, "Epochs over which the L_pl weight ramps up (Mean Teacher); 0 = off.")
+    pl_warmup: float = setting(0.0, "Epochs over which the L_pl weight ramps up (Mean Teacher); 0 = off.", cli=False)
     # The adaptation recipe (issue 11; training/schedule.py). Fractions are of the schedule's horizon
     # (--ramp-epochs, else the --epochs the run started with).
     recipe: str = setting(
@@ -152,6 +153,7 @@ class TrainSettings:
     pl_loss: str | None = recipe_setting(
         "L_pl: ce, or balanced (CE averaged per class + soft Dice on confident voxels).",
         choices=lambda: PL_LOSSES,
+        cli=False,
     )
     reversal_scale: float | None = recipe_setting("Maximum of the DANN reversal weight.")
     dis_lr: float | None = recipe_setting("The discriminator's own Adam learning rate (0: shares the segmenter's).")
