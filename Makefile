@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench demo clean
+.PHONY: install test lint bench demo walkthrough clean
 
 install: $(STAMP)
 
@@ -25,8 +25,11 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
+walkthrough: install
+	PATH="$(abspath $(BIN)):$$PATH" PYTHON="$(abspath $(BIN))/python" bash examples/walkthrough.sh walkthrough
+
 demo: install
 	$(MAKE) -f demo.mk VOXUDA="$(abspath $(BIN))/voxuda"
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) demo walkthrough .pytest_cache

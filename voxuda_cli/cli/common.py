@@ -34,6 +34,7 @@ stdout_console = Console()
 log = logging.getLogger("voxuda")
 
 EXIT_BAD_INPUT = 2
+_UNWRAPPED = 400  # columns a table may take where stdout is not a terminal
 
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output file or folder.")]
 ModelArg = Annotated[Path, typer.Argument(help="Training run folder (with model.pt) or a model file.")]
@@ -90,7 +91,10 @@ def emit(result: dict[str, Any], as_json: bool, table: Table | None = None) -> N
         sys.stdout.write(json.dumps(result, indent=2, default=_json_default) + "\n")
         sys.stdout.flush()
     elif table is not None:
-        stdout_console.print(table)
+        # Into a file, a pipe or a CI log a table keeps its natural width: rich's default of 80
+        # columns there would cut its headers. A terminal wraps it to its own width.
+        console = stdout_console if sys.stdout.isatty() else Console(width=_UNWRAPPED, soft_wrap=True)
+        console.print(table)
 
 
 def _json_default(value: Any) -> Any:

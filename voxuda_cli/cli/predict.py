@@ -100,4 +100,11 @@ def _table(summary: dict[str, Any]) -> Table:
         table.add_row(f"... {len(volumes) - len(shown)} more", "", "", "", "", "")
     table.add_section()
     table.add_row("all", "", "", "", fmt(100 * summary["foreground_fraction"], 2), fmt(summary["mvoxel_per_s"], 3))
+    elsewhere = [path for path in summary.get("outputs", []) if not _inside(Path(path), Path(summary["output"]))]
+    if elsewhere:  # --paste's label volumes, --preview
+        table.caption = "also wrote: " + ", ".join(elsewhere)
     return table
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
