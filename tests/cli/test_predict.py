@@ -239,3 +239,17 @@ def test_a_margin_that_leaves_no_core_is_refused_before_anything_is_written(
     result = _invoke(runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "out"), "--window", "32")
     assert result.exit_code == 2 and "--margin 16" in result.output and "half the window" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stopped_predict_leaves_no_empty_output_folder(runner, tmp_path: Path, model: Path, rng, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from voxuda_cli.inference.predictor import Predictor
+
+    _tomogram(tmp_path / "tomo.mrc", rng)
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # what SIGINT raises (voxuda_cli.signals)
+
+    monkeypatch.setattr(Predictor, "predict_tomogram", interrupted)
+    result = _invoke(runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "out" / "masks"))
+    assert result.exit_code == 130, result.output
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,7 @@ from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, TomogramPrediction
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
-from voxuda_cli.io.outputs import ensure_folder
+from voxuda_cli.io.outputs import ensure_folder, no_empty_folders_left
 from voxuda_cli.io.sources import expand_mrc_paths, probabilities_path, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
@@ -87,6 +87,16 @@ class PredictionJob:
         return samples + sum(math.prod(self.shapes[path.stem]) for path, _ in self.tomograms)
 
     def run(self, on_progress: Progress | None = None, preview: Path | None = None) -> dict[str, Any]:
+        """Predict every input and write the outputs; returns the summary (what --json prints).
+
+        Stopped by an error or a signal, it leaves no empty output folder behind.
+        """
+        folders = [self.output if self.kind == "folder" else self.output.parent]
+        folders += [self.paste] if self.paste is not None else []
+        with no_empty_folders_left(*folders):
+            return self._run(on_progress, preview)
+
+    def _run(self, on_progress: Progress | None, preview: Path | None) -> dict[str, Any]:
         started = time.perf_counter()
         settings = self.predictor.settings
         records: list[dict[str, Any]] = []

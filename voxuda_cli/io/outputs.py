@@ -8,8 +8,10 @@ output folder with the same errors. Used by io.atomic (every file write) and io.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from voxuda_cli.errors import VoxudaOutputError
@@ -67,3 +69,20 @@ def ensure_folder(folder: Path | str, option: str = "-o") -> Path:
             raise failure from exc
         raise
     return folder
+
+
+@contextlib.contextmanager
+def no_empty_folders_left(*folders: Path) -> Iterator[None]:
+    """On an error or a signal inside the block, remove those of ``folders`` (and their new parents)
+    that did not exist before it and are still empty: a stopped command leaves no empty output folder."""
+    new = []
+    for folder in folders:
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        new.extend(missing)
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(set(new), key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        raise
