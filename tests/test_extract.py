@@ -87,6 +87,8 @@ def test_skip_border_and_native_voxel_size(tmp_path, tomogram):
     dataset, summary = extract(tmp_path, tomogram, tmp_path / "picks.star", voxel_size=None, border="skip", box=16)
     assert dataset.voxel_size == VOXEL and len(dataset) == len(BLOBS) - 2
     assert summary["tomograms"][0]["skipped_border"] == 2
+    settings = ExtractSettings(box=16, voxel_size=None, border="skip")
+    assert plan_extraction([tomogram], [tmp_path / "picks.star"], settings).total == len(dataset)  # the bar's total
     data = blob_tomogram(tmp_path / "again.mrc")  # same data: the box is a plain crop
     from voxuda_cli.io import read_mrc
 

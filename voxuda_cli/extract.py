@@ -108,7 +108,8 @@ class ExtractionPlan:
 
     @property
     def total(self) -> int:
-        return sum(len(t.centres) for t in self.tomograms)
+        """Boxes that will be written (with --border skip, not those crossing the border)."""
+        return sum(len(kept_rows(t, self.settings.box, self.voxel_size, self.settings.border)) for t in self.tomograms)
 
 
 def plan_extraction(tomograms: list[Path], coords: list[Path], settings: ExtractSettings) -> ExtractionPlan:
@@ -194,6 +195,19 @@ def outside_fraction(centre: np.ndarray, half: float, shape: tuple[int, ...]) ->
     return fraction if fraction > 1e-9 else 0.0  # rounding of a box that fits exactly
 
 
+def _half_width(tomogram: TomogramPicks, box: int, voxel_size: float) -> float:
+    """The box's half-width in tomogram voxels."""
+    return box / 2 * voxel_size / tomogram.voxel_size
+
+
+def kept_rows(tomogram: TomogramPicks, box: int, voxel_size: float, border: str) -> list[int]:
+    """The picks whose boxes are written: all with --border pad, those inside the tomogram with skip."""
+    half = _half_width(tomogram, box, voxel_size)
+    shape = tomogram.header.data.shape
+    return [row for row, centre in enumerate(tomogram.centres)
+            if border == "pad" or outside_fraction(centre, half, shape) <= 0.0]  # fmt: skip
+
+
 def iter_boxes(
     tomogram: TomogramPicks, box: int, voxel_size: float, border: str = "pad"
 ) -> Iterator[tuple[int, np.ndarray, float]]:
@@ -205,7 +219,7 @@ def iter_boxes(
     else:
         n_source = n_out = box
     cut = n_out // 2 - box // 2
-    half = box / 2 * voxel_size / tomogram.voxel_size  # the box's half-width in tomogram voxels
+    half = _half_width(tomogram, box, voxel_size)
     order = np.argsort(tomogram.centres[:, 0], kind="stable")
     released = 0
     for first in range(0, len(order), BATCH):
@@ -252,9 +266,7 @@ def write_subtomograms(
                 padded_count += padded > 0
                 if on_progress is not None:
                     on_progress(1, tomogram.name)
-            skipped = len(tomogram.centres) - written
-            if on_progress is not None and skipped:
-                on_progress(skipped, tomogram.name)
+            skipped = len(tomogram.centres) - written  # --border skip: not in the bar's total either
             parents[tomogram.name] = _parent_info(tomogram).to_json()
             records.append(_record(tomogram, written, padded_count, skipped))
         writer.set_attr("parents_info", json.dumps(parents))

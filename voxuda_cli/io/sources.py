@@ -73,6 +73,8 @@ def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
             files.extend(found)
         elif kind in ("mrc", "zarr"):
             files.append(path)
+        elif len(paths) == 1:
+            raise VoxudaInputError(f"{path}: an HDF5 dataset, where this command reads MRC or OME-Zarr volumes")
         else:
             raise VoxudaInputError(f"{path}: an HDF5 dataset must be the only input, not mixed with MRC files")
     stems = [p.stem for p in files]
