@@ -69,7 +69,9 @@ def keep_rate(default: float | None = DEFAULT_KEEP_RATE, **metadata: Any) -> Any
 def denoiser(default: str | None = DEFAULT_DENOISER, **metadata: Any) -> Any:
     """The teacher's denoiser; the caller passes ``choices`` (the registry of filters.denoisers: shared
     modules import no stage)."""
-    return setting(default, "Denoiser of the teacher's input: {choices}.", **metadata)
+    return setting(
+        default, "Denoiser of the teacher's input where --teacher-input is denoised or mean: {choices}.", **metadata
+    )
 
 
 def eta(default: float | None = DEFAULT_ETA, **metadata: Any) -> Any:

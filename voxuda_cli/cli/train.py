@@ -4,7 +4,9 @@ SRC is labelled (masks), TGT unlabelled; both are datasets (an HDF5 dataset, MRC
 folder of MRC files; repeat --src/--tgt for several MRC files). Every volume is z-scored on its
 own. The run directory gets config.toml (the resolved settings), model.pt (what predict and
 pseudo-label load), checkpoint.pt (every epoch; --resume continues from it), metrics.jsonl and
-curves.png. Defaults are the paper's (300 epochs, batch 16, Adam 1e-3, x0.1 every 100 epochs).
+curves.png. The schedule's defaults are the paper's (300 epochs, batch 16, Adam 1e-3, x0.1 every
+100 epochs: for a GPU); how the loss terms are scheduled is the --recipe (voxuda by default,
+chosen by measurement; paper for the paper's literal setting; docs/METHOD.md).
 --resume starts from the run's config.toml (unless --config is given); only --epochs, --device,
 --amp, --threads, --workers and --checkpoint-signal may differ from it. On SIGTERM or SIGUSR1 (a
 scheduler's time limit or preemption; see --checkpoint-signal) the run writes checkpoint.pt at
@@ -14,7 +16,7 @@ train into a run directory that a live process is writing is refused.
 Several processes: torchrun --nproc_per_node=N -m voxuda_cli train ... (DDP; gloo on CPU, nccl on
 CUDA, one GPU per process; --batch-size is the global batch; rank 0 writes).
 
-Example: voxuda train --src source.h5 --tgt target.h5 -o run/ --noise noise.json --epochs 50
+Example: voxuda train --src source.h5 --tgt target.h5 -o run/ --epochs 50
 then:    voxuda train -o run/ --resume --epochs 80
 """
 

@@ -1,32 +1,25 @@
 """One training loop for Vox-UDA and its baselines; each method is a plug-in (training/methods/).
 
-The built-in methods:
+The loop is generic (networks, optimisers, EMA teacher, AMP, checkpoints, selection); what a
+step feeds the student and minimises is the method's (`voxuda train --help` lists them, the
+README's method table says what each computes). Decisions the loop makes for every method:
 
-| method      | student batch         | losses                      |
-|-------------|-----------------------|-----------------------------|
-| vox-uda     | [x_s, x_s', x_t]      | L_seg + L_con + L_dis + L_pl |
-| dann        | [x_s, x_t]            | L_seg + L_dis               |
-| source-only | [x_s]                 | L_seg                       |
-| supervised  | [x_t] (target masks)  | L_seg                       |
-
-Decisions (METHOD.md leaves them open):
-
-- One student forward per step over the concatenated batch. Its batch-norm statistics are those
-  of the mix of clean source, noised source and target. That is deliberate: x_s and x_s' are
-  normalised with the same statistics, so L_con compares the features the noise actually changes
-  (separate passes would renormalise the noise away); and the running statistics the saved model
-  predicts with cover the target domain, not the source alone. It also makes a vox-uda step
-  about three source-only steps (plus one teacher forward), instead of three passes' overhead.
-- The student trains in train mode (batch statistics). The teacher runs in eval mode: its
-  pseudo-labels come from the same function `voxuda predict` later applies (running statistics,
-  per-sample, independent of the batch). The teacher is an exponential moving average of the
-  student's parameters and of its batch-norm running statistics, with the decay warmed up as in
-  Mean Teacher (Tarvainen & Valpola 2017): min(--ema, 1 - 1/(step + 1)), so for its first
-  steps the teacher is the plain average of the student so far rather than mostly its random
-  initialisation.
-- L_dis sees f_v6 of every sample of the batch (x_s and x_s' as source, x_t as target).
-- The reversal weight ramps 2/(1+exp(-10p))-1 with p = epochs done / ramp horizon, the horizon
-  being --ramp-epochs or else the --epochs the run started with (kept across --resume).
+- One student forward per step over the concatenated batch (e.g. [x_s, x_s', x_t] for vox-uda),
+  so one batch norm sees all of it. Which samples give the batch statistics is the method's
+  (``Method.statistics_samples``): vox-uda with ``--bn-statistics source`` (what the default
+  recipe's ``auto`` picks where the source spans the target's spectra) normalises the target
+  with the source views' statistics; ``mixed`` (the paper recipe) with the whole mix.
+- The student trains in train mode. The teacher (methods with one) runs in eval mode, so its
+  labels come from the function `voxuda predict` later applies; it starts as a copy of the
+  student when the method says (``teacher_ready``: after the burn-in in the default recipe) and
+  is then the exponential moving average of the student's parameters and running statistics
+  (--ema). The paper recipe warms the decay up as Mean Teacher does (min(--ema, 1 - 1/(k + 1))
+  from the teacher's start, ``--ema-warmup``); the default recipe does not.
+- The discriminator (methods with one) sees f_v6 of every sample behind gradient reversal, whose
+  weight follows the run's schedule (training/schedule.py: the burn-in, then the DANN ramp up to
+  --reversal-scale), with its own optimiser where --dis-lr is set.
+- Schedules are functions of the fraction of the horizon (--ramp-epochs, or the --epochs the run
+  started with, kept across --resume), so a resumed run follows the one that never stopped.
 - The augmentation (random flips) applies to the labelled batch only; the target is sampled with
   replacement, each step, from its own seeded stream.
 """
