@@ -25,8 +25,8 @@ def default_of(settings_cls: type, field_name: str) -> Any:
         if field.name == field_name:
             if field.default is not dataclasses.MISSING:
                 return field.default
-            if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                return field.default_factory()  # type: ignore[misc]
+            if field.default_factory is not dataclasses.MISSING:
+                return field.default_factory()
             return None
     raise KeyError(f"{settings_cls.__name__} has no field {field_name!r}")
 

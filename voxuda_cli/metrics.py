@@ -87,7 +87,7 @@ def score_masks(
             }
         )
     per_class: dict[str, dict[str, float | int]] = {}
-    for class_name in sorted({s["class"] for s in samples}):
+    for class_name in sorted({str(s["class"]) for s in samples}):
         members = [s for s in samples if s["class"] == class_name]
         per_class[class_name] = {
             "iou": float(np.mean([s["iou"] for s in members])),

@@ -96,7 +96,7 @@ class ParentInfo:
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> ParentInfo:
-        return cls(**{k: tuple(v) for k, v in values.items()})  # type: ignore[arg-type]
+        return cls(**{k: tuple(v) for k, v in values.items()})
 
 
 @dataclass
@@ -128,7 +128,7 @@ def patchify_volume(name: str, volume: Volume, settings: PatchifySettings) -> tu
         for origin in patch_grid(data.shape, settings.patch, settings.stride)
     ]
     info = ParentInfo(
-        shape=tuple(data.shape),  # type: ignore[arg-type]
+        shape=tuple(data.shape),
         voxel_size=volume.voxel_size,
         origin=volume.origin,
         original_shape=original.shape,  # type: ignore[arg-type]
@@ -159,7 +159,7 @@ def write_patches(
     with DatasetWriter(output, (settings.patch,) * 3, voxel_size, "patches", attrs) as writer:
         pending: Iterator[tuple[str, list[Patch], ParentInfo]] = itertools.chain(
             [(first[0], first_patches, first_info)],
-            (((name, *patchify_volume(name, volume, settings)) for name, volume in iterator)),  # type: ignore[misc]
+            (((name, *patchify_volume(name, volume, settings)) for name, volume in iterator)),
         )
         for name, patches, info in pending:
             this_size = float(np.mean(info.voxel_size))

@@ -10,7 +10,7 @@ import numpy as np
 from voxuda_cli.io.atomic import atomic_output
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +92,7 @@ def save_curves(
     return _save(fig, path)
 
 
-def _save(fig, path: Path | str) -> Path:  # type: ignore[no-untyped-def]
+def _save(fig, path: Path | str) -> Path:
     plt = _pyplot()
     path = Path(path)
     with atomic_output(path) as tmp:

@@ -9,8 +9,8 @@ of that shape, or nothing. The training loop reports per epoch instead (loop.Tra
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
 
-
-class Progress(Protocol):
-    def __call__(self, advance: int, status: str = "", total: int | None = None) -> None: ...
+# Callable[..., None], not a Protocol of that signature: callers pass lambdas that take only what
+# they use (``lambda n: bar.advance(n)``), which a Protocol's keywords would refuse.
+Progress = Callable[..., None]

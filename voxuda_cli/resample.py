@@ -76,8 +76,8 @@ def _rescale_last(x: Any, shape: tuple[int, ...]) -> Any:
 def resize_volume(volume: Volume, shape: Sequence[int]) -> Volume:
     """Resample a volume to ``shape``; voxel sizes scale so the physical extent is unchanged."""
     data = fourier_resample(np.asarray(volume.data), shape)
-    voxel_size = tuple(v * old / new for v, old, new in zip(volume.voxel_size, volume.shape, shape))
-    return Volume(data=data, voxel_size=voxel_size, origin=volume.origin, labels=list(volume.labels))
+    vz, vy, vx = (v * old / new for v, old, new in zip(volume.voxel_size, volume.shape, shape))
+    return Volume(data=data, voxel_size=(vz, vy, vx), origin=volume.origin, labels=list(volume.labels))
 
 
 def resize_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -157,7 +157,7 @@ def _read_rows(fd: int, depth: int, height: int, width: int, y0: int, y1: int) -
     block = np.empty((y1 - y0, depth, width), dtype=np.float32)
     plane = np.empty((y1 - y0, width), dtype=np.float32)
     for z in range(depth):
-        os.preadv(fd, [memoryview(plane).cast("B")], 4 * (z * height + y0) * width)
+        os.preadv(fd, [memoryview(plane).cast("B")], 4 * (z * height + y0) * width)  # type: ignore[arg-type]  # numpy arrays are buffers; its stubs do not say so
         block[:, z] = plane
     return block
 

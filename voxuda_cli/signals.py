@@ -93,7 +93,7 @@ def handled(signums: tuple[int, ...] = TERMINATING) -> Iterator[None]:
         yield
     finally:
         for signum, old in previous.items():
-            signal.signal(signum, old)  # type: ignore[arg-type]
+            signal.signal(signum, old)
 
 
 @contextlib.contextmanager

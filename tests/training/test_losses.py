@@ -8,14 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from voxuda_cli.confidence import confident_labels, pseudo_labels
 from voxuda_cli.training.losses import (
     balanced_pseudo_label_loss,
-    confident_labels,
     consistency_loss,
     cosine_distance,
     domain_loss,
     pseudo_label_loss,
-    pseudo_labels,
     segmentation_loss,
     soft_dice_loss,
 )

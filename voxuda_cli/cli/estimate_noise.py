@@ -4,7 +4,8 @@ Draws --n-sampled volumes (seeded), z-scores each, keeps the --keep-rate fractio
 Fourier coefficients and takes the variance of what remains; sigma_t^2 is the mean over the sampled
 volumes. Prints sigma_t and every sampled volume's own sigma (with min, median and max), which shows
 how much the noise varies across the target set. `-o noise.json` saves the estimate for
-`voxuda train --recipe paper --noise noise.json` (the NGM's source view). INPUT: one HDF5 dataset, MRC files or folders (any shapes).
+`voxuda train --recipe paper --noise noise.json` (the NGM's source view). INPUT: one HDF5 dataset,
+MRC files or folders (any shapes).
 
 Example: voxuda estimate-noise target.h5 -o noise.json
 """

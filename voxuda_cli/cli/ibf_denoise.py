@@ -130,7 +130,7 @@ def _table(job: Any, settings: DenoiseSettings, records: list[dict[str, Any]]) -
     return table
 
 
-def _save_preview(path: Path, job, method: str) -> None:  # type: ignore[no-untyped-def]
+def _save_preview(path: Path, job, method: str) -> None:
     """Central slices of up to four volumes (or dataset samples), input and denoised side by side."""
     from voxuda_cli.io.dataset import read_h5_dataset
     from voxuda_cli.io.mrc import read_mrc

@@ -125,7 +125,7 @@ def _output_path(argument: Path | None, option: Path | None) -> Path:
     return path
 
 
-def _run_simulation(output: Path, settings: S, options: dict, preview: Path | None) -> dict:  # type: ignore[type-arg]
+def _run_simulation(output: Path, settings: S, options: dict, preview: Path | None) -> dict:
     from voxuda_cli.io.dataset import provenance
     from voxuda_cli.simulate.simulator import prepare_molecules, simulate_dataset
 
@@ -149,8 +149,8 @@ def _run_import(
     masks: Path | None,
     settings: S,
     options: dict,
-    preview: Path | None,  # type: ignore[type-arg]
-) -> dict:  # type: ignore[type-arg]
+    preview: Path | None,
+) -> dict:
     from voxuda_cli.io.dataset import provenance
     from voxuda_cli.simulate.importing import import_dataset
 

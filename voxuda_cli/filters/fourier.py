@@ -69,10 +69,10 @@ def high_pass_mask(shape: tuple[int, int, int], keep_rate: float = DEFAULT_KEEP_
     frequency cube); the zero frequency is always the last to be kept.
     """
     keep_rate = check_keep_rate(keep_rate)
-    shape = tuple(int(n) for n in shape)
+    shape = tuple(int(n) for n in shape)  # type: ignore[assignment]  # checked to be 3 long just below
     if len(shape) != 3:
         raise VoxudaInputError(f"high-pass mask: expected a 3D shape, got {shape}")
-    return _high_pass_mask_cpu(shape, keep_rate)  # type: ignore[arg-type]
+    return _high_pass_mask_cpu(shape, keep_rate)
 
 
 @functools.lru_cache(maxsize=16)
@@ -95,7 +95,7 @@ def high_pass_residual(volumes: torch.Tensor, keep_rate: float = DEFAULT_KEEP_RA
     shape = tuple(int(n) for n in volumes.shape[-3:])
     keep_rate = check_keep_rate(keep_rate)
     real = volumes if volumes.is_floating_point() else volumes.to(torch.float32)
-    weights = _half_spectrum_weights(shape, keep_rate, str(real.device))  # type: ignore[arg-type]
+    weights = _half_spectrum_weights(shape, keep_rate, str(real.device))
     spectrum = torch.fft.rfftn(real, dim=(-3, -2, -1))
     spectrum *= weights.to(spectrum.real.dtype)
     return torch.fft.irfftn(spectrum, s=shape, dim=(-3, -2, -1)).to(real.dtype)

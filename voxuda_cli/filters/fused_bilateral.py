@@ -141,10 +141,10 @@ if AVAILABLE:
         return values, features
 
     @intrinsic
-    def _as_float32(typingctx, bits):  # type: ignore[no-untyped-def]
+    def _as_float32(typingctx, bits):
         """The float32 whose bits are the int32 ``bits`` (for 2**n in ``_exp``)."""
 
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], ir.FloatType())
 
         return types.float32(types.int32), codegen
@@ -156,7 +156,7 @@ if AVAILABLE:
         (numba's math.exp is a call per element, 3x slower here.) 2**n * exp(r), |r| <= ln2/2,
         exp(r) by its Taylor series to r**7.
         """
-        x = max(x, np.float32(-87.0))
+        x = max(x, np.float32(-87.0))  # type: ignore[assignment]  # numba: float32 throughout
         # round to nearest for x <= 0 by truncation (int32 and float32 conversions vectorize; int64 would not)
         k = np.int32(x * np.float32(1.4426950408889634) - np.float32(0.5))
         n = np.float32(k)
@@ -164,7 +164,7 @@ if AVAILABLE:
         p = np.float32(1 / 5040)
         for c in (1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5, 1.0, 1.0):
             p = p * r + np.float32(c)
-        return p * _as_float32((k + np.int32(127)) << np.int32(23))
+        return p * _as_float32((k + np.int32(127)) << np.int32(23))  # type: ignore[call-arg, return-value]  # a numba intrinsic; float32 is the float here
 
     @njit(cache=True, fastmath=True, error_model="numpy")
     def _pair_span(
@@ -263,7 +263,7 @@ def fused_filter_rows(
     array = np.ascontiguousarray(rows.numpy())
     batch, _, height, width = array.shape
     torch_threads = torch.get_num_threads()
-    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]  # set at import
     if batch * (z1 - z0) * height * width < _PARALLEL_VOXELS:
         threads = 1
     try:
@@ -283,12 +283,13 @@ def _filter(
     batch, _, height, width = array.shape
     scale = np.float32(1.0 / (math.sqrt(2.0) * float(sigma_r)))
     # the Sobel gradient is scaled once, so a weight is exp(-||f_p - f_q||^2)
-    values, features = _pad_chunk(array, first_row, z0, z1, depth, ibf, scale if ibf else 1.0)
+    # scale stays float32 (numba compiles the kernels for it); the stubs only know Python floats
+    values, features = _pad_chunk(array, first_row, z0, z1, depth, ibf, scale if ibf else 1.0)  # type: ignore[arg-type]
     out = np.empty((batch, z1 - z0, height, width), dtype=np.float32)
     planes = z1 - z0
     threads = numba.get_num_threads()
     # one group per item on one thread; else about 4 tasks per thread, at least 8 planes each (a
     # task's halo plane repeats 9 of the 13 pair terms of its neighbour's last plane)
     group = planes if threads == 1 else max(8, -(-batch * planes // (4 * threads)))
-    _window_chunk(values, features, ibf, scale, _spatial_weights(sigma_d), min(group, planes), out)
+    _window_chunk(values, features, ibf, scale, _spatial_weights(sigma_d), min(group, planes), out)  # type: ignore[arg-type]
     return out

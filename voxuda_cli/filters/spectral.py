@@ -65,7 +65,8 @@ def radial_log_power(volumes: torch.Tensor) -> torch.Tensor:
     power = torch.fft.rfftn(zscore_tensor(volumes.float()), dim=dims).abs().square()
     depth, height, width = volumes.shape[-3:]
     grids = (torch.fft.fftfreq(depth) * depth, torch.fft.fftfreq(height) * height, torch.fft.rfftfreq(width) * width)
-    radius = torch.sqrt(sum(g.square() for g in torch.meshgrid(*grids, indexing="ij")))
+    squares = [g.square() for g in torch.meshgrid(*grids, indexing="ij")]
+    radius = torch.sqrt(squares[0] + squares[1] + squares[2])
     shells = min(volumes.shape[-3:]) // 2
     index = radius.round().long().flatten()
     inside = (index >= 1) & (index < shells)

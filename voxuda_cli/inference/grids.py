@@ -98,7 +98,7 @@ class MrcGrid(contextlib.AbstractContextManager["MrcGrid"]):
         """The central z-slice of the probability, for --preview (filled region by region)."""
         plane = self.preview.setdefault("probability", np.zeros((1, *self.shape[1:]), np.float32))
         z0 = region[0].indices(self.shape[0])[0]
-        plane[(0, *region[1:])] = values[self.middle - z0]
+        plane[(0, region[1], region[2])] = values[self.middle - z0]
 
     def rows_done(self, z0: int, z1: int) -> None:
         release_rows(self.mask, z0, z1)

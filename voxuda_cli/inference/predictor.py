@@ -358,7 +358,7 @@ class Predictor:
         resampled = self.needs_resampling(voxel_size)
         shape = model_shape(volume.shape, voxel_size, self.model_voxel_size) if resampled else volume.shape
         on_model = fourier_resample(volume, shape) if resampled else np.asarray(volume, dtype=np.float32)
-        padded, inside = pad_to(on_model, np.maximum(on_model.shape, self.box))
+        padded, inside = pad_to(on_model, [max(n, b) for n, b in zip(on_model.shape, self.box)])
         probabilities = self.predict_volume(padded)[inside]
         return back_to(probabilities, volume.shape) if resampled else probabilities
 

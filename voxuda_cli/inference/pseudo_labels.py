@@ -171,7 +171,7 @@ def write_pseudo_labels(
                 mask=labels.masks[index],
                 confidence=labels.confidence[index],
                 class_name=dataset.classes[index] if dataset.classes else None,
-                coords=tuple(int(c) for c in dataset.coords[index]) if dataset.coords is not None else None,
+                coords=dataset.coords_at(index),
                 parent=dataset.parents[index] if dataset.parents else None,
                 params={"confident": labels.confident[index].astype(np.float32)},
             )

@@ -97,10 +97,12 @@ def predict_tomogram_rescaled(
     ):
         scratch = Path(folder)
         resampled = scratch / "resampled.mrc"
-        with create_mrc_memmap(resampled, grid_shape, Volume(np.empty((0, 0, 0), np.float32), model_voxel)) as out:
+        with create_mrc_memmap(
+            resampled, grid_shape, Volume(np.empty((0, 0, 0), np.float32), (model_voxel,) * 3)
+        ) as out:
             resample_to_map(volume.data, out, scratch)
         data = read_mrc(resampled, mmap=True, check=False).data
-        like = Volume(np.empty((0, 0, 0), np.float32), model_voxel)
+        like = Volume(np.empty((0, 0, 0), np.float32), (model_voxel,) * 3)
         with MrcGrid(scratch / "mask.mrc", grid_shape, like, 0.5, scratch / "p.mrc") as on_model_grid:
             predict(data, on_model_grid, on_progress)
         probability = read_mrc(scratch / "p.mrc", mmap=True, check=False).data

@@ -215,7 +215,7 @@ class PredictionJob:
                     mask=prediction.masks[index],
                     probabilities=prediction.probabilities[index] if with_probabilities else None,
                     class_name=dataset.classes[index] if dataset.classes else None,
-                    coords=tuple(int(c) for c in dataset.coords[index]) if dataset.coords is not None else None,
+                    coords=dataset.coords_at(index),
                     parent=dataset.parents[index] if dataset.parents else None,
                 )
 
@@ -234,7 +234,7 @@ class PredictionJob:
     def _write_samples(self, dataset: Dataset, prediction: DatasetPrediction) -> tuple[list[dict[str, Any]], list[str]]:
         records, written = [], []
         for index, name in enumerate(dataset.names):
-            like = self.headers.get(name) or Volume(dataset.images[index], voxel_size=dataset.voxel_size)
+            like = self.headers.get(name) or Volume(dataset.images[index], voxel_size=(dataset.voxel_size,) * 3)
             written += self._write_volume(name, like, prediction.probabilities[index], prediction.masks[index])
             records.append(_sample_record(dataset, prediction, index))
         return records, written

@@ -171,7 +171,7 @@ def atomic_torch_save(path: Path | str, obj: Any) -> None:
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getbuffer())
+    atomic_write_bytes(path, bytes(buffer.getbuffer()))
 
 
 def reserve(path: Path | str, size: int) -> None:

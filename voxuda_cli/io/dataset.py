@@ -100,6 +100,13 @@ class Dataset:
             source=self.source,
         )
 
+    def coords_at(self, index: int) -> tuple[int, int, int] | None:
+        """Sample ``index``'s /coords (patch origin or box centre) as ints, or None without /coords."""
+        if self.coords is None:
+            return None
+        z, y, x = (int(c) for c in self.coords[index])
+        return z, y, x
+
     def validate(self) -> None:
         """Raise VoxudaInputError naming the source file and the first problem found."""
         where = self.source

@@ -74,7 +74,7 @@ def read_mrc(path: Path | str, mmap: bool = False, check: bool = True) -> Volume
         raise VoxudaInputError(
             f"{path}: truncated MRC ({path.stat().st_size} bytes, header promises {expected}); re-copy the file"
         )
-    data = np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape)
+    data: np.ndarray = np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape)
     if not mmap:
         data = np.array(data)
     if check:
@@ -121,7 +121,7 @@ def write_mrc(path: Path | str, volume: Volume, label: str | None = None) -> Non
 @contextlib.contextmanager
 def create_mrc_memmap(
     path: Path | str,
-    shape: tuple[int, int, int],
+    shape: tuple[int, ...],
     like: Volume,
     dtype: np.dtype | type = np.float32,
     label: str | None = None,

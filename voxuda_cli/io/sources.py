@@ -163,7 +163,7 @@ def iter_volumes(
         dataset = read_h5_dataset(h5)
         size = checked_voxel_size(dataset.voxel_size, input_voxel_size, str(h5))
         for index, name in enumerate(dataset.names):
-            yield name, Volume(data=dataset.images[index], voxel_size=size)
+            yield name, Volume(data=dataset.images[index], voxel_size=(size,) * 3)
         return
     for path in expand_mrc_paths(paths):
         yield path.stem, with_checked_voxel_size(read_mrc(path, mmap=mmap), input_voxel_size, str(path))

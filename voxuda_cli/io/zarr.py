@@ -86,7 +86,7 @@ def read_zarr(path: Path | str, check: bool = True) -> Volume:
     voxel_size, origin = _transforms(path, multiscale)
     if check:
         check_finite(array, f"{path}:")
-    return Volume(data=array, voxel_size=tuple(voxel_size), origin=tuple(origin))  # type: ignore[arg-type]
+    return Volume(data=array, voxel_size=tuple(voxel_size), origin=tuple(origin))
 
 
 def write_ome_zarr(
@@ -152,7 +152,7 @@ def _shift_levels(folder: Path, origin: np.ndarray) -> None:
     import zarr
 
     group = zarr.open_group(str(folder), mode="r+")
-    multiscales = group.attrs["multiscales"]
+    multiscales: Any = group.attrs["multiscales"]  # NGFF JSON, whose shape the writer fixed
     for dataset in multiscales[0]["datasets"]:
         for transform in dataset["coordinateTransformations"]:
             if transform["type"] == "translation":

@@ -10,12 +10,12 @@ from torch import nn
 
 class _GradientReversal(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:  # type: ignore[no-untyped-def, override]
+    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
         ctx.weight = weight
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[no-untyped-def, override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return -ctx.weight * grad, None
 
 

@@ -104,7 +104,7 @@ def load_model(
     weights = tuple(k for k in WEIGHT_SETS if k in payload)
     info = ModelInfo(
         architecture=config,
-        box=tuple(payload.get("box", (32, 32, 32))),  # type: ignore[arg-type]
+        box=tuple(payload.get("box", (32, 32, 32))),
         voxel_size=float(payload.get("voxel_size", 10.0)),
         normalisation=str(payload.get("normalisation", "zscore")),
         invert=bool(payload.get("invert", False)),

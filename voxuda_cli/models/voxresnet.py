@@ -56,11 +56,13 @@ class BatchNorm3d(nn.BatchNorm3d):
         head = x[: self.reference].float()
         mean = head.mean(dims)
         var = head.var(dims, unbiased=False)
+        tracked = self.num_batches_tracked
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            assert tracked is not None  # track_running_stats keeps the counter
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)  # type: ignore[operator]
+                tracked.add_(1)
                 # as nn.BatchNorm3d: momentum None is the cumulative average
-                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
                 count = head.numel() // head.shape[1]
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
@@ -229,7 +231,7 @@ class VoxResNet(nn.Module):
             classifier(activation(feature))
             for classifier, activation, feature in zip(self.classifiers, self.activations, features)
         )
-        return VoxResNetOutput(logits=logits, features=tuple(features))  # type: ignore[arg-type]
+        return VoxResNetOutput(logits=logits, features=tuple(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -245,7 +247,7 @@ class VoxResNet(nn.Module):
         for index, (classifier, activation) in enumerate(zip(self.classifiers, self.activations)):
             if index:
                 h = self.stages[index - 1](h)
-            view = torch.relu_(activation[0](h))
+            view = torch.relu_(activation[0](h))  # type: ignore[index]  # a Sequential (BN, ReLU): nn.Module's stubs hide __getitem__
             term = classifier(view)
             del view
             logits = term if logits is None else logits.add_(term)

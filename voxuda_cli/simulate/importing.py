@@ -49,7 +49,7 @@ class _VolumeSource:
         import h5py
 
         with h5py.File(self.path, "r") as handle:
-            data = np.asarray(handle[self.array][self.names.index(name)], dtype=np.float32)  # type: ignore[index]
+            data = np.asarray(handle[self.array][self.names.index(name)], dtype=np.float32)
         if not np.isfinite(data).all():
             raise VoxudaInputError(f"{self.path}: /{self.array} of {name} contains NaN or Inf values; clean the data")
         return data, float(self.voxel_size or 1.0)
@@ -179,7 +179,7 @@ def import_dataset(
     attrs: dict[str, Any] = {"mask_threshold": settings.mask_threshold}
     if provenance_json is not None:
         attrs["provenance"] = provenance_json
-    shown = []
+    shown: list[Any] = []
     foreground = 0.0
     with DatasetWriter(output, (settings.box,) * 3, first.voxel_size, settings.kind, attrs) as writer:
         for sample in _chain(first, pairs):

@@ -35,7 +35,7 @@ def families_on(settings: SimulationSettings) -> list[str]:
 
 def family_settings(settings: SimulationSettings, label: str | None) -> SimulationSettings:
     """Every nuisance off but family ``label`` (None: all off), at SNR 1; inversion shown on every sample."""
-    values = {n: _default(n) for names in FAMILIES.values() for n in names}
+    values: dict[str, Any] = {n: _default(n) for names in FAMILIES.values() for n in names}
     if label is not None:
         values.update({n: getattr(settings, n) for n in FAMILIES[label]})
         if label == "contrast inversion":
@@ -82,7 +82,7 @@ def save_nuisance_preview(
         rows.append(
             ("all nuisances, the run's SNR" if chance >= 1 else f"as run (SNR, each on p={chance:g})", everything)
         )
-    columns: dict[str, list] = {}  # type: ignore[type-arg]
+    columns: dict[str, list] = {}
     for index, spec in enumerate(chosen):
         columns[f"{spec.name} image"] = [samples[index].image for _, samples in rows]
         columns[f"{spec.name} mask"] = [samples[index].mask for _, samples in rows]

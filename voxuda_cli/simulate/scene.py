@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def draw_nuisances(
     count = int(rng.integers(settings.neighbours[0], settings.neighbours[1] + 1)) if settings.neighbours[1] else 0
     neighbours = []
     for _ in range(count):
-        chosen = int(pool[rng.integers(len(pool))])
+        chosen = int(pool[int(rng.integers(len(pool)))])
         position = nz.neighbour_centre(
             rng, centre.centre, (radii[centre.molecule], radii[chosen]), settings.neighbour_distance
         )
@@ -160,7 +161,7 @@ def draw_nuisances(
 
 def switch_off(drawn: Nuisances, on: frozenset[str]) -> Nuisances:
     """``drawn`` with every per-sample family not in ``on`` at its off value."""
-    off = {
+    off: dict[str, dict[str, Any]] = {
         "neighbours": {"neighbours": []},
         "membranes": {"membranes": []},
         "background": {"background": 0.0, "background_field": None},
@@ -169,7 +170,9 @@ def switch_off(drawn: Nuisances, on: frozenset[str]) -> Nuisances:
         "dose weighting": {"dose": 0.0},
         "detector MTF": {"detector_mtf": 1.0},
     }
-    changes = {name: value for label, values in off.items() if label not in on for name, value in values.items()}
+    changes: dict[str, Any] = {
+        name: value for label, values in off.items() if label not in on for name, value in values.items()
+    }
     return dataclasses.replace(drawn, **changes) if changes else drawn
 
 

@@ -97,7 +97,7 @@ def pdb_id_from_path(path: Path) -> str:
     return path.stem
 
 
-def _read_gemmi(path: Path):  # type: ignore[no-untyped-def]
+def _read_gemmi(path: Path):
     import gemmi
 
     if not path.is_file():
@@ -185,7 +185,9 @@ def merge_beads(
     cell_of = cell_of.reshape(-1)
     count = int(cell_of.max()) + 1
     total = np.bincount(cell_of, weights=masses, minlength=count)
-    centre = np.stack([np.bincount(cell_of, weights=masses * positions[:, k], minlength=count) for k in range(3)], 1)
+    centre = np.stack(
+        [np.bincount(cell_of, weights=masses * positions[:, k], minlength=count) for k in range(3)], 1
+    ).astype(np.float64)
     centre /= total[:, None]
     offset = positions - centre[cell_of]
     # per-axis variance: the spread of the points about the bead centre plus their own spread

@@ -103,7 +103,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def rng_states() -> dict[str, Any]:
     """The global RNG states, in a form torch.load(weights_only=True) accepts."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
+    state: Any = np.random.get_state()  # the legacy tuple (name, keys, position, has_gauss, cached)
+    name, keys, position, has_gauss, cached = state
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

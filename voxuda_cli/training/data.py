@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -177,8 +177,10 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
         if val_ds.masks is None:
             log.info("--val %s has no /masks: no validation Dice/IoU", val_ds.source)
         validation = _as_set(val_ds, _flips(settings, val_ds, "--val"), with_masks=True)
-    target_invert = _flips(settings, target_ds, "--tgt") if target_ds is not None else None
-    target = _as_set(target_ds, target_invert, with_masks=False) if target_ds is not None else None
+    target, target_invert = None, None
+    if target_ds is not None:
+        target_invert = _flips(settings, target_ds, "--tgt")
+        target = _as_set(target_ds, target_invert, with_masks=False)
     noise_sigma = denoised = None
     if target is not None and method.uses_noisy_source:
         noise_sigma = target_noise_sigma(settings, target)
@@ -361,9 +363,22 @@ class Batch(NamedTuple):
     # the student's batch norm takes its statistics from the source views alone (--bn-statistics)
     source_statistics: bool = False
 
+    @property
+    def target_volumes(self) -> torch.Tensor:
+        """``target``, which the loop builds for every method with ``uses_target``."""
+        assert self.target is not None, "the method did not say uses_target"
+        return self.target
+
+    @property
+    def denoised_volumes(self) -> torch.Tensor:
+        """``denoised``, which the loop builds for every method with ``uses_denoised_target``."""
+        assert self.denoised is not None, "the method did not say uses_denoised_target"
+        return self.denoised
+
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
         fields = self._asdict().items()
-        return self._replace(**{k: v.to(device, non_blocking=non_blocking) for k, v in fields if torch.is_tensor(v)})
+        moved: dict[str, Any] = {k: v.to(device, non_blocking=non_blocking) for k, v in fields if torch.is_tensor(v)}
+        return self._replace(**moved)
 
 
 def random_flips(
@@ -429,7 +444,7 @@ class EpochBatches(torch.utils.data.Dataset):
                 denoised = self.data.denoised_target[picks].unsqueeze(1).contiguous()
             if self.data.noise_sigma is not None and view in ("spectral", "both"):
                 # x_s' styled after the batch's target volumes (after the NGM's noise, for "both")
-                strength = torch.rand(len(indices), generator=generator) * self.settings.spectral_strength
+                strength = torch.rand(len(indices), generator=generator) * float(self.settings.spectral_strength or 0.0)
                 noisy = mix_amplitudes(images if noisy is None else noisy, target, strength)
         source_statistics = target is not None and self.data.bn_statistics == "source"
         return Batch(images, masks.contiguous(), noisy, target, denoised, source_statistics)

@@ -131,7 +131,7 @@ class Trainer:
         # ``segmenter`` is the module itself; ``wrapped`` is what a step calls: the same module, or
         # its DistributedDataParallel wrapper under torchrun (which synchronises the gradients).
         self.wrapped = self.context.wrap(Segmenter(student, discriminator).to(device), device)
-        self.segmenter: Segmenter = getattr(self.wrapped, "module", self.wrapped)  # type: ignore[assignment]
+        self.segmenter: Segmenter = getattr(self.wrapped, "module", self.wrapped)  # type: ignore[arg-type]  # a Segmenter either way
         self.segmenter.train()
         # before the optimiser and the EMA pairs take the parameters (the layout replaces their data)
         for network in (self.segmenter, self.teacher):
@@ -142,9 +142,9 @@ class Trainer:
         self.dis_optimizer: torch.optim.Optimizer | None = None
         parameters = list(self.segmenter.student.parameters())
         if discriminator is not None and settings.dis_lr:
-            self.dis_optimizer = torch.optim.Adam(self.segmenter.discriminator.parameters(), lr=settings.dis_lr)
+            self.dis_optimizer = torch.optim.Adam(discriminator.parameters(), lr=settings.dis_lr)
         elif discriminator is not None:
-            parameters += list(self.segmenter.discriminator.parameters())
+            parameters += list(discriminator.parameters())
         self.optimizer = torch.optim.Adam(parameters, lr=settings.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma
@@ -452,7 +452,7 @@ def _run(
                 if data.validation is not None:
                     record.update(trainer.evaluate(data.validation, per_process_batch))
                 candidate = probe is not None and schedule.adapting(settings, (epoch + 1) / ramp_epochs)
-                if candidate:
+                if candidate and probe is not None:
                     record.update(trainer.probe(probe, per_process_batch))
                 history.append(record)
             _save_checkpoint(run_dir, trainer, settings, history, ramp_epochs, context)

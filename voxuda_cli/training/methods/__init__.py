@@ -59,6 +59,12 @@ class StepOutputs:
     position: Position
     figures: dict[str, float] = field(default_factory=dict)  # extra numbers to log (e.g. pseudo-label coverage)
 
+    @property
+    def domain_logits(self) -> torch.Tensor:
+        """``domain``, which the loop computes for every method with ``has_discriminator``."""
+        assert self.domain is not None, "the method did not say has_discriminator"
+        return self.domain
+
 
 class Method:
     """One training recipe. Class attributes say what it needs; methods say what it computes."""
@@ -66,7 +72,7 @@ class Method:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line for ``voxuda train --help`` and the README's method table
     labelled_option: ClassVar[str] = "--src"  # which dataset holds the labelled set: --src or --tgt
-    uses_target: ClassVar[bool] = False  # unlabelled target images in every batch (batch.target)
+    uses_target: ClassVar[bool] = False  # unlabelled target images in every batch (batch.target_volumes)
     uses_noisy_source: ClassVar[bool] = False  # the NGM-noised labelled batch (batch.noisy)
     uses_denoised_target: ClassVar[bool] = False  # the denoised target, the teacher's input (batch.denoised)
     has_teacher: ClassVar[bool] = False  # an EMA teacher (saved in model.pt; predict --use teacher)
@@ -105,7 +111,7 @@ class Method:
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
         """What the teacher sees: the denoised target by default."""
-        return [batch.denoised]  # type: ignore[list-item]
+        return [batch.denoised_volumes]
 
     def before_step(self, trainer: Trainer, position: Position) -> None:
         """Called before every optimisation step (e.g. for a schedule); nothing by default."""

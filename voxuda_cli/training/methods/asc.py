@@ -30,6 +30,7 @@ from voxuda_cli.training.perturbations import add_gaussian, draw_flips, flip_eac
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
     from voxuda_cli.training.loop import Trainer
+    from voxuda_cli.training.settings import TrainSettings
 
 APPEARANCE_BAND = 0.5  # fraction of Nyquist below which the target's amplitudes are imported
 STRUCTURE_NOISE = 0.2  # std of the white noise on the student's target view (inputs are z-scored)
@@ -43,7 +44,7 @@ class Asc(Method):
     has_teacher = True
     loss_terms = ("seg", "app", "struct")
 
-    def __init__(self, settings):  # type: ignore[no-untyped-def]
+    def __init__(self, settings: TrainSettings) -> None:
         super().__init__(settings)
         self._generator = step_generator(settings.seed, 0)
         self._flips: list[list[int]] = []
@@ -55,9 +56,9 @@ class Asc(Method):
         assert batch.target is not None
         n = batch.images.shape[0]
         strength = torch.rand(n, generator=self._generator)
-        appearance = mix_amplitudes(batch.images, batch.target, strength, band=APPEARANCE_BAND)
+        appearance = mix_amplitudes(batch.images, batch.target_volumes, strength, band=APPEARANCE_BAND)
         self._flips = draw_flips(n, self._generator)
-        perturbed = add_gaussian(flip_each(batch.target, self._flips), STRUCTURE_NOISE, self._generator)
+        perturbed = add_gaussian(flip_each(batch.target_volumes, self._flips), STRUCTURE_NOISE, self._generator)
         return torch.cat([batch.images, appearance, perturbed])
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
@@ -84,4 +85,4 @@ class Asc(Method):
         return weights["struct"] > 0
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
-        return [batch.target]  # type: ignore[list-item]
+        return [batch.target_volumes]

@@ -27,14 +27,14 @@ class Dann(Method):
     loss_terms = ("seg", "dis")
 
     def inputs(self, batch: Batch) -> torch.Tensor:
-        return torch.cat([batch.images, batch.target])  # type: ignore[list-item]
+        return torch.cat([batch.images, batch.target_volumes])
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
         n = batch.images.shape[0]
         is_target = torch.arange(2 * n, device=step.logits.device) >= n
         return {
             "seg": segmentation_loss(step.logits[:n], batch.masks),
-            "dis": domain_loss(step.domain, is_target),  # type: ignore[arg-type]
+            "dis": domain_loss(step.domain_logits, is_target),
         }
 
     def reversal_weight(self, position: Position) -> float:

@@ -28,6 +28,7 @@ from voxuda_cli.training.perturbations import add_gaussian, draw_flips, flip_eac
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
     from voxuda_cli.training.loop import Trainer
+    from voxuda_cli.training.settings import TrainSettings
 
 NOISE = 0.2  # std of the white noise on the student's views (inputs are z-scored)
 
@@ -41,7 +42,7 @@ class LeUda(Method):
     has_discriminator = True
     loss_terms = ("seg", "con", "dis")
 
-    def __init__(self, settings):  # type: ignore[no-untyped-def]
+    def __init__(self, settings: TrainSettings) -> None:
         super().__init__(settings)
         self._generator = step_generator(settings.seed, 0)
         self._flips: list[list[int]] = []
@@ -50,7 +51,7 @@ class LeUda(Method):
         self._generator = step_generator(self.settings.seed, trainer.steps_done)
 
     def inputs(self, batch: Batch) -> torch.Tensor:
-        clean = torch.cat([batch.images, batch.target])  # type: ignore[list-item]
+        clean = torch.cat([batch.images, batch.target_volumes])
         self._flips = draw_flips(clean.shape[0], self._generator)
         return add_gaussian(flip_each(clean, self._flips), NOISE, self._generator)
 
@@ -62,7 +63,7 @@ class LeUda(Method):
         losses = {
             "seg": segmentation_loss(logits[:n], masks),
             "con": logits.new_zeros(()),
-            "dis": domain_loss(step.domain, is_target),  # type: ignore[arg-type]
+            "dis": domain_loss(step.domain_logits, is_target),
         }
         if step.teacher_logits is not None:
             teacher = flip_each(step.teacher_logits.exp(), self._flips)
@@ -85,4 +86,4 @@ class LeUda(Method):
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
         # one view of both domains (several views would be averaged into one prediction)
-        return [torch.cat([batch.images, batch.target])]  # type: ignore[list-item]
+        return [torch.cat([batch.images, batch.target_volumes])]

@@ -49,7 +49,7 @@ class Reconstruction(nn.Module):
         )
 
     def forward(self, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return sum(head(f) for head, f in zip(self.heads, features))  # type: ignore[return-value]
+        return sum(head(f) for head, f in zip(self.heads, features))
 
 
 @register_method
@@ -73,7 +73,7 @@ class MapSeg(Method):
         self._generator = step_generator(self.settings.seed, trainer.steps_done)
 
     def inputs(self, batch: Batch) -> torch.Tensor:
-        target = batch.target
+        target = batch.target_volumes
         assert target is not None
         if self._pretraining:
             volumes = torch.cat([batch.images, target])
@@ -87,7 +87,7 @@ class MapSeg(Method):
         zero = step.logits.new_zeros((), dtype=torch.float32)
         if self._pretraining:
             assert self._masks is not None and batch.target is not None
-            volumes = torch.cat([batch.images, batch.target]).float()
+            volumes = torch.cat([batch.images, batch.target_volumes]).float()
             error = (self.decoder(step.features).float() - volumes).pow(2)
             return {"seg": zero, "mae": error[self._masks].mean(), "mpl": zero}
         losses = {"seg": segmentation_loss(step.logits[:n], batch.masks), "mae": zero, "mpl": zero}
@@ -110,7 +110,7 @@ class MapSeg(Method):
         return weights["mpl"] > 0
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
-        return [batch.target]  # type: ignore[list-item]
+        return [batch.target_volumes]
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.decoder_optimizer]

@@ -50,8 +50,10 @@ class Translator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Conv3d(width, 1, 3, padding=1),
         )
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        last = self.body[-1]
+        assert isinstance(last, nn.Conv3d) and last.bias is not None
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -92,7 +94,7 @@ class Pdam(Method):
         self._figures: dict[str, float] = {}
 
     def prepare(self, trainer: Trainer, batch: Batch, position: Position) -> None:
-        source, target = batch.images.float(), batch.target.float()  # type: ignore[union-attr]
+        source, target = batch.images.float(), batch.target_volumes.float()
         with torch.no_grad():
             fake = self.translator(source)
         real_score, fake_score = self.critic(target), self.critic(fake)
@@ -113,7 +115,7 @@ class Pdam(Method):
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         assert self._translated is not None, "prepare() runs before inputs()"
-        return torch.cat([self._translated, batch.target])  # type: ignore[list-item]
+        return torch.cat([self._translated, batch.target_volumes])
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
         n = batch.images.shape[0]
@@ -123,7 +125,7 @@ class Pdam(Method):
         is_target = torch.arange(2 * n, device=step.logits.device) >= n
         step.figures.update(self._figures)
         step.figures["task_weight_max"] = float(weights.max())
-        return {"seg": (weights * per_sample).mean(), "dis": domain_loss(step.domain, is_target)}
+        return {"seg": (weights * per_sample).mean(), "dis": domain_loss(step.domain_logits, is_target)}
 
     def reversal_weight(self, position: Position) -> float:
         return schedule.reversal_weight(self.settings, position.progress)

@@ -46,7 +46,7 @@ class VoxUda(Method):
         return self.settings.teacher_input != "raw"
 
     def inputs(self, batch: Batch) -> torch.Tensor:
-        return torch.cat([*self._source_views(batch), batch.target])  # type: ignore[list-item]
+        return torch.cat([*self._source_views(batch), batch.target_volumes])
 
     @staticmethod
     def _source_views(batch: Batch) -> list[torch.Tensor]:
@@ -71,7 +71,7 @@ class VoxUda(Method):
         losses = {
             "seg": torch.stack([segmentation_loss(logits, batch.masks) for logits in source_logits]).mean(),
             "con": con,
-            "dis": domain_loss(step.domain, is_target),  # type: ignore[arg-type]
+            "dis": domain_loss(step.domain_logits, is_target),
         }
         step.figures["source_foreground"] = float(batch.masks.float().mean())
         if step.teacher_logits is not None:
@@ -101,8 +101,12 @@ class VoxUda(Method):
         return weights["pl"] > 0
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
-        views = {"raw": [batch.target], "denoised": [batch.denoised], "mean": [batch.target, batch.denoised]}
-        return views[self.settings.teacher_input]  # type: ignore[index, return-value]
+        choice = self.settings.teacher_input
+        if choice == "raw":
+            return [batch.target_volumes]
+        if choice == "denoised":
+            return [batch.denoised_volumes]
+        return [batch.target_volumes, batch.denoised_volumes]  # mean
 
 
 @torch.no_grad()
