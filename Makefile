@@ -21,6 +21,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check voxuda_cli tests benchmarks examples
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -61,7 +61,7 @@ def resolve_settings(
     **cli_values: Any,
 ) -> SettingsT:
     """Build settings from defaults, an optional TOML config and the CLI values that were given."""
-    field_names = {f.name for f in dataclasses.fields(settings_cls)}  # type: ignore[arg-type]
+    field_names = {f.name for f in dataclasses.fields(settings_cls)}  # type: ignore[arg-type]  # any settings dataclass (a type, not an instance)
     values: dict[str, Any] = {}
     if config is not None:
         loaded = load_config(config, section)
@@ -77,7 +77,7 @@ def resolve_settings(
             raise KeyError(f"{settings_cls.__name__} has no field {key!r}")
         if value is not None:
             values[key] = value
-    for field in dataclasses.fields(settings_cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(settings_cls):  # type: ignore[arg-type]  # any settings dataclass (a type, not an instance)
         # TOML has no tuples; keep the dataclass's own container type.
         if field.name in values and isinstance(values[field.name], list):
             default = default_of(settings_cls, field.name)

@@ -17,7 +17,7 @@ class VoxudaOutputError(VoxudaInputError):
 def check_format_version(path: object, found: object, supported: int, what: str) -> None:
     """Refuse a file written by a newer voxuda (its format version above the one this voxuda reads)."""
     try:
-        version = int(found)  # type: ignore[call-overload]
+        version = int(found)  # type: ignore[call-overload]  # any object a file holds; int() raising is the check
     except (TypeError, ValueError):
         raise VoxudaInputError(f"{path}: unreadable {what} format version {found!r}; the file is damaged") from None
     if version > supported:

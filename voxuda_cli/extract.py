@@ -258,7 +258,7 @@ def write_subtomograms(
                 writer.append(
                     -cube if settings.invert else cube,
                     f"{tomogram.name}_{row:05d}",
-                    coords=centre,  # type: ignore[arg-type]
+                    coords=centre,  # type: ignore[arg-type]  # a centre of 3 ints
                     parent=tomogram.name,
                     params={"padded": padded},
                 )
@@ -282,7 +282,7 @@ def write_subtomograms(
 def _parent_info(tomogram: TomogramPicks) -> ParentInfo:
     shape = tuple(int(n) for n in tomogram.header.shape)
     voxel_size = (tomogram.voxel_size,) * 3
-    return ParentInfo(shape, voxel_size, tomogram.header.origin, shape, voxel_size)  # type: ignore[arg-type]
+    return ParentInfo(shape, voxel_size, tomogram.header.origin, shape, voxel_size)  # type: ignore[arg-type]  # a 3D shape: mypy cannot count a generator's tuple
 
 
 def _record(tomogram: TomogramPicks, written: int, padded: int, skipped: int) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def patchify_volume(name: str, volume: Volume, settings: PatchifySettings) -> tu
         shape=tuple(data.shape),
         voxel_size=volume.voxel_size,
         origin=volume.origin,
-        original_shape=original.shape,  # type: ignore[arg-type]
+        original_shape=original.shape,  # type: ignore[arg-type]  # a 3D shape: mypy cannot count a generator's tuple
         original_voxel_size=original.voxel_size,
     )
     return patches, info

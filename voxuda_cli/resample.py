@@ -178,7 +178,7 @@ def resample_to_map(data: np.ndarray, out: np.ndarray, scratch: Path | None = No
 def model_shape(shape: Sequence[int], voxel_size: float | Sequence[float], model_voxel: float) -> tuple[int, int, int]:
     """The input's grid at the model's voxel size (per axis where the voxel size is given per axis)."""
     sizes = [float(v) for v in np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))]
-    return tuple(resampled_shape([n], v, model_voxel)[0] for n, v in zip(shape, sizes))  # type: ignore[return-value]
+    return tuple(resampled_shape([n], v, model_voxel)[0] for n, v in zip(shape, sizes))  # type: ignore[return-value]  # a 3D shape: mypy cannot count a generator's tuple
 
 
 def pad_to(volume: np.ndarray, box: Sequence[int]) -> tuple[np.ndarray, tuple[slice, ...]]:

@@ -49,7 +49,7 @@ def _cli_type(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
         return _cli_type(next(a for a in args if a is not type(None)))
     if typing.get_origin(annotation) is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return list[args[0]]  # type: ignore[valid-type]
+        return list[args[0]]  # type: ignore[valid-type]  # a runtime-built type for typer, not an annotation
     return annotation
 
 
@@ -104,6 +104,6 @@ def settings_command(
             run(resolve(settings_cls, config, name, values, given), **given)
 
     parameters = [*arguments, *(option_parameter(settings_cls, f) for f in fields), *extras, *common]
-    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]  # typer reads __signature__; functions accept the attribute
     command.__name__ = name.replace("-", "_")
     return command

@@ -284,12 +284,12 @@ def _filter(
     scale = np.float32(1.0 / (math.sqrt(2.0) * float(sigma_r)))
     # the Sobel gradient is scaled once, so a weight is exp(-||f_p - f_q||^2)
     # scale stays float32 (numba compiles the kernels for it); the stubs only know Python floats
-    values, features = _pad_chunk(array, first_row, z0, z1, depth, ibf, scale if ibf else 1.0)  # type: ignore[arg-type]
+    values, features = _pad_chunk(array, first_row, z0, z1, depth, ibf, scale if ibf else 1.0)  # type: ignore[arg-type]  # float32 on purpose (numba compiles for it); the stubs know Python floats
     out = np.empty((batch, z1 - z0, height, width), dtype=np.float32)
     planes = z1 - z0
     threads = numba.get_num_threads()
     # one group per item on one thread; else about 4 tasks per thread, at least 8 planes each (a
     # task's halo plane repeats 9 of the 13 pair terms of its neighbour's last plane)
     group = planes if threads == 1 else max(8, -(-batch * planes // (4 * threads)))
-    _window_chunk(values, features, ibf, scale, _spatial_weights(sigma_d), min(group, planes), out)  # type: ignore[arg-type]
+    _window_chunk(values, features, ibf, scale, _spatial_weights(sigma_d), min(group, planes), out)  # type: ignore[arg-type]  # float32 on purpose (numba compiles for it); the stubs know Python floats
     return out

@@ -52,7 +52,7 @@ def _frequency_radius(shape: torch.Size, device: torch.device) -> torch.Tensor:
         torch.fft.rfftfreq(shape[-1], device=device) * 2
     ]
     grids = torch.meshgrid(*axes, indexing="ij")
-    return torch.sqrt(sum(g**2 for g in grids))  # type: ignore[arg-type]
+    return torch.sqrt(sum(g**2 for g in grids))  # type: ignore[arg-type]  # sum() of tensors is a tensor; its stubs say int
 
 
 def radial_log_power(volumes: torch.Tensor) -> torch.Tensor:

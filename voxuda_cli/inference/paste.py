@@ -64,7 +64,7 @@ def place_box(values: np.ndarray, centre: np.ndarray, box_voxel: float, info: Pa
         values.astype(np.float32), [factor] * 3, offset=offset, output_shape=tuple(hi - lo), order=1, cval=0.0
     )
     region = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    return BoxPlacement(region, out)  # type: ignore[arg-type]
+    return BoxPlacement(region, out)  # type: ignore[arg-type]  # 3 slices, one per axis
 
 
 def paste_predictions(

@@ -41,7 +41,7 @@ class Tile:
 
     @property
     def core_in_window(self) -> Region:
-        return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(self.core, self.window))  # type: ignore[return-value]
+        return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(self.core, self.window))  # type: ignore[return-value]  # 3 slices, one per axis
 
 
 def axis_tiles(length: int, edge: int, margin: int) -> list[tuple[int, int, int]]:
@@ -81,7 +81,7 @@ def window_edges(
                 edge = max(min(needed, largest), int(minimum))
                 break
         edges.append(edge)
-    return tuple(edges)  # type: ignore[return-value]
+    return tuple(edges)  # type: ignore[return-value]  # 3 edges, one per axis
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -102,7 +102,7 @@ class TilePlan:
         shape3 = tuple(int(n) for n in shape)
         edges = window_edges(shape3, window, multiple, minimum, int(margin))
         axes = tuple(axis_tiles(n, e, int(margin)) for n, e in zip(shape3, edges))
-        return cls(shape3, edges, int(margin), axes)  # type: ignore[arg-type]
+        return cls(shape3, edges, int(margin), axes)  # type: ignore[arg-type]  # a 3D shape: mypy cannot count a generator's tuple
 
     @property
     def n_windows(self) -> int:
@@ -121,5 +121,5 @@ class TilePlan:
                 for x in self.axes[2]:
                     window = tuple(slice(a[0], a[0] + e) for a, e in zip((z, y, x), self.edges))
                     core = tuple(slice(a[1], a[2]) for a in (z, y, x))
-                    band.append(Tile(window, core))  # type: ignore[arg-type]
+                    band.append(Tile(window, core))  # type: ignore[arg-type]  # 3 slices, one per axis
             yield band

@@ -164,7 +164,7 @@ class Predictor:
 
     @property
     def box(self) -> tuple[int, int, int]:
-        return tuple(int(b) for b in self.info.box)  # type: ignore[return-value]
+        return tuple(int(b) for b in self.info.box)  # type: ignore[return-value]  # the model box, 3 ints
 
     @property
     def model_voxel_size(self) -> float:
@@ -435,7 +435,7 @@ class Predictor:
         preview = {**written.preview, "input": np.array(volume.data[middle], dtype=np.float32)[None]}
         return TomogramPrediction(
             name=input_path.stem,
-            shape=tuple(int(n) for n in volume.shape),  # type: ignore[arg-type]
+            shape=tuple(int(n) for n in volume.shape),  # type: ignore[arg-type]  # a 3D shape: mypy cannot count a generator's tuple
             windows=plan.n_windows,
             foreground_fraction=written.foreground_fraction,
             seconds=time.perf_counter() - started,

@@ -109,7 +109,7 @@ def make_pseudo_labels(
     foreground = np.empty(dataset.images.shape, dtype=np.float32)
     previews: list[np.ndarray] = []
     preview_picks = set(np.linspace(0, len(dataset) - 1, min(PREVIEW_ROWS, len(dataset))).astype(int).tolist())
-    params = DenoiserParams(float(settings.sigma_d), float(settings.sigma_r), float(settings.keep_rate))  # type: ignore[arg-type]
+    params = DenoiserParams(float(settings.sigma_d), float(settings.sigma_r), float(settings.keep_rate))  # type: ignore[arg-type]  # filled from the model file before this call
     denoiser = make_denoiser(settings.denoiser, params)
     step = settings.batch_size
     for start in range(0, len(dataset), step):

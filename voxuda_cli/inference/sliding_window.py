@@ -64,7 +64,7 @@ class WindowPlan:
         shape3 = tuple(int(n) for n in shape)
         box3 = tuple(int(b) for b in box)
         starts = tuple(window_starts(n, b, overlap) for n, b in zip(shape3, box3))
-        return cls(shape3, box3, starts)  # type: ignore[arg-type]
+        return cls(shape3, box3, starts)  # type: ignore[arg-type]  # a 3D shape: mypy cannot count a generator's tuple
 
     @property
     def n_windows(self) -> int:

@@ -119,8 +119,8 @@ def _read_star(path: Path) -> PickTable:
 
 def _names(frame: object, column: str | None) -> list[str | None]:
     if column is None:
-        return [None] * len(frame)  # type: ignore[arg-type]
-    return [tomogram_key(str(value)) for value in frame[column]]  # type: ignore[index]
+        return [None] * len(frame)  # type: ignore[arg-type]  # no tomogram column: every pick unnamed
+    return [tomogram_key(str(value)) for value in frame[column]]  # type: ignore[index]  # a pandas column
 
 
 def tomogram_key(name: str) -> str:

@@ -61,7 +61,7 @@ class Dataset:
 
     @property
     def box(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]  # a 3D shape: mypy cannot count a generator's tuple
 
     @property
     def is_patchified(self) -> bool:
@@ -254,7 +254,7 @@ class _GuardedFile:
 
     def truncate(self, size: int | None = None) -> int:
         result = self._guard(self._raw.truncate, size)
-        return size if result is None else result  # type: ignore[return-value]
+        return size if result is None else result  # type: ignore[return-value]  # result is an int when not None
 
     def flush(self) -> None:
         self._guard(self._raw.flush)
@@ -321,8 +321,8 @@ class DatasetWriter:
                 self._handle.flush()
                 self._arrays.clear()
                 self._handle.close()
-            self._file.close()  # type: ignore[union-attr]
-            self._file.check()  # type: ignore[union-attr]
+            self._file.close()  # type: ignore[union-attr]  # open while the writer is
+            self._file.check()  # type: ignore[union-attr]  # open while the writer is
         except BaseException as error:
             self._abandon(error)
         self._context.__exit__(None, None, None)

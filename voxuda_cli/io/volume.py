@@ -24,9 +24,9 @@ class Volume:
 
     def __post_init__(self) -> None:
         if np.ndim(self.voxel_size) == 0:
-            self.voxel_size = (float(self.voxel_size),) * 3  # type: ignore[arg-type]
-        self.voxel_size = tuple(float(v) for v in self.voxel_size)  # type: ignore[assignment]
-        self.origin = tuple(float(v) for v in self.origin)  # type: ignore[assignment]
+            self.voxel_size = (float(self.voxel_size),) * 3  # type: ignore[arg-type]  # callers may pass one float; made the declared tuple here
+        self.voxel_size = tuple(float(v) for v in self.voxel_size)  # type: ignore[assignment]  # callers may pass any sequence; made the declared tuple here
+        self.origin = tuple(float(v) for v in self.origin)  # type: ignore[assignment]  # callers may pass any sequence; made the declared tuple here
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -93,7 +93,7 @@ def prepare_network(module: nn.Module, device: torch.device, compile: bool = Fal
     (no ``_orig_mod.`` prefix), so checkpoints and model files do not depend on the setting.
     """
     if uses_channels_last(device):
-        module.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        module.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # Module.to(memory_format=...) exists; its stubs list only the device/dtype forms
     if compile:
         if can_compile(device):
             import torch._dynamo as dynamo  # (a plain ``import torch._dynamo`` would make ``torch`` local here)

@@ -101,7 +101,7 @@ class Conv3d(nn.Conv3d):
     """nn.Conv3d (zero padding, no dilation or groups) through :func:`conv3d`; the state dict is nn.Conv3d's."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv3d(x, self.weight, self.bias, self.stride, self.padding)  # type: ignore[arg-type]
+        return conv3d(x, self.weight, self.bias, self.stride, self.padding)  # type: ignore[arg-type]  # nn.Conv3d's stride/padding are int tuples here (zero padding)
 
 
 class ResidualModule(nn.Module):
@@ -154,7 +154,7 @@ class AuxiliaryClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == 1 or torch.is_grad_enabled():
             return self.head(x)
-        return upsample_by_shuffle(self.head, x)  # type: ignore[arg-type]
+        return upsample_by_shuffle(self.head, x)  # type: ignore[arg-type]  # head is the ConvTranspose3d when scale > 1
 
 
 def upsample_by_shuffle(head: nn.ConvTranspose3d, x: torch.Tensor) -> torch.Tensor:

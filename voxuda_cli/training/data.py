@@ -428,7 +428,7 @@ class EpochBatches(torch.utils.data.Dataset):
         indices = torch.tensor(self.plan.indices(step))
         labelled = self.data.labelled
         images = labelled.images[indices]
-        masks = labelled.masks[indices]  # type: ignore[index]
+        masks = labelled.masks[indices]  # type: ignore[index]  # labelled sets always have masks (checked when read)
         if self.settings.augment:
             images, masks = random_flips(images, masks, generator)
         images = images.unsqueeze(1).contiguous()

@@ -74,7 +74,7 @@ class _Cosine(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b, cos, norm_a, norm_b = ctx.saved_tensors  # type: ignore[attr-defined]
+        a, b, cos, norm_a, norm_b = ctx.saved_tensors  # type: ignore[attr-defined]  # torch's autograd ctx stubs lack saved_tensors
         shape = (-1,) + (1,) * (a.ndim - 1)
         # d cos / d a = b / (|a| |b|) - cos a / |a|^2; a clamped norm is a constant (no second term)
         on_other = (grad / (norm_a * norm_b)).view(shape)

@@ -43,7 +43,7 @@ def reversal_weight(settings: TrainSettings, progress: float) -> float:
     """The DANN ramp over what follows the burn-in, scaled to --reversal-scale; 0 during the burn-in."""
     if not adapting(settings, progress):
         return 0.0
-    return float(settings.reversal_scale) * dann_ramp(after_burn_in(settings, progress))  # type: ignore[arg-type]
+    return float(settings.reversal_scale) * dann_ramp(after_burn_in(settings, progress))  # type: ignore[arg-type]  # set by the recipe in __post_init__
 
 
 def pl_ramp_factor(settings: TrainSettings, progress: float) -> float:

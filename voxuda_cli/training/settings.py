@@ -199,7 +199,7 @@ class TrainSettings:
             setattr(self, name, tuple(Path(v).absolute() for v in value))
         if self.noise is not None:
             self.noise = Path(self.noise).absolute()
-        self.con_lambdas = tuple(float(v) for v in self.con_lambdas)  # type: ignore[assignment]
+        self.con_lambdas = tuple(float(v) for v in self.con_lambdas)  # type: ignore[assignment]  # a TOML list made the declared tuple
         names = (self.checkpoint_signals,) if isinstance(self.checkpoint_signals, str) else self.checkpoint_signals
         self.checkpoint_signals = tuple(str(v) for v in names if str(v).lower() != "none")
         if self.recipe not in RECIPES:
@@ -282,7 +282,7 @@ class TrainSettings:
         for name in ("burn_in", "pl_ramp"):
             if not 0 <= getattr(self, name) < 1:
                 raise bad(name, "must be a fraction of the training schedule in [0, 1)")
-        if not 0 <= self.spectral_strength <= 1:  # type: ignore[operator]
+        if not 0 <= self.spectral_strength <= 1:  # type: ignore[operator]  # set by the recipe in __post_init__
             raise bad("spectral_strength", "must be in [0, 1]")
         fields.check_pl_selection(self.pl_threshold, self.pl_keep)
         fields.check_polarity(self.polarity)

@@ -88,8 +88,8 @@ class Pdam(Method):
         single_process(trainer, self.name)
         self.translator = Translator().to(trainer.device)
         self.critic = VolumeCritic().to(trainer.device)
-        self.translator_optimizer = torch.optim.Adam(self.translator.parameters(), **ADAM)  # type: ignore[arg-type]
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), **ADAM)  # type: ignore[arg-type]
+        self.translator_optimizer = torch.optim.Adam(self.translator.parameters(), **ADAM)  # type: ignore[arg-type]  # ADAM's betas tuple, typed as object in the dict
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), **ADAM)  # type: ignore[arg-type]  # ADAM's betas tuple, typed as object in the dict
         self._translated: torch.Tensor | None = None
         self._figures: dict[str, float] = {}
 

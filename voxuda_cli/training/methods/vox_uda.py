@@ -42,7 +42,7 @@ class VoxUda(Method):
     loss_terms = ("seg", "con", "dis", "pl")
 
     @property
-    def uses_denoised_target(self) -> bool:  # type: ignore[override]
+    def uses_denoised_target(self) -> bool:  # type: ignore[override]  # a property where the base has a class attribute (read the same way)
         return self.settings.teacher_input != "raw"
 
     def inputs(self, batch: Batch) -> torch.Tensor:
