@@ -60,7 +60,7 @@ def test_asc_structure_consistency_compares_the_students_flipped_view_with_the_t
     assert inputs.shape[0] == 3 * 2
     assert torch.equal(inputs[:2], batch.images)  # x_s untouched
     teacher = torch.randn(2, 2, 16, 16, 16).log_softmax(1)
-    student_target = flip_each(teacher, method._flips)  # a student equivariant with the teacher
+    student_target = flip_each(teacher, method.flips)  # a student equivariant with the teacher
     logits = torch.cat([torch.randn(2, 2, 16, 16, 16), torch.randn(2, 2, 16, 16, 16), student_target])
     features = (torch.zeros(1),) * 4
     losses = method.losses(StepOutputs(logits, features, None, teacher, Position(1.0, 1.0)), batch)  # type: ignore[arg-type]
@@ -84,9 +84,9 @@ def test_le_uda_discriminator_sees_source_then_target_and_the_teacher_both_domai
     assert torch.equal(view, clean)
     # a student that is the teacher, flipped like its inputs: no consistency loss; the masks follow the flips
     teacher = torch.randn(4, 2, 16, 16, 16).log_softmax(1)
-    masks = flip_each(batch.masks.unsqueeze(1), method._flips[:2]).squeeze(1).long()
+    masks = flip_each(batch.masks.unsqueeze(1), method.flips[:2]).squeeze(1).long()
     perfect = torch.nn.functional.one_hot(masks, 2).permute(0, 4, 1, 2, 3).float() * 40 - 20
-    logits = torch.cat([perfect, flip_each(teacher, method._flips[2:])])
+    logits = torch.cat([perfect, flip_each(teacher, method.flips[2:])])
     domain = torch.tensor([-9.0, -9.0, 9.0, 9.0])
     step = StepOutputs(logits, (torch.zeros(1),) * 4, domain, teacher, Position(1.0, 1.0))  # type: ignore[arg-type]
     losses = method.losses(step, batch)

@@ -75,7 +75,7 @@ def test_source_without_masks_is_refused(files: dict[str, Path]) -> None:
 def test_box_problems_are_refused(files: dict[str, Path]) -> None:
     with pytest.raises(VoxudaInputError, match="multiple of 8"):
         load_training_data(TrainSettings(src=(files["tgt_30"],), method="source-only"))
-    with pytest.raises(VoxudaInputError, match="differs from the source"):
+    with pytest.raises(VoxudaInputError, match="differs from the labelled set"):
         load_training_data(TrainSettings(src=(files["src"],), tgt=(files["tgt_24"],), method="dann"))
 
 

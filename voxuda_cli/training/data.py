@@ -88,6 +88,17 @@ def _read(paths: Sequence[Path], option: str) -> Dataset:
     return dataset
 
 
+def _read_beside(paths: Sequence[Path], option: str, labelled: Dataset) -> Dataset:
+    """A dataset read to go with the labelled one: its box must be the same."""
+    dataset = _read(paths, option)
+    if dataset.box != labelled.box:
+        raise VoxudaInputError(
+            f"{option} {dataset.source}: box {dataset.box} differs from the labelled set's {labelled.box}; "
+            "patchify both to one box"
+        )
+    return dataset
+
+
 def _refuse_lost_voxel_size(dataset: Dataset, option: str) -> None:
     """A model records its voxel size (predict resamples by it): a lost one (0 or 1.0 A) is refused."""
     from voxuda_cli.io.volume import checked_voxel_size
@@ -156,23 +167,14 @@ def load_training_data(settings: TrainSettings, device: torch.device | None = No
     labelled_ds = _read_labelled(settings, method.labelled_option)
     target_ds = None
     if method.uses_target:
-        target_ds = _read(settings.tgt, "--tgt")
-        if target_ds.box != labelled_ds.box:
-            raise VoxudaInputError(
-                f"--tgt {target_ds.source}: box {target_ds.box} differs from the source's {labelled_ds.box}; "
-                "patchify both to one box"
-            )
+        target_ds = _read_beside(settings.tgt, "--tgt", labelled_ds)
         target_ds, warning = match_target_voxel_size(labelled_ds, target_ds, settings.strict)
         warnings.append(warning or "")
     elif method.labelled_option == "--src" and settings.tgt:
         log.info("--method %s does not use --tgt", method.name)
     validation = None
     if settings.val:
-        val_ds = _read(settings.val, "--val")
-        if val_ds.box != labelled_ds.box:
-            raise VoxudaInputError(
-                f"--val {val_ds.source}: box {val_ds.box} differs from the training box {labelled_ds.box}"
-            )
+        val_ds = _read_beside(settings.val, "--val", labelled_ds)
         warnings.append(_check_voxel_size(labelled_ds, val_ds, "--val", settings.strict) or "")
         if val_ds.masks is None:
             log.info("--val %s has no /masks: no validation Dice/IoU", val_ds.source)

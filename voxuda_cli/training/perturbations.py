@@ -8,9 +8,16 @@ the structure a consistency term compares. No 90-degree rotations (data.random_f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from voxuda_cli.training.data import derived_seed
+from voxuda_cli.training.methods import Method, Position
+
+if TYPE_CHECKING:
+    from voxuda_cli.training.loop import Trainer
+    from voxuda_cli.training.settings import TrainSettings
 
 STREAM_PERTURB = 3  # beside data.STREAM_ORDER and STREAM_BATCH
 
@@ -52,3 +59,17 @@ def patch_mask(shape: torch.Size, patch: int, ratio: float, generator: torch.Gen
     for axis in (2, 3, 4):
         cube_mask = cube_mask.repeat_interleave(patch, dim=axis)
     return cube_mask[..., : shape[-3], : shape[-2], : shape[-1]]
+
+
+class PerturbsEachStep(Method):
+    """A method that perturbs its inputs: ``generator`` is this optimisation step's (step_generator),
+    ``flips`` the flips it drew last (for the equivariant comparison of its consistency term)."""
+
+    def __init__(self, settings: TrainSettings) -> None:
+        super().__init__(settings)
+        self.generator = step_generator(settings.seed, 0)
+        self.flips: list[list[int]] = []
+
+    def before_step(self, trainer: Trainer, position: Position) -> None:
+        super().before_step(trainer, position)
+        self.generator = step_generator(self.settings.seed, trainer.steps_done)

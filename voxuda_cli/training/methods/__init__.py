@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.training import schedule
 
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
@@ -134,6 +135,29 @@ class Method:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned (a checkpoint of an earlier run)."""
+
+
+class AdaptsOnSchedule(Method):
+    """A method whose adaptation follows the run's schedule (training/schedule.py): the teacher
+    starts as a copy of the student when the burn-in ends, the ``ramped`` term (the one trained
+    towards the teacher) ramps in over --pl-ramp after it, and the reversal weight (where there is
+    a discriminator) follows the DANN ramp up to --reversal-scale."""
+
+    ramped: ClassVar[str] = "pl"
+
+    def weights(self, position: Position) -> dict[str, float]:
+        weights = super().weights(position)
+        weights[self.ramped] *= schedule.pl_ramp_factor(self.settings, position.progress)
+        return weights
+
+    def reversal_weight(self, position: Position) -> float:
+        return schedule.reversal_weight(self.settings, position.progress)
+
+    def teacher_ready(self, position: Position) -> bool:
+        return schedule.adapting(self.settings, position.progress)
+
+    def wants_teacher(self, position: Position, weights: dict[str, float]) -> bool:
+        return weights[self.ramped] > 0
 
 
 def single_process(trainer: Trainer, name: str) -> None:

@@ -24,41 +24,32 @@ import torch
 from voxuda_cli.filters.spectral import mix_amplitudes
 from voxuda_cli.training import schedule
 from voxuda_cli.training.losses import segmentation_loss
-from voxuda_cli.training.methods import Method, Position, StepOutputs, register_method
-from voxuda_cli.training.perturbations import add_gaussian, draw_flips, flip_each, step_generator
+from voxuda_cli.training.methods import AdaptsOnSchedule, Position, StepOutputs, register_method
+from voxuda_cli.training.perturbations import PerturbsEachStep, add_gaussian, draw_flips, flip_each
 
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
-    from voxuda_cli.training.loop import Trainer
-    from voxuda_cli.training.settings import TrainSettings
 
 APPEARANCE_BAND = 0.5  # fraction of Nyquist below which the target's amplitudes are imported
 STRUCTURE_NOISE = 0.2  # std of the white noise on the student's target view (inputs are z-scored)
 
 
 @register_method
-class Asc(Method):
+class Asc(PerturbsEachStep, AdaptsOnSchedule):
     name = "asc"
     summary = "ASC (Xu 2023): Fourier appearance transfer source->target + teacher-student structure consistency."
     uses_target = True
     has_teacher = True
     loss_terms = ("seg", "app", "struct")
-
-    def __init__(self, settings: TrainSettings) -> None:
-        super().__init__(settings)
-        self._generator = step_generator(settings.seed, 0)
-        self._flips: list[list[int]] = []
-
-    def before_step(self, trainer: Trainer, position: Position) -> None:
-        self._generator = step_generator(self.settings.seed, trainer.steps_done)
+    ramped = "struct"
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         assert batch.target is not None
         n = batch.images.shape[0]
-        strength = torch.rand(n, generator=self._generator)
+        strength = torch.rand(n, generator=self.generator)
         appearance = mix_amplitudes(batch.images, batch.target_volumes, strength, band=APPEARANCE_BAND)
-        self._flips = draw_flips(n, self._generator)
-        perturbed = add_gaussian(flip_each(batch.target_volumes, self._flips), STRUCTURE_NOISE, self._generator)
+        self.flips = draw_flips(n, self.generator)
+        perturbed = add_gaussian(flip_each(batch.target_volumes, self.flips), STRUCTURE_NOISE, self.generator)
         return torch.cat([batch.images, appearance, perturbed])
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
@@ -69,7 +60,7 @@ class Asc(Method):
             "struct": target.new_zeros(()),
         }
         if step.teacher_logits is not None:
-            teacher = flip_each(step.teacher_logits.exp(), self._flips)
+            teacher = flip_each(step.teacher_logits.exp(), self.flips)
             losses["struct"] = (target.softmax(1) - teacher).pow(2).mean()
         return losses
 
@@ -77,12 +68,6 @@ class Asc(Method):
         consistency = float(self.settings.con_weight)
         ramp = schedule.pl_ramp_factor(self.settings, position.progress)
         return {"seg": float(self.settings.seg_weight), "app": consistency, "struct": consistency * ramp}
-
-    def teacher_ready(self, position: Position) -> bool:
-        return schedule.adapting(self.settings, position.progress)
-
-    def wants_teacher(self, position: Position, weights: dict[str, float]) -> bool:
-        return weights["struct"] > 0
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
         return [batch.target_volumes]

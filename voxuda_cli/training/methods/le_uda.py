@@ -20,45 +20,35 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from voxuda_cli.training import schedule
 from voxuda_cli.training.losses import domain_loss, segmentation_loss
-from voxuda_cli.training.methods import Method, Position, StepOutputs, register_method
-from voxuda_cli.training.perturbations import add_gaussian, draw_flips, flip_each, step_generator
+from voxuda_cli.training.methods import AdaptsOnSchedule, StepOutputs, register_method
+from voxuda_cli.training.perturbations import PerturbsEachStep, add_gaussian, draw_flips, flip_each
 
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
-    from voxuda_cli.training.loop import Trainer
-    from voxuda_cli.training.settings import TrainSettings
 
 NOISE = 0.2  # std of the white noise on the student's views (inputs are z-scored)
 
 
 @register_method
-class LeUda(Method):
+class LeUda(PerturbsEachStep, AdaptsOnSchedule):
     name = "le-uda"
     summary = "LE-UDA (Zhao 2022): mean-teacher consistency on source and target + adversarial feature alignment."
     uses_target = True
     has_teacher = True
     has_discriminator = True
     loss_terms = ("seg", "con", "dis")
-
-    def __init__(self, settings: TrainSettings) -> None:
-        super().__init__(settings)
-        self._generator = step_generator(settings.seed, 0)
-        self._flips: list[list[int]] = []
-
-    def before_step(self, trainer: Trainer, position: Position) -> None:
-        self._generator = step_generator(self.settings.seed, trainer.steps_done)
+    ramped = "con"
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         clean = torch.cat([batch.images, batch.target_volumes])
-        self._flips = draw_flips(clean.shape[0], self._generator)
-        return add_gaussian(flip_each(clean, self._flips), NOISE, self._generator)
+        self.flips = draw_flips(clean.shape[0], self.generator)
+        return add_gaussian(flip_each(clean, self.flips), NOISE, self.generator)
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
         n = batch.images.shape[0]
         logits = step.logits.float()
-        masks = flip_each(batch.masks.unsqueeze(1), self._flips[:n]).squeeze(1)
+        masks = flip_each(batch.masks.unsqueeze(1), self.flips[:n]).squeeze(1)
         is_target = torch.arange(2 * n, device=logits.device) >= n
         losses = {
             "seg": segmentation_loss(logits[:n], masks),
@@ -66,23 +56,9 @@ class LeUda(Method):
             "dis": domain_loss(step.domain_logits, is_target),
         }
         if step.teacher_logits is not None:
-            teacher = flip_each(step.teacher_logits.exp(), self._flips)
+            teacher = flip_each(step.teacher_logits.exp(), self.flips)
             losses["con"] = (logits.softmax(1) - teacher).pow(2).mean()
         return losses
-
-    def weights(self, position: Position) -> dict[str, float]:
-        weights = super().weights(position)
-        weights["con"] *= schedule.pl_ramp_factor(self.settings, position.progress)
-        return weights
-
-    def reversal_weight(self, position: Position) -> float:
-        return schedule.reversal_weight(self.settings, position.progress)
-
-    def teacher_ready(self, position: Position) -> bool:
-        return schedule.adapting(self.settings, position.progress)
-
-    def wants_teacher(self, position: Position, weights: dict[str, float]) -> bool:
-        return weights["con"] > 0
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
         # one view of both domains (several views would be averaged into one prediction)

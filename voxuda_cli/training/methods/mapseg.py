@@ -28,8 +28,8 @@ from voxuda_cli.confidence import confident_labels
 from voxuda_cli.models.voxresnet import AuxiliaryClassifier
 from voxuda_cli.training import schedule
 from voxuda_cli.training.losses import pseudo_label_loss, segmentation_loss
-from voxuda_cli.training.methods import Method, Position, StepOutputs, register_method, single_process
-from voxuda_cli.training.perturbations import patch_mask, step_generator
+from voxuda_cli.training.methods import AdaptsOnSchedule, Position, StepOutputs, register_method, single_process
+from voxuda_cli.training.perturbations import PerturbsEachStep, patch_mask
 
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
@@ -53,33 +53,33 @@ class Reconstruction(nn.Module):
 
 
 @register_method
-class MapSeg(Method):
+class MapSeg(PerturbsEachStep, AdaptsOnSchedule):
     name = "mapseg"
     summary = "MAPSeg (Zhang 2024): 3D masked-autoencoder stage, then masked pseudo-labels from an EMA teacher."
     uses_target = True
     has_teacher = True
     loss_terms = ("seg", "mae", "mpl")
+    ramped = "mpl"
 
     def attach(self, trainer: Trainer) -> None:
         single_process(trainer, self.name)
         self.decoder = Reconstruction(self.settings.width).to(trainer.device)
         self.decoder_optimizer = torch.optim.Adam(self.decoder.parameters(), lr=self.settings.lr)
         self._pretraining = True
-        self._generator = step_generator(self.settings.seed, 0)
         self._masks: torch.Tensor | None = None
 
     def before_step(self, trainer: Trainer, position: Position) -> None:
+        super().before_step(trainer, position)
         self._pretraining = not schedule.adapting(self.settings, position.progress)
-        self._generator = step_generator(self.settings.seed, trainer.steps_done)
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         target = batch.target_volumes
         assert target is not None
         if self._pretraining:
             volumes = torch.cat([batch.images, target])
-            self._masks = patch_mask(volumes.shape, MASK_PATCH, MASK_RATIO, self._generator).to(volumes.device)
+            self._masks = patch_mask(volumes.shape, MASK_PATCH, MASK_RATIO, self.generator).to(volumes.device)
             return volumes.masked_fill(self._masks, 0.0)
-        self._masks = patch_mask(target.shape, MASK_PATCH, MASK_RATIO, self._generator).to(target.device)
+        self._masks = patch_mask(target.shape, MASK_PATCH, MASK_RATIO, self.generator).to(target.device)
         return torch.cat([batch.images, target.masked_fill(self._masks, 0.0)])
 
     def losses(self, step: StepOutputs, batch: Batch) -> dict[str, torch.Tensor]:
@@ -102,12 +102,6 @@ class MapSeg(Method):
             return {"seg": 0.0, "mae": 1.0, "mpl": 0.0}
         ramp = schedule.pl_ramp_factor(self.settings, position.progress)
         return {"seg": float(self.settings.seg_weight), "mae": 0.0, "mpl": float(self.settings.pl_weight) * ramp}
-
-    def teacher_ready(self, position: Position) -> bool:
-        return schedule.adapting(self.settings, position.progress)
-
-    def wants_teacher(self, position: Position, weights: dict[str, float]) -> bool:
-        return weights["mpl"] > 0
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
         return [batch.target_volumes]

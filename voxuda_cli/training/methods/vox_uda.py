@@ -25,14 +25,14 @@ from voxuda_cli.training.losses import (
     pseudo_label_loss,
     segmentation_loss,
 )
-from voxuda_cli.training.methods import Method, Position, StepOutputs, register_method
+from voxuda_cli.training.methods import AdaptsOnSchedule, Position, StepOutputs, register_method
 
 if TYPE_CHECKING:
     from voxuda_cli.training.data import Batch
 
 
 @register_method
-class VoxUda(Method):
+class VoxUda(AdaptsOnSchedule):
     name = "vox-uda"
     summary = "Vox-UDA (the default): L_seg + L_con on a second source view + L_dis + the teacher's pseudo-labels."
     uses_target = True
@@ -86,19 +86,9 @@ class VoxUda(Method):
         return confident_labels(torch.softmax(teacher_logits.float(), dim=1), self.settings.eta, keep)
 
     def weights(self, position: Position) -> dict[str, float]:
-        weights = super().weights(position)
+        weights = super().weights(position)  # the ramp over --pl-ramp
         weights["pl"] *= pl_warmup_factor(self.settings.pl_warmup, position.epoch)
-        weights["pl"] *= schedule.pl_ramp_factor(self.settings, position.progress)
         return weights
-
-    def reversal_weight(self, position: Position) -> float:
-        return schedule.reversal_weight(self.settings, position.progress)
-
-    def teacher_ready(self, position: Position) -> bool:
-        return schedule.adapting(self.settings, position.progress)
-
-    def wants_teacher(self, position: Position, weights: dict[str, float]) -> bool:
-        return weights["pl"] > 0
 
     def teacher_views(self, batch: Batch) -> list[torch.Tensor]:
         choice = self.settings.teacher_input
