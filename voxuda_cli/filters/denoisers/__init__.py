@@ -59,11 +59,14 @@ class Denoiser:
         """One (D, H, W) volume into ``out``: z-scored with ``stats`` (if given), denoised, scale undone.
 
         This default holds the whole volume in memory (needed by global filters such as NGM's FFT);
-        ``chunk`` is for denoisers that stream.
+        ``chunk`` is for denoisers that stream. An ``identity`` denoiser copies the input as it is.
         """
-        data = torch.from_numpy(np.array(volume, dtype=np.float32)).to(device)
-        mean, std = (stats.mean, stats.std) if stats is not None else (0.0, 1.0)
-        out[...] = (self((data - mean) / std) * std + mean).cpu().numpy()
+        if self.identity:  # exactly the input: no z-scoring round trip
+            out[...] = np.asarray(volume, dtype=np.float32)
+        else:
+            data = torch.from_numpy(np.array(volume, dtype=np.float32)).to(device)
+            mean, std = (stats.mean, stats.std) if stats is not None else (0.0, 1.0)
+            out[...] = (self((data - mean) / std) * std + mean).cpu().numpy()
         if progress is not None:
             progress(int(volume.shape[0]), total=int(volume.shape[0]))
         return out
