@@ -63,10 +63,7 @@ class ExtractSettings:
         "pad", "Boxes crossing the tomogram's border: {choices} (pad: with the mean, flagged).",
         choices=lambda: BORDER_CHOICES,
     )  # fmt: skip
-    centre: str = setting(
-        "half", "RELION 5 centred coordinates: centre at size/2 (half) or size/2 - 1: {choices}.",
-        choices=lambda: CENTRE_CHOICES,
-    )  # fmt: skip
+    centre: str = fields.centre(choices=lambda: CENTRE_CHOICES)
     scale: float = setting(1.0, "Multiply voxel coordinates (RELION 4, CSV, IMOD) first, e.g. by 1/binning.")
 
     def __post_init__(self) -> None:

@@ -138,6 +138,14 @@ def seed() -> Any:
     return setting(0, "Random seed (the same seed repeats a run exactly on CPU).")
 
 
+def centre(**metadata: Any) -> Any:
+    """Where RELION 5's centred coordinates have their origin; the caller passes ``choices``
+    (io.coordinates.CENTRE_CHOICES), read by extract and written by picks alike."""
+    return setting(
+        "half", "RELION 5 centred coordinates: centre at size/2 (half) or size/2 - 1: {choices}.", **metadata
+    )
+
+
 def input_voxel_size() -> Any:
     """The inputs' voxel size, for headers that lost it (0 or 1.0 A are refused without it)."""
     return setting(

@@ -20,6 +20,7 @@ INVOCATIONS = {
     "train": ["--src", "src.h5", "--tgt", "tgt.h5", "-o", "{out}/run"],
     "pseudo-label": ["run", "tgt.h5", "-o", "{out}/pl.h5"],
     "predict": ["run", "tomo.mrc", "-o", "{out}/masks"],
+    "picks": ["masks", "-o", "{out}/picks.star"],
     "score": ["pred.h5", "truth.h5", "--csv", "{out}/scores.csv"],
 }
 # One numeric setting of each command, for a wrong-typed config value.
@@ -32,6 +33,7 @@ INTEGER_SETTING = {
     "train": "epochs",
     "pseudo-label": "batch_size",
     "predict": "batch_size",
+    "picks": "min_distance",
     "score": "mask_threshold",
 }
 
@@ -92,6 +94,7 @@ LOST_HEADER = {
     "patchify": (["tomo.mrc", "--patch", "16", "-o", "out/patches.h5"], True),
     "estimate-noise": (["tomo.mrc", "-o", "out/noise.json"], True),
     "ibf-denoise": (["tomo.mrc", "-o", "out/denoised.mrc"], True),
+    "picks": (["tomo.mrc", "-o", "out/picks.star"], True),
     "train": (["--src", "src.h5", "--tgt", "tgt.h5", "-o", "out/run", "--epochs", "1", "--width", "4"], False),
 }
 

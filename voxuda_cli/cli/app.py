@@ -12,6 +12,7 @@ from voxuda_cli.cli import (
     extract,
     ibf_denoise,
     patchify,
+    picks,
     predict,
     pseudo_label,
     score,
@@ -25,7 +26,7 @@ app = typer.Typer(
         "Vox-UDA for cryo-ET: train a 3D segmentation network on simulated subtomograms and adapt it "
         "to real, unlabelled tomograms. Subcommands read and write HDF5 datasets and MRC files and "
         "chain into the workflow: simulate-prep -> extract or patchify -> estimate-noise -> ibf-denoise -> train "
-        "-> pseudo-label -> predict -> score."
+        "-> pseudo-label -> predict -> picks / score."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -51,7 +52,7 @@ def _root(
 
 
 # The subcommands, in the order of the workflow (the one list; tests read it too).
-COMMANDS = (simulate_prep, extract, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, score)
+COMMANDS = (simulate_prep, extract, patchify, estimate_noise, ibf_denoise, train, pseudo_label, predict, picks, score)
 
 for module in COMMANDS:
     # HELP: a help text that adds what is known only at import (e.g. the registered methods)

@@ -68,6 +68,7 @@ OUTPUT_PARAMETERS = {
     "preview": "--preview",
     "paste": "--paste",
     "csv": "--csv",
+    "instances": "--instances",
 }
 
 

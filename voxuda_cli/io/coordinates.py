@@ -200,3 +200,57 @@ def _file_tomogram(table: PickTable, tomograms: Sequence[str]) -> str:
         f"{table.source}: picks do not say which tomogram they belong to; name the file after its tomogram "
         "(e.g. TS_01.csv for TS_01.mrc), add a tomogram column, or extract one tomogram at a time"
     )
+
+
+# ---- writing picks: the inverse of PickTable.voxels ------------------------------------------------
+
+PICK_FORMATS = ("relion5", "relion4", "csv")
+
+
+def centred_angstrom(zyx: np.ndarray, shape: Sequence[int], voxel_size: float, centre: str = "half") -> np.ndarray:
+    """(N, 3) voxel positions (z, y, x) -> RELION 5's (x, y, z) angstrom from the tomogram's centre."""
+    middle = np.array([int(n) for n in shape][::-1], dtype=np.float64) / 2.0
+    if centre == "half-minus-one":
+        middle -= 1.0
+    return (np.asarray(zyx, dtype=np.float64)[:, ::-1] - middle) * float(voxel_size)
+
+
+def pick_format(path: Path) -> str:
+    """``relion5`` for .star (``relion4`` on request), ``csv`` for .csv/.tsv; others refused."""
+    suffix = path.suffix.lower()
+    if suffix in STAR_SUFFIXES:
+        return "relion5"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    raise VoxudaInputError(f"-o {path}: picks are written as .star (RELION) or .csv/.tsv; name the file so")
+
+
+def write_picks(path: Path, rows: list[dict[str, object]], star: str = "relion5") -> None:
+    """Write particle rows atomically: RELION 5 STAR (centred angstrom, rlnTomoName), RELION 4 STAR
+    (voxels, rlnMicrographName) or CSV/TSV (x, y, z in voxels plus every measured column).
+
+    Each row holds ``tomogram``, ``x``, ``y``, ``z`` (voxels), ``x_angst``/``y_angst``/``z_angst``
+    (centred angstrom) and its measurements (``volume_voxels``, ``volume_angst3``, ``mean_probability``).
+    """
+    import pandas as pd
+    import starfile
+
+    from voxuda_cli.io.atomic import atomic_output
+
+    frame = pd.DataFrame(rows)
+    kind = pick_format(path)
+    measured = [c for c in ("volume_voxels", "volume_angst3", "mean_probability") if c in frame]
+    if kind == "csv":
+        table = frame[["tomogram", "x", "y", "z", *measured]]
+        with atomic_output(path) as tmp:
+            table.to_csv(tmp, sep="\t" if path.suffix.lower() == ".tsv" else ",", index=False)
+        return
+    if star == "relion4":
+        columns = {"tomogram": "rlnMicrographName", "x": _RELION4[0], "y": _RELION4[1], "z": _RELION4[2]}
+    else:
+        columns = {"tomogram": "rlnTomoName", "x_angst": _RELION5[0], "y_angst": _RELION5[1], "z_angst": _RELION5[2]}
+    table = frame[list(columns)].rename(columns=columns)
+    for name in measured:  # RELION ignores columns it does not know; they stay readable
+        table[f"voxuda_{name}"] = frame[name]
+    with atomic_output(path) as tmp:
+        starfile.write({"particles": table}, tmp, overwrite=True)
