@@ -146,6 +146,23 @@ def centre(**metadata: Any) -> Any:
     )
 
 
+def shard() -> Any:
+    """``--shard I/N``: one share of a project's inputs (io.sources.select_shard)."""
+    return setting(
+        None,
+        "Only shard I of N of the inputs (I/N): a stable partition by file name, so a SLURM array, "
+        "make -j or GNU parallel runs one shard each.",
+        default_help="[default: all]",
+    )
+
+
+def skip_existing() -> Any:
+    return setting(
+        False,
+        "Skip inputs whose outputs exist (written atomically: one that exists is complete; a killed run leaves none).",
+    )
+
+
 def input_voxel_size() -> Any:
     """The inputs' voxel size, for headers that lost it (0 or 1.0 A are refused without it)."""
     return setting(

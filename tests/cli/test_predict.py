@@ -253,3 +253,30 @@ def test_a_stopped_predict_leaves_no_empty_output_folder(runner, tmp_path: Path,
     result = _invoke(runner, str(model), str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "out" / "masks"))
     assert result.exit_code == 130, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_shards_partition_the_inputs_and_skip_existing_finishes_only_what_is_missing(
+    runner, tmp_path: Path, model: Path, rng
+) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "tomos"
+    folder.mkdir()
+    for index in range(6):
+        _tomogram(folder / f"TS_{index:02d}.mrc", rng)
+    out = tmp_path / "masks"
+    predicted = []
+    for shard in ("1/3", "2/3", "3/3"):
+        result = _invoke(runner, str(model), str(folder), "-o", str(out), "--shard", shard, "--json")
+        assert result.exit_code == 0, result.output
+        predicted += [v["name"] for v in json.loads(result.stdout)["volumes"]]
+    assert sorted(predicted) == [f"TS_{i:02d}" for i in range(6)]  # every input once, in exactly one shard
+    assert sorted(p.name for p in out.iterdir()) == [f"TS_{i:02d}.mrc" for i in range(6)]
+    # a run killed after some outputs (atomic: the others do not exist), then rerun with --skip-existing
+    for name in ("TS_01.mrc", "TS_04.mrc"):
+        (out / name).unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    result = _invoke(runner, str(model), str(folder), "-o", str(out), "--skip-existing", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(v["name"] for v in json.loads(result.stdout)["volumes"]) == ["TS_01", "TS_04"]
+    assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in kept.items())
+    bad = _invoke(runner, str(model), str(folder), "-o", str(out), "--shard", "4/3")
+    assert bad.exit_code == 2 and "--shard 4/3" in bad.output

@@ -19,6 +19,7 @@ is read and checked (model box, NaN, shapes) before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import tempfile
 import time
@@ -33,13 +34,15 @@ from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, Tomogra
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
 from voxuda_cli.io.outputs import ensure_folder, no_empty_folders_left
-from voxuda_cli.io.sources import expand_mrc_paths, probabilities_path, read_dataset, single_dataset
+from voxuda_cli.io.sources import expand_mrc_paths, in_shard, probabilities_path, read_dataset, single_dataset
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
 from voxuda_cli.normalise import VolumeStats, stream_stats
 from voxuda_cli.polarity import resolve_polarity
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import model_shape
+
+log = logging.getLogger("voxuda")
 
 PREVIEW_ROWS = 4
 
@@ -321,7 +324,7 @@ def _check_paste(job: PredictionJob, paste: Path) -> None:
 def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
     predictor = job.predictor
     subtomograms: list[Path] = []
-    for path in expand_mrc_paths(inputs):
+    for path in _selected(job, expand_mrc_paths(inputs)):
         header = predictor.with_input_voxel_size(read_mrc(path, mmap=True, check=False), str(path))
         on_model_grid = header.shape
         if predictor.needs_resampling(header.voxel_size) and header.shape != predictor.box:
@@ -336,6 +339,29 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
             job.tomograms.append((path, stream_stats(header.data, predictor.info.invert, str(path), release=True)))
     if subtomograms:
         job.dataset = read_dataset(subtomograms)
+
+
+def _selected(job: PredictionJob, paths: list[Path]) -> list[Path]:
+    """The inputs of this run: its --shard, less those whose outputs exist with --skip-existing."""
+    settings = job.predictor.settings
+    chosen = [path for path in paths if in_shard(path.stem, settings.shard)]
+    if settings.shard is not None:
+        log.info("--shard %s: %d of %d inputs", settings.shard, len(chosen), len(paths))
+    if settings.skip_existing and job.kind == "folder":
+        done = [path for path in chosen if _outputs_exist(job, path)]
+        if done:
+            log.info("--skip-existing: %d input(s) already predicted (%s)", len(done), _names(done))
+        chosen = [path for path in chosen if path not in done]
+    return chosen
+
+
+def _outputs_exist(job: PredictionJob, path: Path) -> bool:
+    mask = job.output / f"{path.stem}.mrc"
+    return mask.exists() and (not job.predictor.settings.probabilities or probabilities_path(mask).exists())
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(p.name for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _header_only(volume: Volume) -> Volume:

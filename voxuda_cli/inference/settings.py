@@ -11,6 +11,7 @@ from voxuda_cli.fields import DEFAULT_ETA, FROM_MODEL, WEIGHT_CHOICES, setting
 from voxuda_cli.filters.denoisers import check_denoiser
 from voxuda_cli.filters.denoisers import names as denoiser_names
 from voxuda_cli.inference.smoothing import check_smooth
+from voxuda_cli.io.sources import parse_shard
 
 NORMALISE_CHOICES = ("tomogram", "window")
 BLEND_CHOICES = ("core", "gaussian")
@@ -72,9 +73,13 @@ class PredictSettings:
     use: str = fields.use("student")
     input_voxel_size: float | None = fields.input_voxel_size()
     polarity: str = fields.polarity("the inputs (after the model's --invert)")
+    shard: str | None = fields.shard()
+    skip_existing: bool = fields.skip_existing()
 
     def __post_init__(self) -> None:
         fields.check_polarity(self.polarity)
+        if self.shard is not None:
+            parse_shard(self.shard)
         if not 0.0 <= float(self.threshold) < 1.0:
             raise VoxudaInputError(f"--threshold {self.threshold}: must be in [0, 1)")
         if not 0.0 <= float(self.overlap) < 1.0:

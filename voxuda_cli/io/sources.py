@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -195,3 +196,24 @@ def count_inputs(paths: Sequence[Path | str]) -> int:
         except OSError as exc:
             raise VoxudaInputError(f"{h5}: not a readable HDF5 file ({exc})") from exc
     return len(expand_mrc_paths(paths))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 1 <= I <= N; a one-line error otherwise."""
+    index, _, count = str(text).partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise VoxudaInputError(f"--shard {text}: give I/N with 1 <= I <= N (e.g. --shard 2/8)")
+    return int(index), int(count)
+
+
+def in_shard(name: str, shard: str | None) -> bool:
+    """Whether the input ``name`` (a file stem) belongs to ``shard`` (None: every input does).
+
+    A hash of the name, not its position: adding or removing other files moves no input between
+    shards, and every machine of an array agrees without talking to the others.
+    """
+    if shard is None:
+        return True
+    index, count = parse_shard(shard)
+    digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    return digest % count == index - 1
