@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--train-count", type=int, default=180)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", action="store_true", help="picks --split (the particles here never touch)")
     args = parser.parse_args()
     from voxuda_cli.inference import Predictor, PredictSettings
     from voxuda_cli.io.dataset import write_dataset
@@ -94,7 +95,7 @@ def main() -> None:
         probabilities = Predictor(work / "run", PredictSettings(device="cpu")).predict_volume(volume)
         radius = float(np.cbrt(np.bincount(instances.ravel())[1:].mean() * 3 / (4 * np.pi)))
         picks = find_particles(Volume((probabilities > 0.5).astype(np.int8), voxel_size=10.0), "TS",
-                               PicksSettings(min_size=0.1 * 4 / 3 * np.pi * radius**3, split=True,
+                               PicksSettings(min_size=0.1 * 4 / 3 * np.pi * radius**3, split=args.split,
                                              min_distance=max(2, int(radius / 2))))  # fmt: skip
     found = np.array([[r["z"], r["y"], r["x"]] for r in picks.rows]).reshape(-1, 3)
     tolerance = radius / 2
@@ -103,7 +104,7 @@ def main() -> None:
     recall = float((distance.min(axis=0) <= tolerance).mean()) if len(found) else 0.0
     result = {"tomogram": list(shape), "particles": len(truth), "picks": len(found), "radius_voxels": round(radius, 2),
               "tolerance_voxels": round(tolerance, 2), "precision": round(precision, 3), "recall": round(recall, 3),
-              "noise": args.noise, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+              "noise": args.noise, "split": args.split, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     print(json.dumps(result))
 
 
