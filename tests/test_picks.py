@@ -113,3 +113,21 @@ def test_an_unknown_output_kind_is_one_line(tmp_path: Path, runner) -> None:  # 
     write_mrc(tmp_path / "m.mrc", Volume(np.zeros((8, 8, 8), np.int8), voxel_size=10.0))
     result = runner.invoke(app, ["picks", str(tmp_path / "m.mrc"), "-o", str(tmp_path / "p.txt")])
     assert result.exit_code == 2 and ".star" in result.output and not (tmp_path / "p.txt").exists()
+
+
+def test_shards_partition_the_segmentations(tmp_path: Path) -> None:
+    for index in range(5):
+        write_mrc(tmp_path / f"TS_{index}.mrc", Volume(_balls(np.array([[32, 64, 64]]), 4.0).astype(np.int8), 10.0))
+    seen = []
+    for shard in ("1/3", "2/3", "3/3"):
+        summary = pick_files([tmp_path], tmp_path / f"p{shard[0]}.csv", PicksSettings(shard=shard))
+        seen += [t["name"] for t in summary["tomograms"]]
+    assert sorted(seen) == [f"TS_{i}" for i in range(5)]
+
+
+def test_no_particle_still_writes_a_readable_file(tmp_path: Path) -> None:
+    write_mrc(tmp_path / "empty.mrc", Volume(np.zeros((16, 16, 16), np.int8), 10.0))
+    for name in ("p.star", "p.csv"):
+        assert pick_files([tmp_path / "empty.mrc"], tmp_path / name, PicksSettings())["particles"] == 0
+    assert "rlnCenteredCoordinateXAngst" in (tmp_path / "p.star").read_text()
+    assert (tmp_path / "p.csv").read_text().startswith("tomogram,x,y,z")

@@ -42,6 +42,7 @@ class PicksSettings:
     star: str = setting("relion5", "STAR output: {choices}.", choices=lambda: STAR_FLAVOURS)
     centre: str = fields.centre(choices=lambda: CENTRE_CHOICES)
     input_voxel_size: float | None = fields.input_voxel_size()
+    shard: str | None = fields.shard()
 
     def validate(self) -> None:
         for name, value, choices in (("size-unit", self.size_unit, SIZE_UNITS), ("star", self.star, STAR_FLAVOURS),
@@ -164,11 +165,11 @@ def plan_picks(inputs: list[Path], output: Path, settings: PicksSettings) -> lis
     """The segmentations to read (probability maps beside their masks left out), every header and
     the output kind checked before any work."""
     from voxuda_cli.io.coordinates import pick_format
-    from voxuda_cli.io.sources import check_voxel_sizes, expand_mrc_paths, without_probability_maps
+    from voxuda_cli.io.sources import check_voxel_sizes, expand_mrc_paths, in_shard, without_probability_maps
 
     settings.validate()
     pick_format(output)
-    files = without_probability_maps(expand_mrc_paths(inputs))
+    files = [f for f in without_probability_maps(expand_mrc_paths(inputs)) if in_shard(f.stem, settings.shard)]
     check_voxel_sizes(files, settings.input_voxel_size)
     return files
 

@@ -122,3 +122,20 @@ def test_the_old_method_option_still_works_and_says_it_is_deprecated(runner, tmp
     )
     assert new.exit_code == 0 and "deprecated" not in new.output
     np.testing.assert_array_equal(read_mrc(tmp_path / "a.mrc").data, read_mrc(tmp_path / "b.mrc").data)
+
+
+def test_shards_and_skip_existing_in_folder_mode(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for index in range(5):
+        write_mrc(tmp_path / "in" / f"v{index}.mrc", Volume(rng.normal(size=(12, 12, 12)).astype(np.float32), 10.0))
+    out = tmp_path / "out"
+    written: list[str] = []
+    for shard in ("1/2", "2/2"):
+        result = runner.invoke(app, ["ibf-denoise", str(tmp_path / "in"), "-o", str(out), "--shard", shard, "--json"])
+        assert result.exit_code == 0, result.output
+        written += [v["name"] for v in json.loads(result.stdout)["volumes"]]
+    assert sorted(written) == [f"v{i}" for i in range(5)]
+    (out / "v3.mrc").unlink()
+    result = runner.invoke(app, ["ibf-denoise", str(tmp_path / "in"), "-o", str(out), "--skip-existing", "--json"])
+    assert result.exit_code == 0 and [v["name"] for v in json.loads(result.stdout)["volumes"]] == ["v3"]

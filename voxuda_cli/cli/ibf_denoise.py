@@ -63,7 +63,7 @@ def run(
 
     settings.validate()
     torch_device = resolve_device(settings.device)
-    job = apply.plan_denoise(inputs, output)
+    job = apply.plan_denoise(inputs, output, settings.shard, settings.skip_existing)
     if job.mode != "dataset":
         apply.check_mrc_inputs(job.inputs, settings.input_voxel_size)
     else:

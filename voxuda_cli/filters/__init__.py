@@ -56,6 +56,8 @@ class DenoiseSettings:
     )
     zscore: bool = setting(True, "Z-score each volume before filtering (the output stays on the input's scale).")
     input_voxel_size: float | None = fields.input_voxel_size()
+    shard: str | None = fields.shard()
+    skip_existing: bool = fields.skip_existing()
     device: str = fields.device()
 
     def validate(self) -> None:

@@ -28,7 +28,13 @@ from voxuda_cli.filters.noise import (
 from voxuda_cli.io.dataset import is_h5_path, read_h5_dataset, write_dataset
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import create_mrc_memmap, is_mrc_path, read_mrc
-from voxuda_cli.io.sources import check_voxel_sizes, expand_mrc_paths, single_dataset, with_checked_voxel_size
+from voxuda_cli.io.sources import (
+    check_voxel_sizes,
+    expand_mrc_paths,
+    in_shard,
+    single_dataset,
+    with_checked_voxel_size,
+)
 from voxuda_cli.io.volume import checked_voxel_size
 from voxuda_cli.normalise import stream_stats, tensor_stats
 from voxuda_cli.progress import Progress
@@ -48,8 +54,14 @@ class DenoiseJob:
         return self.output / path.name if self.mode == "folder" else self.output
 
 
-def plan_denoise(inputs: Sequence[Path | str], output: Path | str) -> DenoiseJob:
-    """Check inputs and output before anything is written; one MRC -> MRC, a dataset -> dataset, else a folder."""
+def plan_denoise(
+    inputs: Sequence[Path | str], output: Path | str, shard: str | None = None, skip_existing: bool = False
+) -> DenoiseJob:
+    """Check inputs and output before anything is written; one MRC -> MRC, a dataset -> dataset, else a folder.
+
+    A folder job runs only ``shard`` of the files (``I/N``, io.sources.in_shard) and, with
+    ``skip_existing``, leaves out files whose output exists (written atomically: complete).
+    """
     output = Path(output)
     if not inputs:
         raise VoxudaInputError("no input given; pass MRC files, a folder of MRC files or one HDF5 dataset")
@@ -69,7 +81,10 @@ def plan_denoise(inputs: Sequence[Path | str], output: Path | str) -> DenoiseJob
                 "an MRC output takes one MRC file"
             )
         else:
-            job = DenoiseJob("folder", files, output)
+            chosen = [f for f in files if in_shard(f.stem, shard)]
+            if skip_existing:
+                chosen = [f for f in chosen if not (output / f.name).exists()]
+            job = DenoiseJob("folder", chosen, output)
     for path in job.inputs:
         if job.target(path).resolve() == path.resolve():
             raise VoxudaInputError(f"{job.target(path)}: would overwrite its input; choose another output")

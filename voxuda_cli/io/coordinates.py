@@ -237,7 +237,9 @@ def write_picks(path: Path, rows: list[dict[str, object]], star: str = "relion5"
 
     from voxuda_cli.io.atomic import atomic_output
 
-    frame = pd.DataFrame(rows)
+    # no particle (an empty tomogram, an empty shard): a file with the columns and no rows
+    empty = ["tomogram", "x", "y", "z", "x_angst", "y_angst", "z_angst", "volume_voxels", "volume_angst3"]
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=empty)
     kind = pick_format(path)
     measured = [c for c in ("volume_voxels", "volume_angst3", "mean_probability") if c in frame]
     if kind == "csv":
