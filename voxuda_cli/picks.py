@@ -73,8 +73,8 @@ def find_particles(
     if probabilities is None and np.issubdtype(data.dtype, np.floating):
         probabilities = data
     labels = _split(foreground, int(settings.min_distance)) if settings.split else _components(foreground)
-    labels = _keep_sizes(labels, _voxel_limits(settings, segmentation.isotropic_voxel_size))
-    rows = _measure(labels, segmentation, name, settings.centre, probabilities)
+    labels, sizes, centres = _keep_sizes(labels, _voxel_limits(settings, segmentation.isotropic_voxel_size))
+    rows = _measure(labels, sizes, centres, segmentation, name, settings.centre, probabilities)
     return Particles(labels=labels.astype(np.uint16), rows=rows)
 
 
@@ -116,31 +116,41 @@ def _voxel_limits(settings: PicksSettings, voxel_size: float) -> tuple[float, fl
     return float(settings.min_size) / per_voxel, upper
 
 
-def _keep_sizes(labels: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
-    """Components within ``limits`` (voxels), numbered 1..N in the z, y, x order of their centres."""
+def _keep_sizes(labels: np.ndarray, limits: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Components within ``limits`` (voxels), numbered 1..N in the z, y, x order of their centres.
+
+    Returns the new labels with each kept particle's size and centre (in that order), measured in
+    one pass over the volume each: a tomogram's labels are read twice, not four times.
+    """
     count = int(labels.max())
     if count == 0:
-        return labels
+        return labels, np.zeros(0), np.zeros((0, 3))
     index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(np.ones(labels.shape, np.float32), labels, index)
-    kept = index[(sizes >= limits[0]) & (sizes <= limits[1]) & (sizes > 0)]
-    centres = np.array(ndimage.center_of_mass(np.ones(labels.shape), labels, kept)).reshape(-1, 3)
-    order = kept[np.lexsort(centres.T[::-1])] if len(kept) else kept
+    inside = labels > 0
+    sizes = np.asarray(ndimage.sum_labels(inside, labels, index), dtype=np.float64)
+    centres = np.array(ndimage.center_of_mass(inside, labels, index)).reshape(-1, 3)
+    kept = (sizes >= limits[0]) & (sizes <= limits[1]) & (sizes > 0)
+    sizes, centres, index = sizes[kept], centres[kept], index[kept]
+    order = np.lexsort(centres.T[::-1])
     lookup = np.zeros(count + 1, dtype=np.int64)
-    lookup[order] = np.arange(1, len(order) + 1)
-    return lookup[labels]
+    lookup[index[order]] = np.arange(1, len(order) + 1)
+    return lookup[labels], sizes[order], centres[order]
 
 
 def _measure(
-    labels: np.ndarray, volume: Volume, name: str, centre: str, probabilities: np.ndarray | None
+    labels: np.ndarray,
+    sizes: np.ndarray,
+    centres: np.ndarray,
+    volume: Volume,
+    name: str,
+    centre: str,
+    probabilities: np.ndarray | None,
 ) -> list[dict[str, Any]]:
-    count = int(labels.max())
+    """One row per particle (labels 1..N, with their sizes and centres from _keep_sizes)."""
+    count = len(sizes)
     if count == 0:
         return []
     index = np.arange(1, count + 1)
-    ones = np.ones(labels.shape, np.float32)
-    centres = np.array(ndimage.center_of_mass(ones, labels, index)).reshape(-1, 3)
-    sizes = ndimage.sum_labels(ones, labels, index)
     means = ndimage.mean(probabilities, labels, index) if probabilities is not None else [None] * count
     voxel = volume.isotropic_voxel_size
     angstrom = centred_angstrom(centres, labels.shape, voxel, centre)
@@ -176,16 +186,21 @@ def plan_picks(inputs: list[Path], output: Path, settings: PicksSettings) -> lis
 
 def pick_files(inputs: list[Path], output: Path, settings: PicksSettings, instances: Path | None = None,
                on_progress: Any = None) -> dict[str, Any]:  # fmt: skip
-    """Every segmentation (MRC / OME-Zarr files, folders of them: a predict output) -> one picks file.
+    """Every segmentation (MRC / OME-Zarr files, folders of them: a predict output) -> one picks file."""
+    return run_picks(plan_picks(inputs, output, settings), output, settings, instances, on_progress)
 
-    A probability map beside its mask (X_probabilities.mrc) gives the particles' mean probability
-    and is not read as a segmentation. ``instances`` writes X_instances.mrc (uint16) per input.
+
+def run_picks(files: list[Path], output: Path, settings: PicksSettings, instances: Path | None = None,
+              on_progress: Any = None) -> dict[str, Any]:  # fmt: skip
+    """The planned segmentations (plan_picks) -> one picks file.
+
+    A probability map beside its mask (X_probabilities.mrc) gives the particles' mean probability.
+    ``instances`` writes X_instances.mrc (uint16) per input.
     """
     from voxuda_cli.io.coordinates import write_picks
     from voxuda_cli.io.mrc import read_mrc, write_mrc
     from voxuda_cli.io.sources import probabilities_path, with_checked_voxel_size
 
-    files = plan_picks(inputs, output, settings)
     rows: list[dict[str, Any]] = []
     records = []
     for path in files:

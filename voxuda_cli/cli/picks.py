@@ -32,12 +32,12 @@ InstancesOpt = Annotated[
 
 
 def run(settings: PicksSettings, inputs: list[Path], output: Path, instances: Path | None, as_json: bool) -> None:
-    from voxuda_cli.picks import pick_files, plan_picks
+    from voxuda_cli.picks import plan_picks, run_picks
 
-    total = len(plan_picks(inputs, output, settings))  # every input checked before the bar starts
+    files = plan_picks(inputs, output, settings)  # every input checked before the bar starts
     with progress_bar() as bar:
-        task = bar.add_task(NAME, total=total, status="")
-        summary = pick_files(inputs, output, settings, instances, bar_progress(bar, task))
+        task = bar.add_task(NAME, total=len(files), status="")
+        summary = run_picks(files, output, settings, instances, bar_progress(bar, task))
     emit(summary, as_json, _table(summary))
 
 
