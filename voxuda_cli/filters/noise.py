@@ -121,14 +121,17 @@ def sample_indices(n_total: int, n_sampled: int, seed: int) -> np.ndarray:
 FULL_BAND = 0.97  # a data band above this fraction of Nyquist is the whole spectrum
 
 
-def residual_variances(volumes: torch.Tensor, keep_rate: float = DEFAULT_KEEP_RATE) -> torch.Tensor:
+def residual_variances(
+    volumes: torch.Tensor, keep_rate: float = DEFAULT_KEEP_RATE, band: tuple[float, ...] | None = None
+) -> torch.Tensor:
     """Variance of the high-pass residual of each z-scored volume; (N, D, H, W) -> (N,) float64.
 
     Volumes that hold data only below part of Nyquist (Fourier-upsampled, e.g. by extract) are
     measured at the sampling that band holds (their spectrum cropped to it): the top ``keep_rate``
     of an empty band would report a fraction of the noise (3x too little from 13.5 to 10 A).
+    ``band`` is ``data_band(volumes)`` where the caller has it already (an FFT of the batch).
     """
-    band = data_band(volumes)
+    band = data_band(volumes) if band is None else band
     if min(band) < FULL_BAND:
         volumes = crop_to_band(volumes, band)
     # float64 where it is cheap; a whole tomogram in float32 (its variance needs no more)
@@ -138,9 +141,8 @@ def residual_variances(volumes: torch.Tensor, keep_rate: float = DEFAULT_KEEP_RA
     return residual.var(dim=(-3, -2, -1), unbiased=False)
 
 
-def band_note(volumes: torch.Tensor) -> str | None:
-    """What estimate-noise says of band-limited volumes, or None for measured ones."""
-    band = data_band(volumes)
+def band_note(band: tuple[float, ...]) -> str | None:
+    """What estimate-noise says of volumes with this data band (data_band), or None for measured ones."""
     if min(band) >= FULL_BAND:
         return None
     return (
@@ -158,9 +160,10 @@ def estimate_noise_from_volumes(
     for name, volume in volumes:
         tensor = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume)
         _check_volume(tensor, name)
-        if not samples and (note := band_note(tensor[None])) is not None:
+        band = data_band(tensor[None])
+        if not samples and (note := band_note(band)) is not None:
             log.info("estimate-noise: %s", note)
-        samples.append((name, math.sqrt(float(residual_variances(tensor[None], keep_rate)[0]))))
+        samples.append((name, math.sqrt(float(residual_variances(tensor[None], keep_rate, band)[0]))))
     if not samples:
         raise VoxudaInputError("estimate-noise: no volumes to estimate from")
     return _summarise(samples, keep_rate)
@@ -184,9 +187,10 @@ def estimate_noise(
         batch = torch.as_tensor(np.asarray(images[picked])) if not isinstance(images, torch.Tensor) else images[picked]
         for index, tensor in zip(picked, batch):
             _check_volume(tensor, str(names[index]))
-        if start == 0 and (note := band_note(batch)) is not None:
+        band = data_band(batch)
+        if start == 0 and (note := band_note(band)) is not None:
             log.info("estimate-noise: %s", note)
-        variances = residual_variances(batch, settings.keep_rate)
+        variances = residual_variances(batch, settings.keep_rate, band)
         samples.extend((str(names[i]), math.sqrt(float(v))) for i, v in zip(picked, variances))
     return _summarise(samples, settings.keep_rate)
 
