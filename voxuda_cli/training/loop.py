@@ -47,7 +47,7 @@ from voxuda_cli.device import resolve_device, seed_everything
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.atomic import atomic_copy, atomic_write_text
 from voxuda_cli.io.lock import folder_lock
-from voxuda_cli.io.outputs import ensure_folder
+from voxuda_cli.io.outputs import ensure_folder, no_empty_folders_left
 from voxuda_cli.models.discriminator import DomainDiscriminator, reverse_gradient
 from voxuda_cli.models.serialization import ModelInfo, save_model
 from voxuda_cli.models.speed import autocast, autocast_dtype, prepare_network
@@ -347,8 +347,10 @@ def train(
     device = context.device_for(resolve_device(settings.device))
     context.start(device)
     created = not run_dir.exists()
+    # a run refused (or stopped) before it wrote anything leaves no folder; one process removes it
+    leaves_none = no_empty_folders_left(run_dir) if context.is_main else contextlib.nullcontext()
     try:
-        with contextlib.ExitStack() as held:
+        with leaves_none, contextlib.ExitStack() as held:
             prepared: tuple[TrainingData, dict[str, Any] | None] | None = None
             error: BaseException | None = None
             try:
@@ -362,11 +364,6 @@ def train(
             data, state = prepared
             progress = progress if context.is_main else None
             return _run(settings, run_dir, data, state, overwrite, device, context, progress)
-    except BaseException:
-        if created and context.is_main:  # a run refused before it wrote anything leaves no folder
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()
-        raise
     finally:
         context.stop()
 
