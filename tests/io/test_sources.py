@@ -94,3 +94,14 @@ def test_input_kind_is_decided_in_one_place(tmp_path: Path) -> None:
         input_kind(tmp_path / "c.txt")
     with pytest.raises(VoxudaInputError, match="missing.mrc: file not found"):
         input_kind(tmp_path / "missing.mrc")
+
+
+def test_a_datasets_lost_voxel_size_is_refused_from_its_attributes(tmp_path: Path) -> None:
+    from tests.training.datasets import write_blobs
+    from voxuda_cli.io.sources import check_voxel_sizes
+
+    path = write_blobs(tmp_path / "lost.h5", n=1, voxel_size=0.0)
+    with pytest.raises(VoxudaInputError, match="--input-voxel-size"):
+        check_voxel_sizes([path])
+    check_voxel_sizes([path], input_voxel_size=13.5)
+    check_voxel_sizes([write_blobs(tmp_path / "ok.h5", n=1, voxel_size=10.0)])

@@ -198,6 +198,16 @@ def read_h5_dataset(path: Path | str, validate: bool = True) -> Dataset:
     return dataset
 
 
+def dataset_voxel_size(path: Path | str) -> float:
+    """A dataset file's voxel size from its attributes alone (no array is read), as read_h5_dataset gives it."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            return float(_attr(handle.attrs.get("voxel_size", 1.0)))
+    except OSError:
+        return float(read_h5_dataset(path).voxel_size)  # its own one-line error for a bad file
+
+
 def _attr(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8")

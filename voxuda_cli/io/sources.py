@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.io.dataset import Dataset, is_h5_path, read_h5_dataset
+from voxuda_cli.io.dataset import Dataset, dataset_voxel_size, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import MRC_SUFFIXES, is_mrc_path, read_mrc
 from voxuda_cli.io.volume import Volume, checked_voxel_size
 from voxuda_cli.io.zarr import is_zarr_path
@@ -177,7 +177,12 @@ def with_checked_voxel_size(volume: Volume, input_voxel_size: float | None, sour
 
 
 def check_voxel_sizes(paths: Sequence[Path | str], input_voxel_size: float | None = None) -> None:
-    """Every input's voxel size checked from its header alone (memory-mapped), before work starts."""
+    """Every input's voxel size checked from its header alone (MRC memory-mapped, a dataset's
+    attributes without its arrays), before work starts."""
+    h5 = single_dataset(paths)
+    if h5 is not None:
+        checked_voxel_size(dataset_voxel_size(h5), input_voxel_size, str(h5))
+        return
     for _ in iter_volumes(paths, mmap=True, input_voxel_size=input_voxel_size):
         pass
 
