@@ -5,10 +5,13 @@ the chunks they touch, so the streaming readers treat it like a memory map); vox
 origin from its ``scale`` and ``translation`` transforms, converted to angstrom from the axes'
 units (OME-NGFF 0.4 ``multiscales`` attributes, or 0.5's ``ome.multiscales``).
 
-Writing: ``ome_zarr.writer.write_image`` (NGFF 0.4, what napari's OME-Zarr reader and the data
-portal read) with a pyramid of 2x and 4x downsampled levels (nearest neighbour, so labels stay
-labels), from a dask array over the input (a memory map is read chunk by chunk). The store is
-written into a temporary folder beside the target and renamed into place when complete.
+Writing: ``ome_zarr.writer.write_multiscale`` (NGFF 0.4, what napari's OME-Zarr reader, copick and
+the data portal read) with a pyramid of 2x and 4x downsampled levels (every 2nd / 4th voxel:
+nearest neighbour, so labels stay labels, and each level's voxel 0 is scale 0's, so one
+translation, the origin, serves all), from a dask array over the input (a memory map is read
+chunk by chunk). The store is written into a temporary folder beside the target and renamed into
+place when complete. The calls used are those ome-zarr 0.10-0.11 (zarr 2, what copick needs) and
+0.12+ (zarr 3) share.
 """
 
 from __future__ import annotations
@@ -102,37 +105,46 @@ def write_ome_zarr(
     opens it as a labels layer), what masks are. Folders and files get the usual
     modes (0777 / 0666 minus the umask; the temporary folder is made 0700).
     """
-    _zarr()
+    zarr = _zarr()
     import dask.array as da
-    import zarr
     from ome_zarr.format import FormatV04
-    from ome_zarr.scale import Methods
-    from ome_zarr.writer import write_image
+    from ome_zarr.writer import write_multiscale
 
     path = Path(path)
     ensure_folder(path.parent)
     spacing = np.broadcast_to(np.asarray(voxel_size, dtype=float), (3,))
+    translation = np.broadcast_to(np.asarray(origin, dtype=float), (3,)).tolist()
+    levels = (1, *PYRAMID)
+    transforms = [
+        [{"type": "scale", "scale": (spacing * f).tolist()}, {"type": "translation", "translation": translation}]
+        for f in levels
+    ]
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    options: dict[str, Any] = {
-        "scale_factors": [{"z": f, "y": f, "x": f} for f in PYRAMID],
-        "method": Methods.NEAREST,
-        "fmt": FormatV04(),
-        "axes": "zyx",
-        "scale": dict(zip("zyx", spacing.tolist())),
-        "axes_units": dict.fromkeys("zyx", "angstrom"),
-        "storage_options": {"chunks": (CHUNK,) * 3},
-    }
     try:
         array = da.from_array(data, chunks=(CHUNK,) * 3)
-        write_image(array, str(folder), **options)
+        group = _new_group(zarr, folder)
+        write_multiscale(
+            [array[::f, ::f, ::f] for f in levels],
+            group,
+            fmt=FormatV04(),
+            axes=[{"name": axis, "type": "space", "unit": "angstrom"} for axis in "zyx"],
+            coordinate_transformations=transforms,
+            storage_options={"chunks": (CHUNK,) * 3},
+        )
         if label is not None:  # NGFF's mark of a labels image, what readers (napari) show as labels
-            zarr.open_group(str(folder), mode="r+").attrs["image-label"] = {"version": "0.4", "name": label}
-        _shift_levels(folder, np.asarray(origin, dtype=float))
+            group.attrs["image-label"] = {"version": "0.4", "name": label}
         _share(folder)
         _replace_folder(folder, path)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _new_group(zarr: Any, folder: Path) -> Any:
+    """An empty zarr v2 group (NGFF 0.4's format) at ``folder``, with zarr 2 or zarr 3."""
+    if int(str(zarr.__version__).split(".")[0]) >= 3:
+        return zarr.open_group(str(folder), mode="w", zarr_format=2)
+    return zarr.open_group(str(folder), mode="w")
 
 
 def _share(folder: Path) -> None:
@@ -145,19 +157,6 @@ def _share(folder: Path) -> None:
             os.chmod(os.path.join(root, name), folders)
         for name in filenames:
             os.chmod(os.path.join(root, name), files)
-
-
-def _shift_levels(folder: Path, origin: np.ndarray) -> None:
-    """Move every level's translation by ``origin`` (the writer places voxel 0 of scale 0 at 0)."""
-    import zarr
-
-    group = zarr.open_group(str(folder), mode="r+")
-    multiscales: Any = group.attrs["multiscales"]  # NGFF JSON, whose shape the writer fixed
-    for dataset in multiscales[0]["datasets"]:
-        for transform in dataset["coordinateTransformations"]:
-            if transform["type"] == "translation":
-                transform["translation"] = (np.asarray(transform["translation"]) + origin).tolist()
-    group.attrs["multiscales"] = multiscales
 
 
 def _replace_folder(folder: Path, path: Path) -> None:
