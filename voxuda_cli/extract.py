@@ -35,7 +35,7 @@ from voxuda_cli.io.coordinates import CENTRE_CHOICES, assign_picks, read_picks
 from voxuda_cli.io.dataset import DatasetWriter
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import read_mrc
-from voxuda_cli.io.sources import expand_mrc_paths
+from voxuda_cli.io.sources import expand_mrc_paths, volume_name
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.patches import ParentInfo
 from voxuda_cli.polarity import resolve_polarity
@@ -92,7 +92,7 @@ class TomogramPicks:
 
     @property
     def name(self) -> str:
-        return self.path.stem
+        return volume_name(self.path)
 
 
 @dataclass
@@ -115,14 +115,14 @@ def plan_extraction(tomograms: list[Path], coords: list[Path], settings: Extract
         raise VoxudaInputError("no coordinate file given; pass --coords FILE (.star, .csv/.tsv or .mod)")
     paths = expand_mrc_paths(tomograms)
     tables = [read_picks(path) for path in coords]
-    assignment = assign_picks(tables, [p.stem for p in paths])
+    assignment = assign_picks(tables, [volume_name(p) for p in paths])
     planned = []
     for path in paths:
         header = read_mrc(path, mmap=True, check=False)
         voxel_size = checked_voxel_size(header.isotropic_voxel_size, settings.input_voxel_size, str(path))
         centres = [
             table.voxels(rows, header.shape, voxel_size, settings.centre, settings.scale)
-            for table, rows in assignment[path.stem]
+            for table, rows in assignment[volume_name(path)]
         ]
         if not centres:
             log.info("%s: no picks name this tomogram; skipped", path)

@@ -163,6 +163,7 @@ def _measure(
             "x_angst": float(a[0]),
             "y_angst": float(a[1]),
             "z_angst": float(a[2]),
+            "voxel_size": float(voxel),
             "volume_voxels": int(size),
             "volume_angst3": float(size) * voxel**3,
             **({"mean_probability": float(mean)} if mean is not None else {}),
@@ -175,12 +176,22 @@ def plan_picks(inputs: list[Path], output: Path, settings: PicksSettings) -> lis
     """The segmentations to read (probability maps beside their masks left out), every header and
     the output kind checked before any work."""
     from voxuda_cli.io.coordinates import pick_format
-    from voxuda_cli.io.sources import check_voxel_sizes, expand_mrc_paths, in_shard, without_probability_maps
+    from voxuda_cli.io.sources import (
+        check_voxel_sizes,
+        expand_mrc_paths,
+        in_shard,
+        volume_name,
+        without_probability_maps,
+    )
 
     settings.validate()
-    pick_format(output)
-    files = [f for f in without_probability_maps(expand_mrc_paths(inputs)) if in_shard(f.stem, settings.shard)]
+    kind = pick_format(output)
+    files = [f for f in without_probability_maps(expand_mrc_paths(inputs)) if in_shard(volume_name(f), settings.shard)]
     check_voxel_sizes(files, settings.input_voxel_size)
+    if kind == "copick":
+        from voxuda_cli.io.copick import check_output
+
+        check_output(output, "object", [volume_name(f) for f in files])
     return files
 
 
@@ -199,21 +210,22 @@ def run_picks(files: list[Path], output: Path, settings: PicksSettings, instance
     """
     from voxuda_cli.io.coordinates import write_picks
     from voxuda_cli.io.mrc import read_mrc, write_mrc
-    from voxuda_cli.io.sources import probabilities_path, with_checked_voxel_size
+    from voxuda_cli.io.sources import probabilities_path, volume_name, with_checked_voxel_size
 
     rows: list[dict[str, Any]] = []
-    records = []
+    records: list[dict[str, Any]] = []
     for path in files:
+        name = volume_name(path)
         volume = with_checked_voxel_size(read_mrc(path), settings.input_voxel_size, str(path))
         beside = probabilities_path(path)
         probabilities = read_mrc(beside).data if beside.exists() and beside != path else None
-        found = find_particles(volume, path.stem, settings, probabilities)
+        found = find_particles(volume, name, settings, probabilities)
         rows.extend(found.rows)
         if instances is not None:
-            write_mrc(instances / f"{path.stem}_instances.mrc", volume.with_data(found.labels), "voxuda picks")
-        records.append({"name": path.stem, "particles": len(found.rows), "shape": list(volume.shape)})
+            write_mrc(instances / f"{name}_instances.mrc", volume.with_data(found.labels), "voxuda picks")
+        records.append({"name": name, "particles": len(found.rows), "shape": list(volume.shape)})
         if on_progress is not None:
-            on_progress(1, path.stem)
-    write_picks(output, rows, settings.star)
+            on_progress(1, name)
+    write_picks(output, rows, settings.star, [str(record["name"]) for record in records])
     return {"output": str(output), "particles": len(rows), "tomograms": records,
             "instances": str(instances) if instances is not None else None}  # fmt: skip

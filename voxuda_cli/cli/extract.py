@@ -27,9 +27,12 @@ NAME = "extract"
 SETTINGS = ExtractSettings
 _COLUMNS = ("name", "shape", "voxel_size", "picks", "extracted", "padded", "skipped_border", "skipped_outside")
 
-TomogramsArg = Annotated[list[Path], typer.Argument(help="Tomograms (MRC files, OME-Zarr, or folders of them).")]
+TomogramsArg = Annotated[
+    list[Path], typer.Argument(help="Tomograms (MRC, OME-Zarr, folders of them; copick.json:tomogram=T:spacing=A).")
+]
 CoordsOpt = Annotated[
-    list[Path], typer.Option("--coords", help="Coordinate file(s): .star (RELION 4/5), .csv/.tsv, IMOD .mod.")
+    list[Path],
+    typer.Option("--coords", help="Coordinates: .star (RELION 4/5), .csv/.tsv, IMOD .mod, copick.json:object=NAME."),
 ]
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dataset of subtomograms.")]
 

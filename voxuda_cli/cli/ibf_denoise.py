@@ -134,6 +134,7 @@ def _save_preview(path: Path, job, method: str) -> None:
     """Central slices of up to four volumes (or dataset samples), input and denoised side by side."""
     from voxuda_cli.io.dataset import read_h5_dataset
     from voxuda_cli.io.mrc import read_mrc
+    from voxuda_cli.io.sources import volume_name
     from voxuda_cli.plots import save_montage
 
     if job.mode == "dataset":
@@ -143,7 +144,7 @@ def _save_preview(path: Path, job, method: str) -> None:
         columns = {"input": list(before.images[:_PREVIEW_ROWS]), method: list(after.images[:_PREVIEW_ROWS])}
     else:
         paths = job.inputs[:_PREVIEW_ROWS]
-        names = [p.stem for p in paths]
+        names = [volume_name(p) for p in paths]
         columns = {
             "input": [read_mrc(p, mmap=True, check=False).data for p in paths],
             method: [read_mrc(job.target(p), mmap=True, check=False).data for p in paths],

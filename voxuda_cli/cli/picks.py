@@ -3,7 +3,9 @@
 SEGMENTATION: masks or probability maps (MRC, OME-Zarr, or a folder of them such as a predict
 output; X_probabilities.mrc beside X.mrc gives each particle's mean probability). -o ends in .star
 (RELION 5: rlnCenteredCoordinateX/Y/ZAngst and rlnTomoName; --star relion4: voxel coordinates and
-rlnMicrographName) or .csv/.tsv (x, y, z in voxels). Each row also carries the particle's volume
+rlnMicrographName), .csv/.tsv (x, y, z in voxels) or a copick project's picks
+(copick.json:object=NAME:user=U:session=S; its segmentations are read as
+copick.json:segmentation=NAME:user=U:session=S). Each row also carries the particle's volume
 (voxels and A^3) and mean probability. `voxuda extract --coords` reads them back (the same
 --centre). --instances DIR writes X_instances.mrc, each particle numbered 1..N (uint16).
 
@@ -25,7 +27,9 @@ NAME = "picks"
 SETTINGS = PicksSettings
 
 InputsArg = Annotated[list[Path], typer.Argument(help="Masks or probability maps: MRC/OME-Zarr files or folders.")]
-OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Picks file: .star or .csv/.tsv.")]
+OutputOpt = Annotated[
+    Path, typer.Option("-o", "--output", help="Picks: .star, .csv/.tsv or copick.json:object=NAME:user=U:session=S.")
+]
 InstancesOpt = Annotated[
     Path | None, typer.Option("--instances", help="Folder for X_instances.mrc label maps. [default: off]")
 ]

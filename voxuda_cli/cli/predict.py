@@ -12,7 +12,9 @@ probability > --threshold (--smooth: a blurred expected volume per box, for pick
 Inputs whose voxel size differs from the model's by more than 1 % are Fourier-resampled to it and
 the result back (outputs keep the input's grid); a header voxel size of 0 or 1.0 A is refused,
 --input-voxel-size gives the real one. --paste FOLDER (an extract dataset) also writes one label
-MRC per parent tomogram, the masks placed back at their picks.
+MRC per parent tomogram, the masks placed back at their picks. A copick project reads and writes
+as CONFIG.json:KEY=VALUE (README, "copick projects"): INPUT copick.json:tomogram=wbp:spacing=10,
+-o copick.json:segmentation=ribosome:user=voxuda:session=1.
 
 Example: voxuda predict run/ tomo.mrc -o masks/ --memory 2 --min-size 50 --probabilities
          voxuda predict run/ subtomos.h5 -o pred.h5 --smooth 36 --paste segmentations/

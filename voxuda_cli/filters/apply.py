@@ -33,6 +33,7 @@ from voxuda_cli.io.sources import (
     expand_mrc_paths,
     in_shard,
     single_dataset,
+    volume_name,
     with_checked_voxel_size,
 )
 from voxuda_cli.io.volume import checked_voxel_size
@@ -51,7 +52,13 @@ class DenoiseJob:
     output: Path
 
     def target(self, path: Path) -> Path:
-        return self.output / path.name if self.mode == "folder" else self.output
+        return job_target(self.output, path) if self.mode == "folder" else self.output
+
+
+def job_target(folder: Path, source: Path) -> Path:
+    """An input's denoised file in an output folder: its name, as MRC for a copick store (run.mrc)."""
+    name = volume_name(source)
+    return folder / (source.name if name == source.stem else f"{name}.mrc")
 
 
 def plan_denoise(
@@ -81,9 +88,9 @@ def plan_denoise(
                 "an MRC output takes one MRC file"
             )
         else:
-            chosen = [f for f in files if in_shard(f.stem, shard)]
+            chosen = [f for f in files if in_shard(volume_name(f), shard)]
             if skip_existing:
-                chosen = [f for f in chosen if not (output / f.name).exists()]
+                chosen = [f for f in chosen if not job_target(output, f).exists()]
             job = DenoiseJob("folder", chosen, output)
     for path in job.inputs:
         if job.target(path).resolve() == path.resolve():
@@ -125,7 +132,7 @@ def denoise_mrc(
 
         denoise_array(volume.data, settings, device, out=out, progress=after_chunk)
         release_rows(out)
-    return _record(source.stem, volume.shape, time.perf_counter() - start, target)
+    return _record(volume_name(source), volume.shape, time.perf_counter() - start, target)
 
 
 def denoise_dataset(
@@ -187,7 +194,9 @@ def estimate_noise_files(inputs: Sequence[Path | str], settings: NoiseSettings) 
     check_voxel_sizes(inputs, settings.input_voxel_size)
     files = expand_mrc_paths(inputs)
     chosen = sample_indices(len(files), int(settings.n_sampled), int(settings.seed))
-    return estimate_noise_from_volumes(((files[i].stem, read_mrc(files[i]).data) for i in chosen), settings.keep_rate)
+    return estimate_noise_from_volumes(
+        ((volume_name(files[i]), read_mrc(files[i]).data) for i in chosen), settings.keep_rate
+    )
 
 
 __all__ = [

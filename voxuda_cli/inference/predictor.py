@@ -50,6 +50,7 @@ from voxuda_cli.inference.smoothing import smoothed_mask
 from voxuda_cli.io.dataset import Dataset
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import read_mrc
+from voxuda_cli.io.sources import volume_name
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.models.speed import autocast_dtype, prepare_network
@@ -434,7 +435,7 @@ class Predictor:
         middle = volume.shape[0] // 2
         preview = {**written.preview, "input": np.array(volume.data[middle], dtype=np.float32)[None]}
         return TomogramPrediction(
-            name=input_path.stem,
+            name=volume_name(input_path),
             shape=tuple(int(n) for n in volume.shape),  # type: ignore[arg-type]  # a 3D shape: mypy cannot count a generator's tuple
             windows=plan.n_windows,
             foreground_fraction=written.foreground_fraction,

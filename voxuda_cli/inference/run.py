@@ -10,7 +10,9 @@ Inputs and what comes out (decided by the output's suffix):
   ``-o X.h5``: per-patch predictions, coordinates carried;
 - MRC files of the model box -> as a dataset (``X.h5``) or ``FOLDER/<stem>.mrc`` keeping each header;
 - MRC files larger than the box (whole tomograms) -> ``FOLDER/<stem>.mrc`` (or ``X.mrc`` for one),
-  the engine (large windows by default, engine.py), streamed in bounded memory.
+  the engine (large windows by default, engine.py), streamed in bounded memory;
+  ``-o X.zarr``: one OME-Zarr labels image; ``-o copick.json:segmentation=NAME:user=U:session=S``:
+  each run's segmentation in a copick project (io.copick), at the tomogram's voxel spacing.
 
 ``--probabilities`` adds ``<stem>_probabilities.mrc`` (float32) next to each MRC mask. Every input
 is read and checked (model box, NaN, shapes) before anything is written.
@@ -31,10 +33,18 @@ import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.predictor import DatasetPrediction, Predictor, TomogramPrediction
+from voxuda_cli.io.copick import CopickLocator, is_copick_locator, parse_locator
 from voxuda_cli.io.dataset import CARRIED_ATTRS, Dataset, DatasetWriter, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import is_mrc_path, read_mrc, write_mrc
 from voxuda_cli.io.outputs import ensure_folder, no_empty_folders_left
-from voxuda_cli.io.sources import expand_mrc_paths, in_shard, probabilities_path, read_dataset, single_dataset
+from voxuda_cli.io.sources import (
+    expand_mrc_paths,
+    in_shard,
+    probabilities_path,
+    read_dataset,
+    single_dataset,
+    volume_name,
+)
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
 from voxuda_cli.normalise import VolumeStats, stream_stats
@@ -57,7 +67,10 @@ def peak_memory_mb() -> float:
 
 
 def output_kind(output: Path) -> str:
-    """``h5`` (a dataset), ``mrc`` (one MRC file), ``zarr`` (one OME-Zarr image) or ``folder`` (MRC files by input)."""
+    """``h5`` (a dataset), ``mrc`` (one MRC file), ``zarr`` (one OME-Zarr image), ``copick`` (a
+    project's segmentations) or ``folder`` (MRC files by input)."""
+    if is_copick_locator(output):
+        return "copick"
     if is_h5_path(output):
         return "h5"
     if is_mrc_path(output):
@@ -82,19 +95,20 @@ class PredictionJob:
     tomograms: list[tuple[Path, VolumeStats]] = field(default_factory=list)
     provenance: str = ""
     paste: Path | None = None  # folder for one label MRC per parent tomogram of an extract dataset
+    copick: CopickLocator | None = None  # -o a copick project's segmentations
 
     @property
     def total(self) -> int:
         """Work for a progress bar, in voxels on the model's grid: dataset samples and tomograms."""
         samples = len(self.dataset) * math.prod(self.dataset.box) if self.dataset is not None else 0
-        return samples + sum(math.prod(self.shapes[path.stem]) for path, _ in self.tomograms)
+        return samples + sum(math.prod(self.shapes[volume_name(path)]) for path, _ in self.tomograms)
 
     def run(self, on_progress: Progress | None = None, preview: Path | None = None) -> dict[str, Any]:
         """Predict every input and write the outputs; returns the summary (what --json prints).
 
         Stopped by an error or a signal, it leaves no empty output folder behind.
         """
-        folders = [self.output if self.kind == "folder" else self.output.parent]
+        folders = [self.output if self.kind == "folder" else self.output.parent] if self.kind != "copick" else []
         folders += [self.paste] if self.paste is not None else []
         with no_empty_folders_left(*folders):
             return self._run(on_progress, preview)
@@ -109,7 +123,7 @@ class PredictionJob:
         if self.dataset is not None:
             records, written = self._run_dataset(on_progress, previews, labels)
         for path, scan in self.tomograms:
-            advance = (lambda n, name=path.stem: on_progress(n, name)) if on_progress else None
+            advance = (lambda n, name=volume_name(path): on_progress(n, name)) if on_progress else None
             result = self._predict_tomogram(path, scan, advance)
             records.append(result.to_dict())
             written.extend(result.outputs)
@@ -148,15 +162,17 @@ class PredictionJob:
     def _predict_tomogram(self, path: Path, scan: VolumeStats, advance: Progress | None) -> TomogramPrediction:
         """One whole tomogram into its MRC mask, or (``-o X.zarr``) through a scratch MRC into OME-Zarr."""
         with_probabilities = self.predictor.settings.probabilities
+        if self.kind == "copick":
+            return self._predict_into_copick(path, scan, advance)
         if self.kind != "zarr":
-            target = self.output if self.kind == "mrc" else self.output / f"{path.stem}.mrc"
+            target = self.output if self.kind == "mrc" else self.output / f"{volume_name(path)}.mrc"
             probabilities = probabilities_path(target) if with_probabilities else None
             return self.predictor.predict_tomogram(path, target, probabilities, advance, scan, label=self._label())
         from voxuda_cli.io.mrc import mrc_to_ome_zarr
 
         ensure_folder(self.output.parent)
         with tempfile.TemporaryDirectory(dir=self.output.parent, prefix=".voxuda-predict-") as folder:
-            target = Path(folder) / f"{path.stem}.mrc"
+            target = Path(folder) / f"{volume_name(path)}.mrc"
             probabilities = probabilities_path(target) if with_probabilities else None
             result = self.predictor.predict_tomogram(path, target, probabilities, advance, scan, label=self._label())
             mrc_to_ome_zarr(target, self.output, label="mask")  # an NGFF labels image: napari shows labels
@@ -164,6 +180,19 @@ class PredictionJob:
             if probabilities is not None:
                 mrc_to_ome_zarr(probabilities, probabilities_path(self.output))
                 result.outputs.append(str(probabilities_path(self.output)))
+        return result
+
+    def _predict_into_copick(self, path: Path, scan: VolumeStats, advance: Progress | None) -> TomogramPrediction:
+        """One tomogram through a scratch MRC (the engine writes memory-mapped) into its run's segmentation."""
+        from voxuda_cli.io.copick import write_segmentation
+
+        assert self.copick is not None
+        with tempfile.TemporaryDirectory(prefix=".voxuda-predict-") as folder:
+            target = Path(folder) / f"{volume_name(path)}.mrc"
+            result = self.predictor.predict_tomogram(path, target, None, advance, scan, label=self._label())
+            mask = read_mrc(target, mmap=True, check=False)
+            stored = write_segmentation(self.copick, volume_name(path), mask.data, mask.isotropic_voxel_size)
+        result.outputs = [stored]
         return result
 
     def _model_name(self) -> str:
@@ -266,6 +295,9 @@ def plan_prediction(
         raise VoxudaInputError("no input given; pass an HDF5 dataset, MRC files or a folder of MRC files")
     kind = output_kind(output)
     job = PredictionJob(predictor, output, kind, provenance=provenance, paste=paste)
+    if kind == "copick":
+        job.copick = parse_locator(output)
+        job.copick.require("segmentation", "user", "session", what="writing segmentations")
     dataset_path = single_dataset(inputs)
     if dataset_path is not None:
         job.dataset = read_h5_dataset(dataset_path)
@@ -330,8 +362,8 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
         if predictor.needs_resampling(header.voxel_size) and header.shape != predictor.box:
             on_model_grid = model_shape(header.shape, header.voxel_size, float(predictor.info.voxel_size))
         predictor.check_volume_shape(on_model_grid, str(path))
-        job.headers[path.stem] = _header_only(header)
-        job.shapes[path.stem] = on_model_grid
+        job.headers[volume_name(path)] = _header_only(header)
+        job.shapes[volume_name(path)] = on_model_grid
         if header.shape == predictor.box:
             subtomograms.append(path)
         else:
@@ -344,10 +376,10 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
 def _selected(job: PredictionJob, paths: list[Path]) -> list[Path]:
     """The inputs of this run: its --shard, less those whose outputs exist with --skip-existing."""
     settings = job.predictor.settings
-    chosen = [path for path in paths if in_shard(path.stem, settings.shard)]
+    chosen = [path for path in paths if in_shard(volume_name(path), settings.shard)]
     if settings.shard is not None:
         log.info("--shard %s: %d of %d inputs", settings.shard, len(chosen), len(paths))
-    if settings.skip_existing and job.kind == "folder":
+    if settings.skip_existing and job.kind in ("folder", "copick"):
         done = [path for path in chosen if _outputs_exist(job, path)]
         if done:
             log.info("--skip-existing: %d input(s) already predicted (%s)", len(done), _names(done))
@@ -356,7 +388,12 @@ def _selected(job: PredictionJob, paths: list[Path]) -> list[Path]:
 
 
 def _outputs_exist(job: PredictionJob, path: Path) -> bool:
-    mask = job.output / f"{path.stem}.mrc"
+    if job.copick is not None:
+        from voxuda_cli.io.copick import segmentation_complete
+
+        voxel_size = job.predictor.with_input_voxel_size(read_mrc(path, mmap=True, check=False), str(path))
+        return segmentation_complete(job.copick, volume_name(path), voxel_size.isotropic_voxel_size)
+    mask = job.output / f"{volume_name(path)}.mrc"
     return mask.exists() and (not job.predictor.settings.probabilities or probabilities_path(mask).exists())
 
 
@@ -386,12 +423,24 @@ def _check_outputs(job: PredictionJob) -> None:
     if job.dataset is not None:
         parents = set(job.dataset.parents or []) if job.dataset.is_patchified else None
         count += len(parents) if parents is not None else len(job.dataset)
+    if job.kind == "copick":
+        _check_copick_output(job)
     if job.kind == "zarr" and (job.dataset is not None or count != 1):
         raise VoxudaInputError(f"{job.output}: an OME-Zarr output holds one whole tomogram; pass one, or -o a folder")
     if job.kind == "mrc" and count != 1:
         raise VoxudaInputError(
             f"{job.output}: one MRC file cannot hold {count} output volumes; pass a folder or an .h5 path to -o"
         )
+
+
+def _check_copick_output(job: PredictionJob) -> None:
+    from voxuda_cli.io.copick import check_output
+
+    if job.dataset is not None:
+        raise VoxudaInputError(f"{job.output}: copick segmentations are of whole tomograms; pass tomograms")
+    if job.predictor.settings.probabilities:
+        raise VoxudaInputError(f"{job.output}: copick holds label images; write --probabilities to a folder (-o)")
+    check_output(job.output, "segmentation", [volume_name(path) for path, _ in job.tomograms])
 
 
 def describe_inputs(job: PredictionJob) -> str:

@@ -12,7 +12,9 @@ shift in angstrom (RELION's ``rlnOriginX/Y/ZAngst``, subtracted) and the tomogra
   it at voxel ``size / 2`` (``ParticleSet::getPosition``, the C++ code that extracts), and
   ``centre="half-minus-one"`` at ``size / 2 - 1`` (the Python particle picker's export);
 - IMOD models: IMOD puts the centre of voxel (0, 0, 0) at model point (0.5, 0.5, 0), so 0.5 is
-  taken off x and y.
+  taken off x and y;
+- copick picks (``copick.json:object=NAME[:user=U][:session=S]``, io.copick): angstrom with voxel
+  (0, 0, 0) at 0, each pick named by its run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.copick import is_copick_locator
 
 CENTRE_CHOICES = ("half", "half-minus-one")
 STAR_SUFFIXES = (".star",)
@@ -38,7 +41,8 @@ _TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs", ".tomostar", ".zar
 
 @dataclass
 class PickTable:
-    """Picks of one coordinate file; ``xyz`` (N, 3) in ``unit`` ("voxels" or "centred-angstrom")."""
+    """Picks of one coordinate file; ``xyz`` (N, 3) in ``unit`` ("voxels", "centred-angstrom" or
+    "angstrom": voxel (0, 0, 0) at 0, copick's)."""
 
     source: Path
     xyz: np.ndarray
@@ -65,6 +69,8 @@ class PickTable:
             if centre == "half-minus-one":
                 middle -= 1.0
             xyz = xyz / voxel_size + middle
+        elif self.unit == "angstrom":
+            xyz = xyz / voxel_size
         else:
             xyz = xyz * scale
         return (xyz - shift)[:, ::-1].copy()
@@ -72,6 +78,11 @@ class PickTable:
 
 def read_picks(path: Path | str) -> PickTable:
     """Read one coordinate file (kind by suffix); one-line error naming the file when it holds no picks."""
+    if is_copick_locator(path):
+        table = _read_copick(Path(path))
+        if len(table) == 0:
+            raise VoxudaInputError(f"{path}: the project holds no such picks; check object, user and session")
+        return table
     path = Path(path)
     if not path.is_file():
         raise VoxudaInputError(f"{path}: coordinate file not found; check the path")
@@ -91,6 +102,13 @@ def read_picks(path: Path | str) -> PickTable:
     if not np.isfinite(table.xyz).all() or not np.isfinite(table.shift_angstrom).all():
         raise VoxudaInputError(f"{path}: coordinates contain NaN or Inf; fix the file")
     return table
+
+
+def _read_copick(path: Path) -> PickTable:
+    from voxuda_cli.io.copick import read_picks as read_copick_picks
+
+    xyz, runs = read_copick_picks(path)
+    return PickTable(path, xyz, "angstrom", list(runs), np.zeros_like(xyz))
 
 
 def _read_star(path: Path) -> PickTable:
@@ -202,6 +220,20 @@ def _file_tomogram(table: PickTable, tomograms: Sequence[str]) -> str:
     )
 
 
+def _write_copick(path: Path, rows: list[dict[str, object]], tomograms: Sequence[str]) -> None:
+    from voxuda_cli.io.copick import parse_locator
+    from voxuda_cli.io.copick import write_picks as write_copick_picks
+
+    runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in dict.fromkeys([*tomograms, *(str(row["tomogram"]) for row in rows)]):
+        mine = [row for row in rows if row["tomogram"] == name]
+        xyz = np.array([[row[a] for a in "xyz"] for row in mine], dtype=np.float64).reshape(-1, 3)
+        sizes = np.array([row["voxel_size"] for row in mine], dtype=np.float64)
+        scores = np.array([row.get("mean_probability", 1.0) for row in mine], dtype=np.float64)
+        runs[name] = (xyz * sizes[:, None], scores)
+    write_copick_picks(parse_locator(path), runs)
+
+
 # ---- writing picks: the inverse of PickTable.voxels ------------------------------------------------
 
 PICK_FORMATS = ("relion5", "relion4", "csv")
@@ -216,22 +248,33 @@ def centred_angstrom(zyx: np.ndarray, shape: Sequence[int], voxel_size: float, c
 
 
 def pick_format(path: Path) -> str:
-    """``relion5`` for .star (``relion4`` on request), ``csv`` for .csv/.tsv; others refused."""
+    """``relion5`` for .star (``relion4`` on request), ``csv`` for .csv/.tsv, ``copick`` for a
+    project's picks (``copick.json:object=NAME:user=U:session=S``); others refused."""
+    if is_copick_locator(path):
+        return "copick"
     suffix = path.suffix.lower()
     if suffix in STAR_SUFFIXES:
         return "relion5"
     if suffix in (".csv", ".tsv"):
         return "csv"
-    raise VoxudaInputError(f"-o {path}: picks are written as .star (RELION) or .csv/.tsv; name the file so")
+    raise VoxudaInputError(
+        f"-o {path}: picks are written as .star (RELION), .csv/.tsv or copick.json:object=NAME:user=U:session=S"
+    )
 
 
-def write_picks(path: Path, rows: list[dict[str, object]], star: str = "relion5") -> None:
+def write_picks(
+    path: Path, rows: list[dict[str, object]], star: str = "relion5", tomograms: Sequence[str] = ()
+) -> None:
     """Write particle rows atomically: RELION 5 STAR (centred angstrom, rlnTomoName), RELION 4 STAR
     (voxels, rlnMicrographName) or CSV/TSV (x, y, z in voxels plus every measured column).
 
     Each row holds ``tomogram``, ``x``, ``y``, ``z`` (voxels), ``x_angst``/``y_angst``/``z_angst``
-    (centred angstrom) and its measurements (``volume_voxels``, ``volume_angst3``, ``mean_probability``).
+    (centred angstrom), ``voxel_size`` and its measurements (``volume_voxels``, ``volume_angst3``,
+    ``mean_probability``). copick: one pick set per tomogram (a run) of ``tomograms``, empty ones too.
     """
+    if pick_format(path) == "copick":
+        _write_copick(path, rows, tomograms)
+        return
     import pandas as pd
     import starfile
 

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.io.copick import input_stores, is_copick_locator, run_name
 from voxuda_cli.io.dataset import Dataset, dataset_voxel_size, is_h5_path, read_h5_dataset
 from voxuda_cli.io.mrc import MRC_SUFFIXES, is_mrc_path, read_mrc
 from voxuda_cli.io.volume import Volume, checked_voxel_size
@@ -45,6 +46,12 @@ def input_kind(path: Path | str) -> InputKind:
     )
 
 
+def volume_name(path: Path) -> str:
+    """The name an input volume goes by (outputs, shards, picks' tomogram): its file stem, or the
+    run of a copick project's store (every run's tomogram is ``wbp.zarr``)."""
+    return run_name(path) or path.stem
+
+
 def _is_zarr_store(path: Path) -> bool:
     return path.is_dir() and is_zarr_path(path)
 
@@ -62,9 +69,13 @@ def single_dataset(paths: Sequence[Path | str]) -> Path | None:
 
 
 def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
-    """MRC files given directly or found (sorted) in given folders; anything else is an error."""
+    """MRC files given directly or found (sorted) in given folders, and the stores of copick
+    locators (io.copick: ``copick.json:tomogram=wbp:spacing=10``); anything else is an error."""
     files: list[Path] = []
     for raw in paths:
+        if is_copick_locator(raw):
+            files.extend(input_stores(raw))
+            continue
         path = Path(raw)
         kind = input_kind(path)
         if kind == "folder":
@@ -78,7 +89,7 @@ def expand_mrc_paths(paths: Sequence[Path | str]) -> list[Path]:
             raise VoxudaInputError(f"{path}: an HDF5 dataset, where this command reads MRC or OME-Zarr volumes")
         else:
             raise VoxudaInputError(f"{path}: an HDF5 dataset must be the only input, not mixed with MRC files")
-    stems = [p.stem for p in files]
+    stems = [volume_name(p) for p in files]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise VoxudaInputError(f"{duplicates[0]}: several input files share this name; names must be unique")
@@ -129,7 +140,7 @@ def read_dataset(paths: Sequence[Path | str], require_masks: bool = False, mask_
     masks = (images > mask_threshold).astype(np.uint8) if require_masks else None
     dataset = Dataset(
         images=images,
-        names=[p.stem for p in files],
+        names=[volume_name(p) for p in files],
         voxel_size=voxel_size,
         kind="target",
         masks=masks,
@@ -167,7 +178,7 @@ def iter_volumes(
             yield name, Volume(data=dataset.images[index], voxel_size=(size,) * 3)
         return
     for path in expand_mrc_paths(paths):
-        yield path.stem, with_checked_voxel_size(read_mrc(path, mmap=mmap), input_voxel_size, str(path))
+        yield volume_name(path), with_checked_voxel_size(read_mrc(path, mmap=mmap), input_voxel_size, str(path))
 
 
 def with_checked_voxel_size(volume: Volume, input_voxel_size: float | None, source: str) -> Volume:
