@@ -35,7 +35,7 @@ from voxuda_cli.io.coordinates import CENTRE_CHOICES, assign_picks, read_picks
 from voxuda_cli.io.dataset import DatasetWriter
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import read_mrc
-from voxuda_cli.io.sources import expand_mrc_paths, volume_name
+from voxuda_cli.io.sources import expand_mrc_paths, in_shard, volume_name
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.patches import ParentInfo
 from voxuda_cli.polarity import resolve_polarity
@@ -65,6 +65,10 @@ class ExtractSettings:
     )  # fmt: skip
     centre: str = fields.centre(choices=lambda: CENTRE_CHOICES)
     scale: float = setting(1.0, "Multiply voxel coordinates (RELION 4, CSV, IMOD) first, e.g. by 1/binning.")
+    shard: str | None = fields.shard()
+    skip_existing: bool = setting(
+        False, "Do nothing when -o exists (written atomically: one that exists is complete; a killed run leaves none)."
+    )
 
     def __post_init__(self) -> None:
         if self.box < 4 or self.box % 2:
@@ -109,13 +113,21 @@ class ExtractionPlan:
         return sum(len(kept_rows(t, self.settings.box, self.voxel_size, self.settings.border)) for t in self.tomograms)
 
 
+def already_extracted(output: Path, settings: ExtractSettings) -> bool:
+    """--skip-existing and ``output`` exists: complete, as every dataset is written atomically."""
+    return bool(settings.skip_existing) and Path(output).exists()
+
+
 def plan_extraction(tomograms: list[Path], coords: list[Path], settings: ExtractSettings) -> ExtractionPlan:
     """Read every header and coordinate file, match picks to tomograms; errors name the file."""
     if not coords:
         raise VoxudaInputError("no coordinate file given; pass --coords FILE (.star, .csv/.tsv or .mod)")
-    paths = expand_mrc_paths(tomograms)
+    every = expand_mrc_paths(tomograms)
     tables = [read_picks(path) for path in coords]
-    assignment = assign_picks(tables, [volume_name(p) for p in paths])
+    assignment = assign_picks(tables, [volume_name(p) for p in every])  # picks of other shards are no error
+    paths = [path for path in every if in_shard(volume_name(path), settings.shard)]
+    if not paths:
+        raise VoxudaInputError(f"--shard {settings.shard}: none of the {len(every)} tomograms falls in this shard")
     planned = []
     for path in paths:
         header = read_mrc(path, mmap=True, check=False)

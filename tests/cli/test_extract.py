@@ -75,3 +75,30 @@ def test_lost_header_voxel_size_is_refused_then_overridden(runner, tmp_path):
     result = runner.invoke(app, [*args, "--input-voxel-size", "13.5", "--voxel-size", "10"])
     assert result.exit_code == 0, result.output
     assert read_h5_dataset(tmp_path / "s.h5").voxel_size == 10.0
+
+
+def test_shards_partition_the_tomograms_and_skip_existing_keeps_a_finished_shard(runner, tmp_path):
+    """--shard I/N: each tomogram's boxes in exactly one shard (picks naming other shards' tomograms
+    are no error); --skip-existing leaves a complete output as it is."""
+    names = [f"TS_{i:02d}" for i in range(1, 7)]
+    folder = tmp_path / "tomos"
+    folder.mkdir()
+    for name in names:
+        blob_tomogram(folder / f"{name}.mrc")
+    starfile.write(pd.concat([relion4_frame(name) for name in names]), tmp_path / "picks.star")
+    base = ["extract", str(folder), "--coords", str(tmp_path / "picks.star"), "--box", "8"]
+    parents: list[str] = []
+    for index in (1, 2, 3):
+        out = tmp_path / f"shard{index}.h5"
+        result = runner.invoke(app, [*base, "-o", str(out), "--shard", f"{index}/3"])
+        if result.exit_code == 2:  # a shard may hold no tomogram: said in one line
+            assert "falls in this shard" in result.output and not out.exists()
+            continue
+        assert result.exit_code == 0, result.output
+        parents += read_h5_dataset(out).parents or []
+    assert sorted(set(parents)) == names and len(parents) == len(names) * len(BLOBS)
+    written = next(tmp_path.glob("shard*.h5"))
+    before = written.stat().st_mtime_ns
+    again = runner.invoke(app, [*base, "-o", str(written), "--skip-existing", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["skipped"] is True
+    assert written.stat().st_mtime_ns == before

@@ -14,6 +14,7 @@ Example: voxuda extract TS_01.mrc --coords particles.star -o subtomos.h5 --box 3
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,8 @@ import typer
 from voxuda_cli.cli.common import bar_progress, emit, progress_bar
 from voxuda_cli.cli.options import param, settings_command
 from voxuda_cli.extract import ExtractSettings
+
+log = logging.getLogger("voxuda")
 
 NAME = "extract"
 SETTINGS = ExtractSettings
@@ -39,9 +42,13 @@ OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output HDF5 dat
 
 def run(settings: ExtractSettings, tomograms: list[Path], coords: list[Path], output: Path, as_json: bool) -> None:
     from voxuda_cli.config import settings_to_dict
-    from voxuda_cli.extract import plan_extraction, write_subtomograms
+    from voxuda_cli.extract import already_extracted, plan_extraction, write_subtomograms
     from voxuda_cli.io.dataset import provenance
 
+    if already_extracted(output, settings):
+        log.info("--skip-existing: %s exists; nothing to extract", output)
+        emit({"output": str(output), "skipped": True, "tomograms": []}, as_json, None)
+        return
     plan = plan_extraction(list(tomograms), list(coords), settings)
     origin = provenance(NAME, settings_to_dict(settings), [str(p) for p in [*tomograms, *coords]])
     with progress_bar() as bar:
