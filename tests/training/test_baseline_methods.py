@@ -192,3 +192,33 @@ def test_mapseg_masks_the_students_input_and_its_reconstruction_loss_falls() -> 
     inputs = method.inputs(batch)
     assert torch.equal(inputs[:2], batch.images) and (inputs[2:][method._masks] == 0).all()
     assert method.weights(Position(0.0, 0.9))["seg"] == 1.0 and method.teacher_ready(Position(0.0, 0.9))
+
+
+def test_mapseg_reuses_an_earlier_runs_mae_stage(data: dict[str, Path], tmp_path: Path) -> None:
+    """--pretrained: the student starts from a run stopped at its burn-in (its MAE stage), and
+    this run has no MAE stage of its own (L_mae is 0 throughout, its burn-in trains L_seg)."""
+    import json
+
+    from voxuda_cli.errors import VoxudaInputError
+    from voxuda_cli.models import VoxResNet, VoxResNetConfig
+
+    threads = torch.get_num_threads()
+    settings = TrainSettings(
+        src=(data["src"],), tgt=(data["tgt"],), method="mapseg", width=4, batch_size=2, epochs=1, ramp_epochs=2,
+        threads=1, seed=0, burn_in=0.5,
+    )  # fmt: skip
+    train(settings, tmp_path / "mae")  # epoch 1 of 2: all burn-in, the MAE stage alone
+    mae = torch.load(tmp_path / "mae" / "checkpoint.pt", weights_only=True)["student"]
+    reused = settings.replace(epochs=2, pretrained=tmp_path / "mae")
+    trainer = _Trainer()
+    trainer.student = VoxResNet(VoxResNetConfig(width=4))  # type: ignore[attr-defined]
+    get_method("mapseg")(reused).attach(trainer)  # type: ignore[arg-type]
+    assert all(torch.equal(value, mae[key]) for key, value in trainer.student.state_dict().items())  # type: ignore[attr-defined]
+    train(reused, tmp_path / "mpl")
+    torch.set_num_threads(threads)
+    rows = [json.loads(line) for line in (tmp_path / "mpl" / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["mae"] == 0 for row in rows) and rows[0]["seg"] > 0
+    with pytest.raises(VoxudaInputError, match="differs"):
+        train(reused.replace(width=8), tmp_path / "wide")
+    with pytest.raises(VoxudaInputError, match="mapseg"):
+        TrainSettings(method="asc", pretrained=tmp_path / "mae").validate()

@@ -115,6 +115,12 @@ class TrainSettings:
     noise: Path | None = setting(
         None, "A saved estimate (voxuda estimate-noise -o) instead of estimating here.", default_help="[default: off]"
     )
+    pretrained: Path | None = setting(
+        None,
+        "mapseg: start the student from an earlier mapseg run's MAE stage (its run folder or checkpoint.pt, e.g. "
+        "one stopped at its burn-in: --epochs E/2 --ramp-epochs E) and skip this run's; its burn-in trains L_seg.",
+        default_help="[default: off]",
+    )
     epochs: int = setting(300, "Passes over the labelled set.")
     batch_size: int = fields.batch_size(16, "samples per step (the global batch under torchrun)")
     lr: float = setting(1e-3, "Adam learning rate.")
@@ -279,6 +285,8 @@ class TrainSettings:
         ):
             if getattr(self, name) not in choices:
                 raise bad(name, f"unknown; use one of {', '.join(choices)}")
+        if self.pretrained is not None and self.method != "mapseg":
+            raise bad("pretrained", "is mapseg's MAE stage; use it with --method mapseg")
         for name in ("burn_in", "pl_ramp"):
             if not 0 <= getattr(self, name) < 1:
                 raise bad(name, "must be a fraction of the training schedule in [0, 1)")

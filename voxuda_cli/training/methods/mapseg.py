@@ -14,19 +14,25 @@ Simplifications (README's method table): MAPSeg's 70 % masking of 16^3 patches o
 kept as a ratio with 4^3 cubes of the 32^3 box; its global-local context (a downsampled view of the
 whole scan beside each local crop) is left out: a subtomogram already holds the whole particle.
 Its separate pretraining run is the burn-in of the same run (with --burn-in 0 there is no MAE
-stage). Its L_mpl weighting is --pl-weight.
+stage), or an earlier run's, reused with ``--pretrained RUN`` (the student starts from that run's
+checkpoint; this run's burn-in then trains L_seg alone, so that the teacher copied at its end
+segments). Its L_mpl weighting is --pl-weight.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from voxuda_cli.confidence import confident_labels
+from voxuda_cli.errors import VoxudaInputError
+from voxuda_cli.models.serialization import load_tagged
 from voxuda_cli.models.voxresnet import AuxiliaryClassifier
 from voxuda_cli.training import schedule
+from voxuda_cli.training.checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
 from voxuda_cli.training.losses import pseudo_label_loss, segmentation_loss
 from voxuda_cli.training.methods import AdaptsOnSchedule, Position, StepOutputs, register_method, single_process
 from voxuda_cli.training.perturbations import PerturbsEachStep, patch_mask
@@ -37,6 +43,25 @@ if TYPE_CHECKING:
 
 MASK_RATIO = 0.7
 MASK_PATCH = 4
+MAE_ONLY = {"seg": 0.0, "mae": 1.0, "mpl": 0.0}
+
+
+def pretrained_student(path: Path, student: nn.Module) -> dict[str, torch.Tensor]:
+    """The student weights of an earlier mapseg run (its folder or checkpoint.pt), checked to fit ``student``."""
+    file = path / CHECKPOINT if path.is_dir() else path
+    if not file.is_file():
+        raise VoxudaInputError(
+            f"--pretrained {path}: no {CHECKPOINT} there; pass a mapseg run folder or its checkpoint"
+        )
+    state = load_tagged(file, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, "checkpoint", "pass a voxuda checkpoint")
+    method = dict(state.get("settings") or {}).get("method")
+    if method != "mapseg":
+        raise VoxudaInputError(f"--pretrained {file}: a {method} run's checkpoint; its MAE stage is a mapseg run's")
+    weights = state["student"]
+    mine = student.state_dict()
+    if set(weights) != set(mine) or any(weights[k].shape != mine[k].shape for k in mine):
+        raise VoxudaInputError(f"--pretrained {file}: its network differs (--width); train with the same --width")
+    return weights
 
 
 class Reconstruction(nn.Module):
@@ -65,12 +90,15 @@ class MapSeg(PerturbsEachStep, AdaptsOnSchedule):
         single_process(trainer, self.name)
         self.decoder = Reconstruction(self.settings.width).to(trainer.device)
         self.decoder_optimizer = torch.optim.Adam(self.decoder.parameters(), lr=self.settings.lr)
-        self._pretraining = True
         self._masks: torch.Tensor | None = None
+        self._reused = self.settings.pretrained is not None
+        self._pretraining = not self._reused
+        if self.settings.pretrained is not None:
+            trainer.student.load_state_dict(pretrained_student(Path(self.settings.pretrained), trainer.student))
 
     def before_step(self, trainer: Trainer, position: Position) -> None:
         super().before_step(trainer, position)
-        self._pretraining = not schedule.adapting(self.settings, position.progress)
+        self._pretraining = not self._reused and not schedule.adapting(self.settings, position.progress)
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         target = batch.target_volumes
@@ -99,7 +127,7 @@ class MapSeg(PerturbsEachStep, AdaptsOnSchedule):
 
     def weights(self, position: Position) -> dict[str, float]:
         if not schedule.adapting(self.settings, position.progress):
-            return {"seg": 0.0, "mae": 1.0, "mpl": 0.0}
+            return {"seg": float(self.settings.seg_weight), "mae": 0.0, "mpl": 0.0} if self._reused else MAE_ONLY
         ramp = schedule.pl_ramp_factor(self.settings, position.progress)
         return {"seg": float(self.settings.seg_weight), "mae": 0.0, "mpl": float(self.settings.pl_weight) * ramp}
 
