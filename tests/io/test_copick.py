@@ -132,3 +132,12 @@ def test_predict_into_copick_refuses_bad_outputs_before_work(tmp_path: Path, run
     )
     assert result.exit_code == 2 and words in result.output and len(result.output.strip().splitlines()) == 1
     assert not copick.from_file(str(config)).get_run("TS_01").get_segmentations()
+
+
+def test_a_project_denoises_into_a_folder_named_by_run(tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    config = _project(tmp_path)
+    out = tmp_path / "denoised"
+    tomograms = f"{config}:tomogram=wbp:spacing=10"
+    result = runner.invoke(app, ["ibf-denoise", tomograms, "-o", str(out), "--denoiser", "bf"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["TS_01.mrc", "TS_02.mrc"]
