@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from voxuda_cli.cli.app import app
+from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.io.coordinates import read_picks
 from voxuda_cli.io.mrc import read_mrc, write_mrc
 from voxuda_cli.io.volume import Volume
@@ -65,6 +66,23 @@ def test_split_separates_touching_particles() -> None:
     split = find_particles(volume, "TS", PicksSettings(split=True, min_distance=3)).rows
     found = np.array([[r["z"], r["y"], r["x"]] for r in split])
     assert len(split) == 2 and _matched(found, centres.astype(float), 1.5) == (1.0, 1.0)
+
+
+def test_meanshift_merges_a_particles_fragments_and_keeps_particles_apart() -> None:
+    """Two lobes of one particle, segmented apart (a 2-voxel gap), are two components but one
+    mean-shift cluster, centred between them; particles 30 voxels apart stay apart."""
+    rng = np.random.default_rng(1)
+    truth = _separate_centres(rng, 12, gap=30)
+    offset = np.array([0.0, 0.0, 4.0])
+    mask = _balls(np.concatenate([truth - offset, truth + offset]), 3.0)  # lobes at +-4 voxels in x
+    volume = Volume(mask.astype(np.int8), voxel_size=10.0)
+    assert len(find_particles(volume, "TS", PicksSettings()).rows) == 24
+    merged = find_particles(volume, "TS", PicksSettings(meanshift=12.0)).rows
+    found = np.array([[r["z"], r["y"], r["x"]] for r in merged])
+    assert len(merged) == 12 and _matched(found, truth, 0.5) == (1.0, 1.0)
+    for bad, words in (({"meanshift": 0.0}, "bandwidth"), ({"meanshift": 8.0, "split": True}, "choose one")):
+        with pytest.raises(VoxudaInputError, match=words):
+            PicksSettings(**bad).validate()  # type: ignore[arg-type]
 
 
 ROUND_TRIPS = [
