@@ -9,7 +9,7 @@ copick.json:segmentation=NAME:user=U:session=S). Each row also carries the parti
 (voxels and A^3) and mean probability. `voxuda extract --coords` reads them back (the same
 --centre). --instances DIR writes X_instances.mrc, each particle numbered 1..N (uint16).
 
-Example: voxuda picks work/masks/ -o picks.star --min-size 200 --split --instances work/instances
+Example: voxuda picks work/masks/ -o picks.star --min-size 200 --meanshift 25 --instances work/instances
 """
 
 from __future__ import annotations
