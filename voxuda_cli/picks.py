@@ -235,15 +235,26 @@ def pick_files(inputs: list[Path], output: Path, settings: PicksSettings, instan
     return run_picks(plan_picks(inputs, output, settings), output, settings, instances, on_progress)
 
 
+def _write_instances(folder: Path, name: str, source: Path, labels: Volume) -> None:
+    """X_instances.mrc (uint16), or for an OME-Zarr input X_instances.zarr, an NGFF labels image."""
+    from voxuda_cli.io.mrc import write_mrc
+    from voxuda_cli.io.zarr import is_zarr_path, write_ome_zarr
+
+    if is_zarr_path(source):
+        write_ome_zarr(folder / f"{name}_instances.zarr", labels.data, labels.voxel_size, labels.origin, "instances")
+    else:
+        write_mrc(folder / f"{name}_instances.mrc", labels, "voxuda picks")
+
+
 def run_picks(files: list[Path], output: Path, settings: PicksSettings, instances: Path | None = None,
               on_progress: Any = None) -> dict[str, Any]:  # fmt: skip
     """The planned segmentations (plan_picks) -> one picks file.
 
     A probability map beside its mask (X_probabilities.mrc) gives the particles' mean probability.
-    ``instances`` writes X_instances.mrc (uint16) per input.
+    ``instances`` writes X_instances.mrc (uint16) per input (X_instances.zarr, labels, for OME-Zarr).
     """
     from voxuda_cli.io.coordinates import write_picks
-    from voxuda_cli.io.mrc import read_mrc, write_mrc
+    from voxuda_cli.io.mrc import read_mrc
     from voxuda_cli.io.sources import probabilities_path, volume_name, with_checked_voxel_size
 
     rows: list[dict[str, Any]] = []
@@ -256,7 +267,7 @@ def run_picks(files: list[Path], output: Path, settings: PicksSettings, instance
         found = find_particles(volume, name, settings, probabilities)
         rows.extend(found.rows)
         if instances is not None:
-            write_mrc(instances / f"{name}_instances.mrc", volume.with_data(found.labels), "voxuda picks")
+            _write_instances(instances, name, path, volume.with_data(found.labels))
         records.append({"name": name, "particles": len(found.rows), "shape": list(volume.shape)})
         if on_progress is not None:
             on_progress(1, name)

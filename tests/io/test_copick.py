@@ -16,6 +16,7 @@ from voxuda_cli.errors import VoxudaInputError  # noqa: E402
 from voxuda_cli.io.copick import is_copick_locator, parse_locator, run_name  # noqa: E402
 from voxuda_cli.io.dataset import read_h5_dataset  # noqa: E402
 from voxuda_cli.io.sources import expand_mrc_paths, volume_name  # noqa: E402
+from voxuda_cli.io.zarr import read_zarr  # noqa: E402
 
 SHAPE = (40, 48, 56)
 CENTRES = {"TS_01": [(20, 16, 18), (20, 32, 40)], "TS_02": [(14, 24, 28)]}
@@ -84,8 +85,23 @@ def test_predict_picks_extract_round_trip_through_copick(tmp_path: Path, runner)
         assert segmentation.voxel_size == 10.0 and mask.shape == SHAPE
         assert 2 * np.logical_and(mask > 0, truth).sum() / ((mask > 0).sum() + truth.sum()) > 0.8
 
-    found = runner.invoke(app, ["picks", f"{config}:{SEGMENTATION}", "-o", f"{config}:{PICKS}", "--min-size", "50"])
+    instances = tmp_path / "instances"
+    found = runner.invoke(
+        app,
+        [
+            "picks",
+            f"{config}:{SEGMENTATION}",
+            "-o",
+            f"{config}:{PICKS}",
+            "--min-size",
+            "50",
+            "--instances",
+            str(instances),
+        ],
+    )
     assert found.exit_code == 0, found.output
+    labels = read_zarr(instances / "TS_01_instances.zarr")  # OME-Zarr in, NGFF labels out
+    assert np.asarray(labels.data).max() == 2 and labels.voxel_size == (10.0, 10.0, 10.0)
     project = copick.from_file(str(config))
     for name, centres in CENTRES.items():
         [picks] = project.get_run(name).get_picks(object_name="ribosome", user_id="voxuda", session_id="1")
