@@ -32,6 +32,7 @@ from voxuda_cli import fields
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.fields import setting
 from voxuda_cli.io.coordinates import CENTRE_CHOICES, assign_picks, read_picks
+from voxuda_cli.io.copick import is_copick_locator
 from voxuda_cli.io.dataset import DatasetWriter
 from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import read_mrc
@@ -123,8 +124,11 @@ def plan_extraction(tomograms: list[Path], coords: list[Path], settings: Extract
     if not coords:
         raise VoxudaInputError("no coordinate file given; pass --coords FILE (.star, .csv/.tsv or .mod)")
     every = expand_mrc_paths(tomograms)
+    names = [volume_name(p) for p in every]
+    # a copick project's picks name every run that has them; only the runs given are extracted
     tables = [read_picks(path) for path in coords]
-    assignment = assign_picks(tables, [volume_name(p) for p in every])  # picks of other shards are no error
+    tables = [table.of_tomograms(names) if is_copick_locator(path) else table for table, path in zip(tables, coords)]
+    assignment = assign_picks(tables, names)  # picks of other shards are no error
     paths = [path for path in every if in_shard(volume_name(path), settings.shard)]
     if not paths:
         raise VoxudaInputError(f"--shard {settings.shard}: none of the {len(every)} tomograms falls in this shard")

@@ -59,12 +59,14 @@ def test_locators_parse_and_name_their_runs(tmp_path: Path) -> None:
     assert [volume_name(p) for p in stores] == ["TS_01", "TS_02"] and all(p.name == "wbp.zarr" for p in stores)
     assert [run_name(p) for p in stores] == ["TS_01", "TS_02"] and run_name(tmp_path / "TS_01.mrc") is None
     assert [volume_name(p) for p in expand_mrc_paths([f"{config}:tomogram=wbp:spacing=10:runs=TS_02"])] == ["TS_02"]
+    assert parse_locator(f"{config}:segmentation=ribosome:user=my_user").get("user") == "my-user"  # as copick writes it
     for bad, words in (
         (f"{config}:tomo=wbp", "KEY=VALUE"),
         (f"{config}:spacing=ten", "spacing=ten"),
         (f"{config}:tomogram=denoised:spacing=10", "no run of the project has"),
         (f"{config}:tomogram=wbp", "needs spacing"),
         (f"{config}:tomogram=wbp:spacing=10:runs=TS_09", "no run TS_09"),
+        (f"{config}:tomogram=wbp:tomogram=wbp:spacing=10", "twice"),
         (f"{tmp_path / 'none.json'}:tomogram=wbp:spacing=10", "not found"),
     ):
         with pytest.raises(VoxudaInputError, match=words):
@@ -115,6 +117,9 @@ def test_predict_picks_extract_round_trip_through_copick(tmp_path: Path, runner)
     assert extracted.exit_code == 0, extracted.output
     dataset = read_h5_dataset(boxes)
     assert sorted(set(dataset.parents or [])) == ["TS_01", "TS_02"] and len(dataset) == 3
+    one_run = [f"{tomograms}:runs=TS_02", "--coords", coords, "-o", str(tmp_path / "one.h5"), "--box", "16"]
+    assert runner.invoke(app, ["extract", *one_run]).exit_code == 0  # the project's other runs' picks are no error
+    assert read_h5_dataset(tmp_path / "one.h5").parents == ["TS_02"]
     expected = sorted(tuple(c) for centres in CENTRES.values() for c in centres)
     assert sorted(tuple(int(v) for v in dataset.coords_at(i)) for i in range(len(dataset))) == expected
 
@@ -130,6 +135,25 @@ def test_skip_existing_skips_completed_copick_segmentations(tmp_path: Path, runn
     assert all(run.get_segmentations(name="ribosome", user_id="voxuda", session_id="1") for run in done.runs)
     predicted = [record["name"] for record in json.loads(rerun.stdout)["volumes"]]
     assert len(predicted) == 1  # the first shard's run was not predicted again
+
+
+def test_skip_existing_into_a_project_names_an_input_that_is_no_run(tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    from voxuda_cli.io.mrc import write_mrc
+    from voxuda_cli.io.volume import Volume
+
+    config = _project(tmp_path)
+    model = write_model(tmp_path / "run" / "model.pt", threshold_network(width=2))
+    write_mrc(tmp_path / "other.mrc", Volume(np.zeros(SHAPE, np.float32) + 1, voxel_size=(10.0,) * 3))
+    arguments = [
+        "predict",
+        str(model),
+        str(tmp_path / "other.mrc"),
+        "-o",
+        f"{config}:{SEGMENTATION}",
+        "--skip-existing",
+    ]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 2 and "no run other" in result.output
 
 
 @pytest.mark.parametrize(

@@ -222,3 +222,5 @@ def test_mapseg_reuses_an_earlier_runs_mae_stage(data: dict[str, Path], tmp_path
         train(reused.replace(width=8), tmp_path / "wide")
     with pytest.raises(VoxudaInputError, match="mapseg"):
         TrainSettings(method="asc", pretrained=tmp_path / "mae").validate()
+    with pytest.raises(VoxudaInputError, match="burn-in"):
+        TrainSettings(method="mapseg", pretrained=tmp_path / "mae", burn_in=0.0).validate()

@@ -56,9 +56,9 @@ class DenoiseJob:
 
 
 def job_target(folder: Path, source: Path) -> Path:
-    """An input's denoised file in an output folder: its name, as MRC for a copick store (run.mrc)."""
-    name = volume_name(source)
-    return folder / (source.name if name == source.stem else f"{name}.mrc")
+    """An input's denoised file in an output folder: an MRC input's file name, else NAME.mrc (an
+    OME-Zarr input is denoised into MRC; a copick store's name is its run)."""
+    return folder / (source.name if is_mrc_path(source) else f"{volume_name(source)}.mrc")
 
 
 def plan_denoise(

@@ -53,6 +53,12 @@ class PickTable:
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
 
+    def of_tomograms(self, names: Sequence[str]) -> PickTable:
+        """The picks naming one of ``names`` (a project's picks cover runs not given)."""
+        rows = np.flatnonzero([name in set(names) for name in self.tomograms])
+        return PickTable(self.source, self.xyz[rows], self.unit, [self.tomograms[i] for i in rows],
+                         self.shift_angstrom[rows])  # fmt: skip
+
     def voxels(
         self,
         rows: np.ndarray,

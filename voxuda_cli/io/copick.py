@@ -21,6 +21,7 @@ so copick's napari and ChimeraX tools show it. copick's pick locations are angst
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from voxuda_cli.errors import VoxudaInputError
 
 CONFIG_SUFFIX = ".json"
 KEYS = ("tomogram", "spacing", "runs", "segmentation", "object", "user", "session")
+NAMES = ("segmentation", "object", "user", "session")  # copick cleans these on writing (sanitize_name)
+_LOCATOR = re.compile(r"^(?P<config>.*?\.json)(?::(?P<parts>.*))?$", re.IGNORECASE)
 COMPLETE_ATTR = "voxuda_complete"  # set on a segmentation once copick has written all of it
 EXTRA = "pip install 'voxuda[copick]'"
 
@@ -63,19 +66,24 @@ class CopickLocator:
 
 def is_copick_locator(value: Path | str) -> bool:
     """Whether an argument names a copick project (its configuration file, maybe with :KEY=VALUE parts)."""
-    return str(value).split(":", 1)[0].lower().endswith(CONFIG_SUFFIX)
+    return _LOCATOR.match(str(value)) is not None
 
 
 def parse_locator(value: Path | str) -> CopickLocator:
     """``CONFIG.json:KEY=VALUE...`` -> a locator; unknown keys and a missing file are one-line errors."""
     text = str(value)
-    config, *pieces = text.split(":")
+    match = _LOCATOR.match(text)
+    if match is None:
+        raise VoxudaInputError(f"{text}: not a copick locator; name the project's configuration (.json) first")
+    config, pieces = match["config"], (match["parts"] or "").split(":") if match["parts"] else []
     parts: dict[str, str] = {}
     for piece in pieces:
         key, sep, item = piece.partition("=")
         if not sep or key not in KEYS or not item:
             raise VoxudaInputError(f"{text}: {piece!r} is not KEY=VALUE with KEY one of {', '.join(KEYS)}")
-        parts[key] = item
+        if key in parts:
+            raise VoxudaInputError(f"{text}: {key} is given twice; give it once")
+        parts[key] = _clean(item) if key in NAMES else item
     if "spacing" in parts:
         try:
             ok = float(parts["spacing"]) > 0 and math.isfinite(float(parts["spacing"]))
@@ -86,6 +94,20 @@ def parse_locator(value: Path | str) -> CopickLocator:
     if not Path(config).is_file():
         raise VoxudaInputError(f"{config}: copick configuration not found; check the path")
     return CopickLocator(text, Path(config), parts)
+
+
+def _clean(name: str) -> str:
+    """A name as copick stores it (its sanitize_name: "my_user" is written as "my-user"), so that
+    what voxuda writes is found again under the name given."""
+    try:
+        from copick.util.escape import sanitize_name
+    except ImportError:  # without copick, open_project says what to install
+        return name
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # copick warns on every cleaned name
+        return str(sanitize_name(name))
 
 
 def open_project(locator: CopickLocator) -> Any:
@@ -166,6 +188,10 @@ def _segmentation(run: Any, locator: CopickLocator) -> Any:
         session_id=locator.get("session"),
         voxel_size=locator.spacing,
     )
+    if len(found) > 1:
+        which = ", ".join(f"{s.user_id}/{s.session_id} at {s.voxel_size:g} A" for s in found[:4])
+        raise VoxudaInputError(f"{locator.text}: run {run.name} has several such segmentations ({which}); "
+                               "add user, session or spacing")  # fmt: skip
     return found[0] if found else None
 
 
@@ -191,7 +217,8 @@ def check_output(value: Path | str, kind: str, runs: list[str]) -> CopickLocator
 
 def segmentation_complete(locator: CopickLocator, run: str, voxel_size: float) -> bool:
     """Whether voxuda finished writing this run's segmentation (copick writes a store in place)."""
-    found = _segmentation(open_project(locator).get_run(run), _at(locator, voxel_size))
+    project_run = open_project(locator).get_run(run)
+    found = _segmentation(project_run, _at(locator, voxel_size)) if project_run is not None else None
     if found is None:
         return False
     import zarr
@@ -200,7 +227,8 @@ def segmentation_complete(locator: CopickLocator, run: str, voxel_size: float) -
 
 
 def _at(locator: CopickLocator, voxel_size: float) -> CopickLocator:
-    return CopickLocator(locator.text, locator.config, {**locator.parts, "spacing": f"{voxel_size:g}"})
+    # copick names a segmentation's store by its spacing to 3 decimals, and reads that back
+    return CopickLocator(locator.text, locator.config, {**locator.parts, "spacing": repr(round(voxel_size, 3))})
 
 
 def write_segmentation(locator: CopickLocator, run: str, mask: np.ndarray, voxel_size: float) -> str:

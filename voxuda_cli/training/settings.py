@@ -287,6 +287,8 @@ class TrainSettings:
                 raise bad(name, f"unknown; use one of {', '.join(choices)}")
         if self.pretrained is not None and self.method != "mapseg":
             raise bad("pretrained", "is mapseg's MAE stage; use it with --method mapseg")
+        if self.pretrained is not None and not self.burn_in:
+            raise bad("pretrained", "needs a burn-in (--burn-in > 0): the teacher is the student at its end")
         for name in ("burn_in", "pl_ramp"):
             if not 0 <= getattr(self, name) < 1:
                 raise bad(name, "must be a fraction of the training schedule in [0, 1)")
