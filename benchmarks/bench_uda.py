@@ -392,7 +392,8 @@ def _train(job: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
     settings = TrainSettings(
         src=(paths["source"],),
         tgt=(paths["target_adapt"],),
-        noise=paths["noise"],
+        # the saved estimate was made with the default N_sample and rho: a row that varies them estimates its own
+        noise=None if {"n_sampled", "keep_rate"} & set(job["options"]) else paths["noise"],
         epochs=job["epochs"],
         width=job["width"],
         batch_size=job["batch_size"],
