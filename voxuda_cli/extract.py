@@ -130,8 +130,11 @@ def plan_extraction(tomograms: list[Path], coords: list[Path], settings: Extract
     tables = [table.of_tomograms(names) if is_copick_locator(path) else table for table, path in zip(tables, coords)]
     assignment = assign_picks(tables, names)  # picks of other shards are no error
     paths = [path for path in every if in_shard(volume_name(path), settings.shard)]
-    if not paths:
-        raise VoxudaInputError(f"--shard {settings.shard}: none of the {len(every)} tomograms falls in this shard")
+    if not paths:  # a job of an array with nothing to do succeeds (predict and picks alike)
+        log.info(
+            "--shard %s: none of the %d tomograms falls in this shard; nothing to extract", settings.shard, len(every)
+        )
+        return ExtractionPlan([], float(settings.voxel_size or 0.0), settings)
     planned = []
     for path in paths:
         header = read_mrc(path, mmap=True, check=False)
@@ -258,8 +261,13 @@ def write_subtomograms(
     provenance_json: str,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Extract every planned pick into ``output`` (written atomically); returns a summary."""
+    """Extract every planned pick into ``output`` (written atomically); returns a summary.
+
+    A plan without tomograms (an empty --shard) writes nothing.
+    """
     settings = plan.settings
+    if not plan.tomograms:
+        return {"output": None, "subtomograms": 0, "box": settings.box, "voxel_size": plan.voxel_size, "tomograms": []}
     parents = {}
     records = []
     attrs = {"coordinates": "centre", "box": settings.box, "provenance": provenance_json}

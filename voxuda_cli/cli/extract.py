@@ -54,7 +54,7 @@ def run(settings: ExtractSettings, tomograms: list[Path], coords: list[Path], ou
     with progress_bar() as bar:
         task = bar.add_task(NAME, total=plan.total, status="")
         summary = write_subtomograms(output, plan, origin, bar_progress(bar, task))
-    emit(summary, as_json, _table(summary))
+    emit(summary, as_json, _table(summary) if summary["output"] is not None else None)
 
 
 def _table(summary: dict[str, Any]) -> Any:
