@@ -147,7 +147,7 @@ def centre(**metadata: Any) -> Any:
 
 
 def shard() -> Any:
-    """``--shard I/N``: one share of a project's inputs (io.sources.select_shard)."""
+    """``--shard I/N``: one share of a project's inputs (io.sources.in_shard)."""
     return setting(
         None,
         "Only shard I of N of the inputs (I/N): a stable partition by file name, so a SLURM array, "

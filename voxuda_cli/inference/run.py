@@ -398,7 +398,7 @@ def _outputs_exist(job: PredictionJob, path: Path) -> bool:
 
 
 def _names(paths: list[Path]) -> str:
-    return ", ".join(p.name for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return ", ".join(volume_name(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _header_only(volume: Volume) -> Volume:
@@ -440,7 +440,8 @@ def _check_copick_output(job: PredictionJob) -> None:
         raise VoxudaInputError(f"{job.output}: copick segmentations are of whole tomograms; pass tomograms")
     if job.predictor.settings.probabilities:
         raise VoxudaInputError(f"{job.output}: copick holds label images; write --probabilities to a folder (-o)")
-    check_output(job.output, "segmentation", [volume_name(path) for path, _ in job.tomograms])
+    assert job.copick is not None
+    check_output(job.copick, "segmentation", [volume_name(path) for path, _ in job.tomograms])
 
 
 def describe_inputs(job: PredictionJob) -> str:

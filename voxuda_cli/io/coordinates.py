@@ -55,7 +55,8 @@ class PickTable:
 
     def of_tomograms(self, names: Sequence[str]) -> PickTable:
         """The picks naming one of ``names`` (a project's picks cover runs not given)."""
-        rows = np.flatnonzero([name in set(names) for name in self.tomograms])
+        wanted = set(names)
+        rows = np.flatnonzero([name in wanted for name in self.tomograms])
         return PickTable(self.source, self.xyz[rows], self.unit, [self.tomograms[i] for i in rows],
                          self.shift_angstrom[rows])  # fmt: skip
 
@@ -278,7 +279,8 @@ def write_picks(
     (centred angstrom), ``voxel_size`` and its measurements (``volume_voxels``, ``volume_angst3``,
     ``mean_probability``). copick: one pick set per tomogram (a run) of ``tomograms``, empty ones too.
     """
-    if pick_format(path) == "copick":
+    kind = pick_format(path)
+    if kind == "copick":
         _write_copick(path, rows, tomograms)
         return
     import pandas as pd
@@ -289,7 +291,6 @@ def write_picks(
     # no particle (an empty tomogram, an empty shard): a file with the columns and no rows
     empty = ["tomogram", "x", "y", "z", "x_angst", "y_angst", "z_angst", "volume_voxels", "volume_angst3"]
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=empty)
-    kind = pick_format(path)
     measured = [c for c in ("volume_voxels", "volume_angst3", "mean_probability") if c in frame]
     if kind == "csv":
         table = frame[["tomogram", "x", "y", "z", *measured]]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,19 @@ class CopickLocator:
 
     def get(self, key: str) -> str | None:
         return self.parts.get(key)
+
+    @cached_property
+    def project(self) -> Any:
+        """The copick root of the configuration, opened once per locator (a command plans,
+        checks and writes through one locator: the project is not read again per run)."""
+        try:
+            import copick
+        except ImportError:
+            raise VoxudaInputError(f"{self.config}: copick projects need the optional extra: {EXTRA}") from None
+        try:
+            return copick.from_file(str(self.config))
+        except Exception as exc:  # pydantic, JSON and filesystem errors alike
+            raise VoxudaInputError(f"{self.config}: not a readable copick configuration ({exc})") from exc
 
     @property
     def spacing(self) -> float | None:
@@ -111,15 +125,8 @@ def _clean(name: str) -> str:
 
 
 def open_project(locator: CopickLocator) -> Any:
-    """The copick root of a locator's configuration (copick's own reader)."""
-    try:
-        import copick
-    except ImportError:
-        raise VoxudaInputError(f"{locator.config}: copick projects need the optional extra: {EXTRA}") from None
-    try:
-        return copick.from_file(str(locator.config))
-    except Exception as exc:  # pydantic, JSON and filesystem errors alike
-        raise VoxudaInputError(f"{locator.config}: not a readable copick configuration ({exc})") from exc
+    """The copick root of a locator's configuration (copick's own reader), once per locator."""
+    return locator.project
 
 
 def run_name(path: Path) -> str | None:
@@ -198,9 +205,9 @@ def _segmentation(run: Any, locator: CopickLocator) -> Any:
 # ---- writing ------------------------------------------------------------------------------------
 
 
-def check_output(value: Path | str, kind: str, runs: list[str]) -> CopickLocator:
+def check_output(value: Path | str | CopickLocator, kind: str, runs: list[str]) -> CopickLocator:
     """A writable output locator of ``kind`` ("segmentation" or "object") for ``runs``, checked before work."""
-    locator = parse_locator(value)
+    locator = value if isinstance(value, CopickLocator) else parse_locator(value)
     locator.require(kind, "user", "session", what=f"writing {'picks' if kind == 'object' else 'segmentations'}")
     root = open_project(locator)
     if root.get_object(locator.get(kind)) is None:

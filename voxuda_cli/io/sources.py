@@ -223,7 +223,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def in_shard(name: str, shard: str | None) -> bool:
-    """Whether the input ``name`` (a file stem) belongs to ``shard`` (None: every input does).
+    """Whether the input ``name`` (its volume_name) belongs to ``shard`` (None: every input does).
 
     A hash of the name, not its position: adding or removing other files moves no input between
     shards, and every machine of an array agrees without talking to the others.

@@ -91,10 +91,14 @@ class MapSeg(PerturbsEachStep, AdaptsOnSchedule):
         self.decoder = Reconstruction(self.settings.width).to(trainer.device)
         self.decoder_optimizer = torch.optim.Adam(self.decoder.parameters(), lr=self.settings.lr)
         self._masks: torch.Tensor | None = None
-        self._reused = self.settings.pretrained is not None
         self._pretraining = not self._reused
         if self.settings.pretrained is not None:
             trainer.student.load_state_dict(pretrained_student(Path(self.settings.pretrained), trainer.student))
+
+    @property
+    def _reused(self) -> bool:
+        """--pretrained: the MAE stage is an earlier run's, not this run's burn-in."""
+        return self.settings.pretrained is not None
 
     def before_step(self, trainer: Trainer, position: Position) -> None:
         super().before_step(trainer, position)
