@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 BOX = 32
+BEFORE_ISSUE_24 = "c223658"  # the last revision before issue 24: predict "today" when the issue was filed
 
 
 def _status_mb(field: str) -> float:
@@ -128,6 +129,44 @@ def worker_voxuda(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": result.window}
 
 
+def worker_before(args: argparse.Namespace) -> dict[str, Any]:
+    """predict as it was when issue 24 was filed: run with ``voxuda_cli`` from that revision on the path.
+
+    Its defaults were the box path (32^3 windows, overlap 0.5, Gaussian blending, windows z-scored)
+    on ATen's own convolutions; the model file format is unchanged since, so it reads the same weights.
+    """
+    import voxuda_cli
+    from voxuda_cli.inference import Predictor, PredictSettings
+
+    if not str(Path(voxuda_cli.__file__).resolve()).startswith(str(Path(args.before_tree).resolve())):
+        raise RuntimeError(f"the before worker imported {voxuda_cli.__file__}, not {args.before_tree}")
+    settings = PredictSettings(device="cpu", batch_size=args.batch_size, overlap=args.overlap, probabilities=True)
+    predictor = Predictor(args.model, settings)
+    predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
+    baseline = _reset_peak_rss_mb()
+    started = time.perf_counter()
+    result = predictor.predict_tomogram(args.tomogram, args.out / "before.mrc")
+    seconds = time.perf_counter() - started
+    # the revision's own count where it has one (issue 24's engine), else its box windows'
+    computed = float(getattr(result, "computed", 0.0) * np.prod(result.shape) or result.windows * BOX**3)
+    return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": [BOX] * 3}
+
+
+def before_tree(revision: str, folder: Path) -> Path | None:
+    """``voxuda_cli`` of ``revision`` extracted under ``folder`` (git archive), or None outside a git clone."""
+    root = Path(__file__).resolve().parent.parent
+    tree = folder / "before"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, "voxuda_cli"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        print(f"  (no `before` row: git archive {revision}: {archive.stderr.decode().strip()[:200]})", flush=True)
+        return None
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from monai.inferers import sliding_window_inference
@@ -162,13 +201,19 @@ def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": [BOX] * 3}
 
 
-def run_worker(name: str, model: Path, tomogram: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_worker(
+    name: str, model: Path, tomogram: Path, out: Path, args: argparse.Namespace, tree: Path | None = None
+) -> dict[str, Any]:
     command = [
         sys.executable, __file__, "--worker", name, "--model", str(model), "--tomogram", str(tomogram),
         "--out", str(out), "--batch-size", str(args.batch_size), "--overlap", str(args.overlap),
         "--memory", str(args.memory),
     ]  # fmt: skip
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if tree is not None:  # the before row: that revision's voxuda_cli first on the path
+        command += ["--before-tree", str(tree)]
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise RuntimeError(f"{name} worker failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -211,7 +256,12 @@ def conv3d_peak(width: int, seconds: float = 3.0) -> float:
 
 
 def speed_and_memory(
-    args: argparse.Namespace, folder: Path, shape: tuple[int, ...], width: int, names: list[str]
+    args: argparse.Namespace,
+    folder: Path,
+    shape: tuple[int, ...],
+    width: int,
+    names: list[str],
+    tree: Path | None = None,
 ) -> dict:
     from voxuda_cli.io.mrc import read_mrc
 
@@ -230,7 +280,9 @@ def speed_and_memory(
     )
     results = {}
     for name in names:
-        results[name] = r = run_worker(name, model, tomogram, folder, args)
+        if name == "before" and tree is None:
+            continue
+        results[name] = r = run_worker(name, model, tomogram, folder, args, tree if name == "before" else None)
         gflops = per_voxel * r["computed"] / r["seconds"] / 1e9
         print(
             f"  {name:6s} window {'x'.join(str(e) for e in r['window']):11s} {r['seconds']:7.1f} s  "
@@ -243,6 +295,10 @@ def speed_and_memory(
         ratio = results["box"]["seconds"] / results["large"]["seconds"]
         agree = float(np.mean(read_mrc(folder / "box.mrc").data == read_mrc(folder / "large.mrc").data))
         print(f"  large / box = {ratio:.1f}x Mvoxel/s; masks agree on {100 * agree:.3f} % of voxels")
+    if "before" in results and "large" in results:
+        ratio = results["before"]["seconds"] / results["large"]["seconds"]
+        agree = float(np.mean(read_mrc(folder / "before.mrc").data == read_mrc(folder / "large.mrc").data))
+        print(f"  large / before ({args.before}) = {ratio:.1f}x Mvoxel/s; masks agree on {100 * agree:.3f} % of voxels")
     if "monai" in results and "box" in results:
         print(f"  box / MONAI = {results['monai']['seconds'] / results['box']['seconds']:.2f}x")
     return results
@@ -342,13 +398,18 @@ def main() -> int:
     parser.add_argument("--skip-normalisation", action="store_true", help="only the speed and memory part")
     parser.add_argument("--skip-speed", action="store_true", help="only the normalisation experiment")
     parser.add_argument("--memory-only", action="store_true", help="only the peak-memory run (memory-shape)")
-    parser.add_argument("--worker", choices=("box", "large", "monai"), help=argparse.SUPPRESS)
+    parser.add_argument("--before", default=BEFORE_ISSUE_24,
+                        help="the revision whose predict is the `before` row (git; '' for none) [default: the last "
+                        "before issue 24]")  # fmt: skip
+    parser.add_argument("--worker", choices=("box", "large", "monai", "before"), help=argparse.SUPPRESS)
+    parser.add_argument("--before-tree", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tomogram", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        result = (worker_monai if args.worker == "monai" else worker_voxuda)(args)
+        workers = {"monai": worker_monai, "before": worker_before}
+        result = workers.get(args.worker, worker_voxuda)(args)
         print(json.dumps(result))
         return 0
     shape = tuple(args.shape or ([48, 96, 96] if args.quick else [128, 256, 256]))
@@ -356,9 +417,10 @@ def main() -> int:
     widths = [int(w) for w in (args.widths or ("8" if args.quick else "8,32")).split(",")]
     if not args.skip_speed:
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
-            names = ["box", "large"] + ([] if args.skip_monai else ["monai"])
+            names = ["before", "box", "large"] + ([] if args.skip_monai else ["monai"])
+            tree = before_tree(args.before, Path(folder)) if args.before and not args.memory_only else None
             for width in [] if args.memory_only else widths:
-                speed_and_memory(args, Path(folder), shape, width, names)
+                speed_and_memory(args, Path(folder), shape, width, names, tree)
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
             results = speed_and_memory(args, Path(folder), memory_shape, 8, ["large"])
             size_mb = float(np.prod(memory_shape)) * 4 / 2**20

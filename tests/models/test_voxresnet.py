@@ -111,3 +111,42 @@ def test_the_lean_inference_forward_gives_the_training_forwards_logits() -> None
         reference = network.forward_features(x).logits.detach()
     with torch.inference_mode():
         torch.testing.assert_close(network(x), reference, atol=1e-4, rtol=1e-4)
+
+
+def _with_trained_norms(network: VoxResNet, seed: int) -> VoxResNet:
+    """Batch norms with running statistics and affine parameters away from their initial values."""
+    generator = torch.Generator().manual_seed(seed)
+    for norm in network.modules():
+        if isinstance(norm, nn.BatchNorm3d):
+            norm.running_mean.normal_(0.0, 0.3, generator=generator)  # type: ignore[union-attr]  # tracked
+            norm.running_var.uniform_(0.5, 2.0, generator=generator)  # type: ignore[union-attr]
+            norm.weight.data.uniform_(0.5, 1.5, generator=generator)
+            norm.bias.data.normal_(0.0, 0.2, generator=generator)
+    return network
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_fused_inference_forward_gives_the_training_forwards_logits_with_trained_norms(channels_last: bool) -> None:
+    """Folded norms, ReLU and residual sums as oneDNN post-ops: the eval logits of the plain modules."""
+    torch.manual_seed(1)
+    network = _with_trained_norms(VoxResNet(VoxResNetConfig(width=4)).eval(), seed=2)
+    x = torch.randn(2, 1, 16, 16, 24)
+    if channels_last:
+        network.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.enable_grad():
+        reference = network.forward_features(x).logits.detach()
+    with torch.inference_mode():
+        torch.testing.assert_close(network(x), reference, atol=1e-4, rtol=1e-4)
+
+
+def test_a_training_mode_forward_without_autograd_normalises_with_the_batch() -> None:
+    """No folding in train mode (the teacher's forward under no_grad): batch statistics, as with autograd."""
+    torch.manual_seed(1)
+    network = _with_trained_norms(VoxResNet(VoxResNetConfig(width=4)), seed=3).train()
+    x = torch.randn(2, 1, 16, 16, 16)
+    state = {k: v.clone() for k, v in network.state_dict().items()}
+    reference = network.forward_features(x).logits.detach()
+    network.load_state_dict(state)  # the running statistics as before the first forward
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), reference, atol=1e-4, rtol=1e-4)

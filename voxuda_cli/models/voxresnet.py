@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
+
+from voxuda_cli.models import onednn
+from voxuda_cli.models.onednn import conv3d
 
 
 @dataclass
@@ -74,29 +77,6 @@ class BatchNorm3d(nn.BatchNorm3d):
         return x * scale.view(shape).to(x.dtype) + shift.view(shape).to(x.dtype)
 
 
-_ONEDNN = torch.backends.mkldnn.is_available()
-
-
-def conv3d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-) -> torch.Tensor:
-    """A 3D convolution; in CPU float32 inference always on oneDNN.
-
-    PyTorch sends a CPU convolution to its reference path (im2col, outside oneDNN) when batch x
-    channels x depth x height is at most 20480 (ATen's ``use_mkldnn``): with one large window per
-    forward that is the one-channel stem and every layer of the deeper stages. Measured on 2 cores
-    (128^3 window, width 8): 7x slower at 32^3 x 16 channels, 3.4x at the stem, whose im2col buffer
-    (27 floats per voxel) was also the forward's peak memory. The same numbers either way.
-    """
-    if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or not _ONEDNN:
-        return torch.nn.functional.conv3d(x, weight, bias, stride, padding)
-    return torch.ops.aten.mkldnn_convolution(x, weight, bias, padding, stride, (1, 1, 1), 1)
-
-
 class Conv3d(nn.Conv3d):
     """nn.Conv3d (zero padding, no dilation or groups) through :func:`conv3d`; the state dict is nn.Conv3d's."""
 
@@ -119,7 +99,31 @@ class ResidualModule(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        if self.training or not onednn.applies(x):
+            return x + self.body(x)
+        # the second norm folded into the first convolution, its ReLU and the sum as post-ops
+        first, second = cast(Conv3d, self.body[2]), cast(Conv3d, self.body[5])
+        view = torch.relu_(self.body[0](x))
+        view = onednn.conv3d_relu(view, *onednn.fold_batch_norm(first.weight, cast(nn.BatchNorm3d, self.body[3])))
+        return onednn.conv3d_add(view, x, second.weight)
+
+
+class Stem(nn.Sequential):
+    """conv3 BN ReLU conv3 at full resolution, giving f_c (an nn.Sequential: the state dict keys are its indices)."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__(
+            Conv3d(in_channels, width, 3, padding=1, bias=False),
+            BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+            Conv3d(width, width, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not onednn.applies(x):
+            return super().forward(x)
+        first, norm = cast(Conv3d, self[0]), cast(nn.BatchNorm3d, self[1])
+        return self[3](onednn.conv3d_relu(x, *onednn.fold_batch_norm(first.weight, norm)))
 
 
 class Stage(nn.Module):
@@ -200,12 +204,7 @@ class VoxResNet(nn.Module):
         super().__init__()
         self.config = config or VoxResNetConfig()
         width, classes = self.config.width, self.config.num_classes
-        self.stem = nn.Sequential(
-            Conv3d(self.config.in_channels, width, 3, padding=1, bias=False),
-            BatchNorm3d(width),
-            nn.ReLU(inplace=True),
-            Conv3d(width, width, 3, padding=1, bias=False),
-        )
+        self.stem = Stem(self.config.in_channels, width)
         self.stages = nn.ModuleList([Stage(width, 2 * width), Stage(2 * width, 2 * width), Stage(2 * width, 2 * width)])
         self.classifiers = nn.ModuleList(
             [
