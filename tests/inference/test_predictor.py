@@ -172,3 +172,14 @@ def test_stitched_patches_line_up_with_the_parent(tmp_path: Path, rng: np.random
         whole = back_to(predictor.predict_volume(on_model), shape)
         np.testing.assert_allclose(probabilities.data, whole, atol=1e-5)
         np.testing.assert_allclose(prediction.probabilities[-1], whole[16:, 16:, 16:], atol=1e-5)
+
+
+def test_the_window_fills_the_memory_budget_of_a_streamed_cpu_forward() -> None:
+    """On a CPU in float32 the forward streams its full-resolution part: deeper windows for the same --memory."""
+    budget = 0.5  # GiB (nothing is allocated)
+    predictor = _predictor(random_network(width=32), memory=budget)
+    edge = predictor.window_edge()
+    config = predictor.info.architecture
+    whole_edge = int((budget * 2**30 / config.inference_bytes_per_voxel()) ** (1 / 3)) // 8 * 8
+    assert edge > whole_edge
+    assert edge**3 * config.inference_bytes_per_voxel(depth=edge) <= budget * 2**30

@@ -150,3 +150,31 @@ def test_a_training_mode_forward_without_autograd_normalises_with_the_batch() ->
     network.load_state_dict(state)  # the running statistics as before the first forward
     with torch.no_grad():
         torch.testing.assert_close(network(x), reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_streamed_stem_gives_the_whole_windows_logits(channels_last: bool) -> None:
+    """Deeper than a slab and its context: the full-resolution part runs slab by slab (a last short one)."""
+    torch.manual_seed(2)
+    network = _with_trained_norms(VoxResNet(VoxResNetConfig(width=4)).eval(), seed=4)
+    depth = network.slab_rows * 2 + 8
+    x = torch.randn(2, 1, depth, 16, 24)
+    if channels_last:
+        network.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.enable_grad():
+        reference = network.forward_features(x).logits.detach()
+    with torch.inference_mode():
+        logits, strided = network._stem_in_slabs(x)
+        streamed = network(x)
+    assert logits.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+    assert strided.shape == (2, 8, depth // 2, 8, 12)
+    torch.testing.assert_close(streamed, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_a_streamed_forward_is_budgeted_less_memory_per_voxel_the_deeper_its_window() -> None:
+    config = VoxResNetConfig(width=32)
+    whole = config.inference_bytes_per_voxel()
+    assert config.inference_bytes_per_voxel(depth=40) == whole  # no deeper than a slab and its context
+    deep = [config.inference_bytes_per_voxel(depth=d) for d in (96, 128, 256)]
+    assert whole > deep[0] > deep[1] > deep[2] > 3 * config.width

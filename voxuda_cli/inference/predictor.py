@@ -52,6 +52,7 @@ from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import read_mrc
 from voxuda_cli.io.sources import volume_name
 from voxuda_cli.io.volume import Volume
+from voxuda_cli.models import onednn
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.models.speed import autocast_dtype, prepare_network
 from voxuda_cli.normalise import VolumeStats, stream_stats
@@ -271,9 +272,18 @@ class Predictor:
         """``--window``, or (0) the largest multiple of 8 whose forward fits ``--memory`` GiB."""
         if self.settings.window > 0:
             return max(int(self.settings.window), min(self.box))
-        per_voxel = self.info.architecture.inference_bytes_per_voxel()
-        edge = int((self.settings.memory * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8
+        edge = (
+            None  # the whole-window estimate first; a streamed forward's depends on the edge (a few rounds settle it)
+        )
+        for _ in range(3):
+            per_voxel = self.info.architecture.inference_bytes_per_voxel(self._streamed_depth(edge))
+            edge = int((self.settings.memory * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8
+        assert edge is not None
         return max(edge, min(self.box))
+
+    def _streamed_depth(self, depth: int | None) -> int | None:
+        """``depth`` where this predictor's forward streams its full-resolution part (onednn.runs_on), else None."""
+        return depth if onednn.runs_on(self.device, self.amp_dtype) else None
 
     def plan(self, shape: Sequence[int]) -> TilePlan | WindowPlan:
         """The window plan of a volume of ``shape`` (on the model's grid) under the settings."""
@@ -310,7 +320,8 @@ class Predictor:
 
     def _tile_batch(self, plan: TilePlan) -> int:
         """Windows per forward: --batch-size, but no more than --memory holds."""
-        per_window = math.prod(plan.edges) * self.info.architecture.inference_bytes_per_voxel()
+        per_voxel = self.info.architecture.inference_bytes_per_voxel(self._streamed_depth(plan.edges[0]))
+        per_window = math.prod(plan.edges) * per_voxel
         return max(1, min(int(self.settings.batch_size), int(self.settings.memory * 2**30 // per_window)))
 
     def predict_dataset(self, dataset: Dataset, on_progress: Progress | None = None) -> DatasetPrediction:

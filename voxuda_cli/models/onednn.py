@@ -16,15 +16,15 @@ from torch import nn
 _ONEDNN = torch.backends.mkldnn.is_available()
 
 
+def runs_on(device: torch.device, autocast_dtype: torch.dtype | None) -> bool:
+    """Whether inference on ``device`` (under autocast to ``autocast_dtype``, None: float32) takes these calls."""
+    return _ONEDNN and device.type == "cpu" and autocast_dtype is None
+
+
 def applies(x: torch.Tensor) -> bool:
     """Whether ``x`` may take the oneDNN calls below (eval-mode modules are the caller's condition)."""
-    return (
-        _ONEDNN
-        and not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-    )
+    autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return not torch.is_grad_enabled() and x.dtype == torch.float32 and runs_on(x.device, autocast)
 
 
 def conv3d(

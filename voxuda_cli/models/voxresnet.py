@@ -13,6 +13,12 @@ from torch import nn
 from voxuda_cli.models import onednn
 from voxuda_cli.models.onednn import conv3d
 
+# Full-resolution rows per slab in the streamed inference forward (VoxResNet._stem_in_slabs), and
+# the rows of real context computed again on each side: the receptive field of what a slab keeps
+# (the stem's two convolutions, then the classifier's or the strided one), even so strides align.
+SLAB_ROWS = 32
+SLAB_CONTEXT = 4
+
 
 @dataclass
 class VoxResNetConfig:
@@ -25,14 +31,22 @@ class VoxResNetConfig:
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
-    def inference_bytes_per_voxel(self) -> int:
+    def inference_bytes_per_voxel(self, depth: int | None = None) -> int:
         """Peak working memory of one float32 inference forward (VoxResNet._lean_logits), per input voxel.
 
-        Measured (VmHWM, 2-core CPU, channels-last, oneDNN convolutions, 128^3 window): 80 B at
-        width 8, 288 B at width 32, about two float32 tensors of C channels at full resolution
-        (a feature and its BN-ReLU view) plus the logits. 8 C + 32 covers both.
+        ``depth``: the window's depth where the forward streams its full-resolution part in slabs
+        (CPU float32 on oneDNN, ``onednn.runs_on``), else None. Whole-window forward: about two
+        float32 maps of C channels at full resolution (a feature and its BN-ReLU view) plus the
+        logits; measured (VmHWM, 2-core CPU, channels-last, 128^3 window) 80 B at width 8 and
+        288 B at width 32, under 8 C + 32. Streamed: the stage-1 maps (2C channels at 1/8 of the
+        voxels, about three alive) and two full-resolution maps over a slab and its context only;
+        measured at width 32 171 B (128^3), 143 B (192^3), 195 B (80 x 160^2), under the formula.
         """
-        return 8 * self.width + 32
+        whole = 8 * self.width + 32
+        if depth is None or depth <= SLAB_ROWS + 2 * SLAB_CONTEXT:
+            return whole
+        slab = (SLAB_ROWS + 2 * SLAB_CONTEXT) / depth
+        return min(whole, int(3 * self.width + 8 * self.width * slab) + 32)
 
 
 class VoxResNetOutput(NamedTuple):
@@ -238,20 +252,58 @@ class VoxResNet(nn.Module):
         return self._lean_logits(x)
 
     def _lean_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The logits without autograd, with half the memory: each feature's classifier runs as soon as
-        the feature exists (its BN-ReLU view computed in place), so no full-resolution feature waits
-        for the sum; the order of the sum is forward_features'."""
+        """The logits without autograd, in a fraction of the memory: each feature's classifier runs as
+        soon as the feature exists (its BN-ReLU view computed in place), so no full-resolution feature
+        waits for the sum; in eval mode on oneDNN the full-resolution part runs in slabs
+        (:meth:`_stem_in_slabs`). The order of the sum is forward_features'."""
         logits: torch.Tensor | None = None
-        h = self.stem(x)
-        for index, (classifier, activation) in enumerate(zip(self.classifiers, self.activations)):
-            if index:
+        first = 0
+        if x.shape[2] > self.slab_rows + 2 * self.slab_context and not self.training and onednn.applies(x):
+            logits, h = self._stem_in_slabs(x)
+            h, first = cast(Stage, self.stages[0]).residuals(h), 1
+        else:
+            h = self.stem(x)
+        for index in range(first, len(self.classifiers)):
+            if index > first:
                 h = self.stages[index - 1](h)
-            view = torch.relu_(activation[0](h))  # type: ignore[index]  # a Sequential (BN, ReLU): nn.Module's stubs hide __getitem__
-            term = classifier(view)
-            del view
+            term = self._classify(index, h)
             logits = term if logits is None else logits.add_(term)
         assert logits is not None
         return logits
+
+    slab_rows = SLAB_ROWS
+    slab_context = SLAB_CONTEXT
+
+    def _stem_in_slabs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classifier 0's logits and stage 1's strided convolution, a slab of z-rows at a time.
+
+        The full-resolution feature maps (the stem's two, f_c's two BN-ReLU views: C channels each)
+        are most of a large window's memory; here they exist for a slab and its context only, and
+        only the logits (2 channels) and the strided output (2C channels at 1/8 of the voxels) for
+        the whole window. Exact: every kept row is computed from its real neighbours (or the
+        window's zero padding, as the whole-window forward), ``slab_context`` rows covering them.
+        """
+        depth, rows, context = x.shape[2], self.slab_rows, self.slab_context
+        logits = strided = None
+        for z0 in range(0, depth, rows):
+            z1 = min(z0 + rows, depth)
+            start, stop = max(z0 - context, 0), min(z1 + context, depth)
+            feature = self.stem(x[:, :, start:stop])
+            part = self._classify(0, feature)
+            down = cast(Stage, self.stages[0]).down(feature)
+            del feature
+            if logits is None or strided is None:
+                logits = _empty_as(part, (*part.shape[:2], *x.shape[2:]))
+                strided = _empty_as(down, (*down.shape[:2], depth // 2, *down.shape[3:]))
+            logits[:, :, z0:z1] = part[:, :, z0 - start : z1 - start]
+            strided[:, :, z0 // 2 : z1 // 2] = down[:, :, (z0 - start) // 2 : (z1 - start) // 2]
+        assert logits is not None and strided is not None
+        return logits, strided
+
+    def _classify(self, index: int, feature: torch.Tensor) -> torch.Tensor:
+        """Auxiliary classifier ``index`` on its BN-ReLU view of ``feature`` (inference: ReLU in place)."""
+        view = torch.relu_(self.activations[index][0](feature))  # type: ignore[index]  # a Sequential (BN, ReLU): nn.Module's stubs hide __getitem__
+        return self.classifiers[index](view)
 
     @contextlib.contextmanager
     def statistics_from(self, samples: int | None) -> Iterator[None]:
@@ -267,3 +319,10 @@ class VoxResNet(nn.Module):
         finally:
             for norm in norms:
                 norm.reference = None
+
+
+def _empty_as(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised tensor of ``shape`` with ``like``'s dtype, device and memory layout."""
+    channels_last = like.is_contiguous(memory_format=torch.channels_last_3d) and not like.is_contiguous()
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format  # ambiguous shapes: the default
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
