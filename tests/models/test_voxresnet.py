@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from voxuda_cli.models import VoxResNet, VoxResNetConfig
-from voxuda_cli.models.voxresnet import upsample_by_shuffle
+from voxuda_cli.models.voxresnet import SLAB_ROWS, upsample_by_shuffle
 
 
 def test_features_and_logits_have_the_documented_shapes() -> None:
@@ -157,7 +157,7 @@ def test_the_streamed_stem_gives_the_whole_windows_logits(channels_last: bool) -
     """Deeper than a slab and its context: the full-resolution part runs slab by slab (a last short one)."""
     torch.manual_seed(2)
     network = _with_trained_norms(VoxResNet(VoxResNetConfig(width=4)).eval(), seed=4)
-    depth = network.slab_rows * 2 + 8
+    depth = SLAB_ROWS * 2 + 8
     x = torch.randn(2, 1, depth, 16, 24)
     if channels_last:
         network.to(memory_format=torch.channels_last_3d)
@@ -167,8 +167,11 @@ def test_the_streamed_stem_gives_the_whole_windows_logits(channels_last: bool) -
     with torch.inference_mode():
         logits, strided = network._stem_in_slabs(x)
         streamed = network(x)
+        whole = network.stem(x)
+        whole_logits, whole_strided = network._classify(0, whole.clone()), network.stages[0].down(whole)
     assert logits.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
-    assert strided.shape == (2, 8, depth // 2, 8, 12)
+    torch.testing.assert_close(logits, whole_logits, atol=1e-5, rtol=1e-5)  # the slabs' pieces, each exact
+    torch.testing.assert_close(strided, whole_strided, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(streamed, reference, atol=1e-4, rtol=1e-4)
 
 

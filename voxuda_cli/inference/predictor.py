@@ -272,9 +272,8 @@ class Predictor:
         """``--window``, or (0) the largest multiple of 8 whose forward fits ``--memory`` GiB."""
         if self.settings.window > 0:
             return max(int(self.settings.window), min(self.box))
-        edge = (
-            None  # the whole-window estimate first; a streamed forward's depends on the edge (a few rounds settle it)
-        )
+        # the whole-window estimate first; a streamed forward's depends on the edge (a few rounds settle it)
+        edge: int | None = None
         for _ in range(3):
             per_voxel = self.info.architecture.inference_bytes_per_voxel(self._streamed_depth(edge))
             edge = int((self.settings.memory * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8

@@ -24,7 +24,9 @@ def runs_on(device: torch.device, autocast_dtype: torch.dtype | None) -> bool:
 def applies(x: torch.Tensor) -> bool:
     """Whether ``x`` may take the oneDNN calls below (eval-mode modules are the caller's condition)."""
     autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-    return not torch.is_grad_enabled() and x.dtype == torch.float32 and runs_on(x.device, autocast)
+    # torch.compile traces the plain modules: these oneDNN ops have no fake-tensor kernels to trace
+    tracing = torch.compiler.is_compiling()
+    return not torch.is_grad_enabled() and not tracing and x.dtype == torch.float32 and runs_on(x.device, autocast)
 
 
 def conv3d(

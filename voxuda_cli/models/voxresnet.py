@@ -18,6 +18,8 @@ from voxuda_cli.models.onednn import conv3d
 # (the stem's two convolutions, then the classifier's or the strided one), even so strides align.
 SLAB_ROWS = 32
 SLAB_CONTEXT = 4
+# both even: a slab and its context start on even rows, where the stride-2 convolution's outputs fall
+assert SLAB_ROWS % 2 == 0 and SLAB_CONTEXT % 2 == 0 and SLAB_CONTEXT >= 3
 
 
 @dataclass
@@ -37,10 +39,11 @@ class VoxResNetConfig:
         ``depth``: the window's depth where the forward streams its full-resolution part in slabs
         (CPU float32 on oneDNN, ``onednn.runs_on``), else None. Whole-window forward: about two
         float32 maps of C channels at full resolution (a feature and its BN-ReLU view) plus the
-        logits; measured (VmHWM, 2-core CPU, channels-last, 128^3 window) 80 B at width 8 and
-        288 B at width 32, under 8 C + 32. Streamed: the stage-1 maps (2C channels at 1/8 of the
-        voxels, about three alive) and two full-resolution maps over a slab and its context only;
-        measured at width 32 171 B (128^3), 143 B (192^3), 195 B (80 x 160^2), under the formula.
+        logits: 8 C + 32 (measured with VmHWM on a 128^3 channels-last window, 2-core CPU: 80-120 B
+        at width 8, 288-317 B at width 32, the upper figures beside a running benchmark).
+        Streamed: the stage-1 maps (2C channels at 1/8 of the voxels, about three alive) and two
+        full-resolution maps over a slab and its context only: 3 C + 8 C (slab + context) / depth
+        + 32 (measured at width 32: 171 B at 128^3, 143 B at 192^3, 195 B at 80 x 160^2).
         """
         whole = 8 * self.width + 32
         if depth is None or depth <= SLAB_ROWS + 2 * SLAB_CONTEXT:
@@ -118,8 +121,9 @@ class ResidualModule(nn.Module):
         # the second norm folded into the first convolution, its ReLU and the sum as post-ops
         first, second = cast(Conv3d, self.body[2]), cast(Conv3d, self.body[5])
         view = torch.relu_(self.body[0](x))
-        view = onednn.conv3d_relu(view, *onednn.fold_batch_norm(first.weight, cast(nn.BatchNorm3d, self.body[3])))
-        return onednn.conv3d_add(view, x, second.weight)
+        hidden = onednn.conv3d_relu(view, *onednn.fold_batch_norm(first.weight, cast(nn.BatchNorm3d, self.body[3])))
+        del view
+        return onednn.conv3d_add(hidden, x, second.weight)
 
 
 class Stem(nn.Sequential):
@@ -254,11 +258,12 @@ class VoxResNet(nn.Module):
     def _lean_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logits without autograd, in a fraction of the memory: each feature's classifier runs as
         soon as the feature exists (its BN-ReLU view computed in place), so no full-resolution feature
-        waits for the sum; in eval mode on oneDNN the full-resolution part runs in slabs
-        (:meth:`_stem_in_slabs`). The order of the sum is forward_features'."""
+        waits for the sum; in eval mode on oneDNN, for windows deeper than a slab and its context (40
+        rows), the full-resolution part runs in slabs (:meth:`_stem_in_slabs`). The order of the sum
+        is forward_features'."""
         logits: torch.Tensor | None = None
         first = 0
-        if x.shape[2] > self.slab_rows + 2 * self.slab_context and not self.training and onednn.applies(x):
+        if x.shape[2] > SLAB_ROWS + 2 * SLAB_CONTEXT and not self.training and onednn.applies(x):
             logits, h = self._stem_in_slabs(x)
             h, first = cast(Stage, self.stages[0]).residuals(h), 1
         else:
@@ -271,9 +276,6 @@ class VoxResNet(nn.Module):
         assert logits is not None
         return logits
 
-    slab_rows = SLAB_ROWS
-    slab_context = SLAB_CONTEXT
-
     def _stem_in_slabs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Classifier 0's logits and stage 1's strided convolution, a slab of z-rows at a time.
 
@@ -281,9 +283,9 @@ class VoxResNet(nn.Module):
         are most of a large window's memory; here they exist for a slab and its context only, and
         only the logits (2 channels) and the strided output (2C channels at 1/8 of the voxels) for
         the whole window. Exact: every kept row is computed from its real neighbours (or the
-        window's zero padding, as the whole-window forward), ``slab_context`` rows covering them.
+        window's zero padding, as the whole-window forward), ``SLAB_CONTEXT`` rows covering them.
         """
-        depth, rows, context = x.shape[2], self.slab_rows, self.slab_context
+        depth, rows, context = x.shape[2], SLAB_ROWS, SLAB_CONTEXT
         logits = strided = None
         for z0 in range(0, depth, rows):
             z1 = min(z0 + rows, depth)
@@ -297,6 +299,7 @@ class VoxResNet(nn.Module):
                 strided = _empty_as(down, (*down.shape[:2], depth // 2, *down.shape[3:]))
             logits[:, :, z0:z1] = part[:, :, z0 - start : z1 - start]
             strided[:, :, z0 // 2 : z1 // 2] = down[:, :, (z0 - start) // 2 : (z1 - start) // 2]
+            del part, down  # before the next slab's maps
         assert logits is not None and strided is not None
         return logits, strided
 
