@@ -1,10 +1,14 @@
-"""Whole-tomogram prediction on CPU: the large-window engine against today's box windows and MONAI.
+"""Whole-tomogram prediction: the large-window engine against the box windows, predict before issue 24, and MONAI.
 
 Part 1, speed (issue 24): the same MRC tomogram (128 x 256 x 256, noisy balls) and the same seeded
 VoxResNet weights (speed does not depend on what they learned) at widths 8 and 32, each path in
 its own subprocess:
-- ``box``: the path before issue 24: 32^3 windows overlapping by 0.5, Gaussian blending, each
-  window z-scored (``--blend gaussian --normalise window``);
+- ``before``: ``predict`` of the last revision before issue 24 (``--before``, extracted with git
+  archive and run from there): 32^3 windows overlapping by 0.5, Gaussian blending, each window
+  z-scored, ATen's own convolutions: "today's path" as the issue measured it;
+- ``box``: today's code with that path's settings (``--blend gaussian --normalise window``): it
+  shares the engine's faster network (oneDNN everywhere, the lean forward), so large / box is the
+  gain of the windows alone;
 - ``large``: the default: windows as large as ``--memory`` allows, whose cores tile the grid with
   16 voxels of margin (each voxel computed about once), the tomogram's streamed statistics;
 - ``monai``: MONAI's ``sliding_window_inference`` with the box path's windows and weights.
@@ -17,6 +21,10 @@ the memory check: the large path on a 256 x 512 x 512 tomogram at width 8 (targe
 Part 2, quality: a width-4 network trained here for a few steps on z-scored ball subtomograms
 (box 16) segments a synthetic tomogram of balls, flat and with a slow intensity ramp (uneven
 ice), by each path and normalisation; it prints Dice against the truth.
+
+With ``--device cuda`` every path but MONAI runs on the GPU (its allocator's peak printed too);
+``--amp`` predicts in bf16 where the device has it. The GPU check, when a GPU is lent:
+``python benchmarks/bench_predict.py --device cuda --skip-normalisation [--amp]``.
 
 Usage: python benchmarks/bench_predict.py [--quick] [--shape D H W] [--widths 8,32] [--memory GiB]
 """
@@ -115,18 +123,38 @@ def worker_voxuda(args: argparse.Namespace) -> dict[str, Any]:
     from voxuda_cli.inference import Predictor, PredictSettings
 
     settings = PredictSettings(
-        device="cpu", batch_size=args.batch_size, overlap=args.overlap, probabilities=True, memory=args.memory,
-        **PATHS[args.worker],
+        device=args.device, amp=args.amp, batch_size=args.batch_size, overlap=args.overlap, probabilities=True,
+        memory=args.memory, **PATHS[args.worker],
     )  # fmt: skip
     predictor = Predictor(args.model, settings)
     predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
-    baseline = _reset_peak_rss_mb()
+    baseline = _reset_peak_memory(args.device)
     started = time.perf_counter()
     name = args.worker
     result = predictor.predict_tomogram(args.tomogram, args.out / f"{name}.mrc")
     seconds = time.perf_counter() - started
     computed = result.computed * float(np.prod(result.shape))
-    return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": result.window}
+    return {"seconds": seconds, **_peak_memory(args.device, baseline), "computed": computed, "window": result.window}
+
+
+def _reset_peak_memory(device: str) -> float:
+    """Reset the peak counters (resident set; on CUDA also the device's allocator) and return the RSS now."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    return _reset_peak_rss_mb()
+
+
+def _peak_memory(device: str, baseline: float) -> dict[str, float]:
+    """Peak resident set above ``baseline`` (MiB); on CUDA also the peak of the device's allocator."""
+    peaks = {"peak_mb": _peak_rss_mb() - baseline}
+    if device.startswith("cuda"):
+        import torch
+
+        peaks["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peaks
 
 
 def worker_before(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,16 +168,18 @@ def worker_before(args: argparse.Namespace) -> dict[str, Any]:
 
     if not str(Path(voxuda_cli.__file__).resolve()).startswith(str(Path(args.before_tree).resolve())):
         raise RuntimeError(f"the before worker imported {voxuda_cli.__file__}, not {args.before_tree}")
-    settings = PredictSettings(device="cpu", batch_size=args.batch_size, overlap=args.overlap, probabilities=True)
+    settings = PredictSettings(
+        device=args.device, amp=args.amp, batch_size=args.batch_size, overlap=args.overlap, probabilities=True
+    )
     predictor = Predictor(args.model, settings)
     predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
-    baseline = _reset_peak_rss_mb()
+    baseline = _reset_peak_memory(args.device)
     started = time.perf_counter()
     result = predictor.predict_tomogram(args.tomogram, args.out / "before.mrc")
     seconds = time.perf_counter() - started
     # the revision's own count where it has one (issue 24's engine), else its box windows'
     computed = float(getattr(result, "computed", 0.0) * np.prod(result.shape) or result.windows * BOX**3)
-    return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": [BOX] * 3}
+    return {"seconds": seconds, **_peak_memory(args.device, baseline), "computed": computed, "window": [BOX] * 3}
 
 
 def before_tree(revision: str, folder: Path) -> Path | None:
@@ -207,7 +237,7 @@ def run_worker(
     command = [
         sys.executable, __file__, "--worker", name, "--model", str(model), "--tomogram", str(tomogram),
         "--out", str(out), "--batch-size", str(args.batch_size), "--overlap", str(args.overlap),
-        "--memory", str(args.memory),
+        "--memory", str(args.memory), "--device", args.device, *(["--amp"] if args.amp else []),
     ]  # fmt: skip
     env = dict(os.environ)
     if tree is not None:  # the before row: that revision's voxuda_cli first on the path
@@ -239,19 +269,23 @@ def flop_per_voxel(width: int) -> float:
     return counter.get_total_flops() / BOX**3
 
 
-def conv3d_peak(width: int, seconds: float = 3.0) -> float:
-    """GFLOP/s of a plain channels-last torch conv3d (width -> width channels, 3^3, 64^3): the reference."""
+def conv3d_peak(width: int, device: str = "cpu", seconds: float = 3.0) -> float:
+    """GFLOP/s of a plain torch conv3d (width -> width channels, 3^3, 64^3; channels-last on CPU): the reference."""
     import torch
 
-    conv = torch.nn.Conv3d(width, width, 3, padding=1, bias=False).to(memory_format=torch.channels_last_3d)
-    x = torch.randn(1, width, 64, 64, 64).to(memory_format=torch.channels_last_3d)
+    layout = torch.channels_last_3d if device == "cpu" else torch.contiguous_format
+    conv = torch.nn.Conv3d(width, width, 3, padding=1, bias=False).to(device, memory_format=layout)
+    x = torch.randn(1, width, 64, 64, 64, device=device).to(memory_format=layout)
     flops = 2 * width * width * 27 * 64**3
+    synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with torch.inference_mode():
         conv(x)
+        synchronize()
         started, reps = time.perf_counter(), 0
         while time.perf_counter() - started < seconds:
             conv(x)
             reps += 1
+            synchronize()
     return flops * reps / (time.perf_counter() - started) / 1e9
 
 
@@ -271,7 +305,7 @@ def speed_and_memory(
     make_model(model, width)
     voxels = int(np.prod(shape))
     size_mb = voxels * 4 / 2**20
-    per_voxel, peak = flop_per_voxel(width), conv3d_peak(width)
+    per_voxel, peak = flop_per_voxel(width), conv3d_peak(width, args.device)
     print(
         f"\ntomogram {shape[0]}x{shape[1]}x{shape[2]} (float32 {size_mb:.0f} MB), VoxResNet width {width} "
         f"({per_voxel / 1e3:.1f} kFLOP/voxel), batch {args.batch_size}, --memory {args.memory} GiB, "
@@ -288,7 +322,8 @@ def speed_and_memory(
             f"  {name:6s} window {'x'.join(str(e) for e in r['window']):11s} {r['seconds']:7.1f} s  "
             f"{voxels / 1e6 / r['seconds']:6.3f} Mvoxel/s  computed {r['computed'] / voxels:4.2f}x  "
             f"{gflops:5.1f} GFLOP/s ({100 * gflops / peak:3.0f} % of conv3d)  "
-            f"peak +{r['peak_mb']:6.1f} MB ({r['peak_mb'] / size_mb:.2f}x tomogram)",
+            f"peak +{r['peak_mb']:6.1f} MB ({r['peak_mb'] / size_mb:.2f}x tomogram)"
+            + (f", GPU {r['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in r else ""),
             flush=True,
         )
     if "box" in results and "large" in results:
@@ -393,6 +428,8 @@ def main() -> int:
     parser.add_argument("--memory", type=float, default=0.5, help="predict --memory (GiB)")
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu", help="where every path runs: cpu or cuda[:N] (MONAI: cpu only)")
+    parser.add_argument("--amp", action="store_true", help="predict --amp (bf16 where the device has it)")
     parser.add_argument("--train-steps", type=int, default=60, help="steps of the normalisation experiment's network")
     parser.add_argument("--skip-monai", action="store_true", help="without the MONAI row")
     parser.add_argument("--skip-normalisation", action="store_true", help="only the speed and memory part")
@@ -417,7 +454,8 @@ def main() -> int:
     widths = [int(w) for w in (args.widths or ("8" if args.quick else "8,32")).split(",")]
     if not args.skip_speed:
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
-            names = ["before", "box", "large"] + ([] if args.skip_monai else ["monai"])
+            monai = not args.skip_monai and args.device == "cpu"  # the MONAI worker is written for the CPU
+            names = ["before", "box", "large"] + (["monai"] if monai else [])
             tree = before_tree(args.before, Path(folder)) if args.before and not args.memory_only else None
             for width in [] if args.memory_only else widths:
                 speed_and_memory(args, Path(folder), shape, width, names, tree)

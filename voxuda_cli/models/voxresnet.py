@@ -22,6 +22,12 @@ SLAB_CONTEXT = 4
 assert SLAB_ROWS % 2 == 0 and SLAB_CONTEXT % 2 == 0 and SLAB_CONTEXT >= 3
 
 
+def streams(depth: int) -> bool:
+    """Whether a window this deep is streamed (where streaming applies): from two whole slabs on,
+    where the slabs' maps and recomputed context take less memory than the whole window's."""
+    return depth > 2 * SLAB_ROWS
+
+
 @dataclass
 class VoxResNetConfig:
     """Architecture settings; saved in model.pt so a model file describes itself."""
@@ -46,7 +52,7 @@ class VoxResNetConfig:
         + 32 (measured at width 32: 171 B at 128^3, 143 B at 192^3, 195 B at 80 x 160^2).
         """
         whole = 8 * self.width + 32
-        if depth is None or depth <= SLAB_ROWS + 2 * SLAB_CONTEXT:
+        if depth is None or not streams(depth):
             return whole
         slab = (SLAB_ROWS + 2 * SLAB_CONTEXT) / depth
         return min(whole, int(3 * self.width + 8 * self.width * slab) + 32)
@@ -258,12 +264,12 @@ class VoxResNet(nn.Module):
     def _lean_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logits without autograd, in a fraction of the memory: each feature's classifier runs as
         soon as the feature exists (its BN-ReLU view computed in place), so no full-resolution feature
-        waits for the sum; in eval mode on oneDNN, for windows deeper than a slab and its context (40
-        rows), the full-resolution part runs in slabs (:meth:`_stem_in_slabs`). The order of the sum
+        waits for the sum; in eval mode on oneDNN, for windows deeper than two slabs (:func:`streams`),
+        the full-resolution part runs in slabs (:meth:`_stem_in_slabs`). The order of the sum
         is forward_features'."""
         logits: torch.Tensor | None = None
         first = 0
-        if x.shape[2] > SLAB_ROWS + 2 * SLAB_CONTEXT and not self.training and onednn.applies(x):
+        if streams(x.shape[2]) and not self.training and onednn.applies(x):
             logits, h = self._stem_in_slabs(x)
             h, first = cast(Stage, self.stages[0]).residuals(h), 1
         else:
