@@ -125,17 +125,25 @@ def _with_trained_norms(network: VoxResNet, seed: int) -> VoxResNet:
     return network
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_the_fused_inference_forward_gives_the_training_forwards_logits_with_trained_norms(channels_last: bool) -> None:
-    """Folded norms, ReLU and residual sums as oneDNN post-ops: the eval logits of the plain modules."""
-    torch.manual_seed(1)
-    network = _with_trained_norms(VoxResNet(VoxResNetConfig(width=4)).eval(), seed=2)
-    x = torch.randn(2, 1, 16, 16, 24)
+def _trained_eval_case(
+    shape: tuple[int, ...], channels_last: bool, seed: int
+) -> tuple[VoxResNet, torch.Tensor, torch.Tensor]:
+    """A width-4 eval network with trained-looking norms, an input of ``shape``, and the training forward's logits."""
+    torch.manual_seed(seed)
+    network = _with_trained_norms(VoxResNet(VoxResNetConfig(width=4)).eval(), seed=seed + 1)
+    x = torch.randn(*shape)
     if channels_last:
         network.to(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
     with torch.enable_grad():
         reference = network.forward_features(x).logits.detach()
+    return network, x, reference
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_fused_inference_forward_gives_the_training_forwards_logits_with_trained_norms(channels_last: bool) -> None:
+    """Folded norms, ReLU and residual sums as oneDNN post-ops: the eval logits of the plain modules."""
+    network, x, reference = _trained_eval_case((2, 1, 16, 16, 24), channels_last, seed=1)
     with torch.inference_mode():
         torch.testing.assert_close(network(x), reference, atol=1e-4, rtol=1e-4)
 
@@ -155,15 +163,8 @@ def test_a_training_mode_forward_without_autograd_normalises_with_the_batch() ->
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_the_streamed_stem_gives_the_whole_windows_logits(channels_last: bool) -> None:
     """Deeper than a slab and its context: the full-resolution part runs slab by slab (a last short one)."""
-    torch.manual_seed(2)
-    network = _with_trained_norms(VoxResNet(VoxResNetConfig(width=4)).eval(), seed=4)
     depth = SLAB_ROWS * 2 + 8
-    x = torch.randn(2, 1, depth, 16, 24)
-    if channels_last:
-        network.to(memory_format=torch.channels_last_3d)
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    with torch.enable_grad():
-        reference = network.forward_features(x).logits.detach()
+    network, x, reference = _trained_eval_case((2, 1, depth, 16, 24), channels_last, seed=2)
     with torch.inference_mode():
         logits, strided = network._stem_in_slabs(x)
         streamed = network(x)
