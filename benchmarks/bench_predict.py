@@ -289,6 +289,39 @@ def conv3d_peak(width: int, device: str = "cpu", seconds: float = 3.0) -> float:
     return flops * reps / (time.perf_counter() - started) / 1e9
 
 
+def int8_conv3d_rate(width: int, seconds: float = 3.0) -> float | None:
+    """GOP/s of the same conv3d quantized to int8 (torch's x86 engine: oneDNN/fbgemm, VNNI where the CPU
+    has it), or None where torch has no such engine: how much arithmetic per voxel int8 would save.
+
+    Through torch's quantized tensors, which torch 2.13 deprecates (its warning is silenced here).
+    """
+    import warnings
+
+    import torch
+    import torch.ao.nn.quantized as quantized
+
+    if "x86" not in torch.backends.quantized.supported_engines:
+        return None
+    torch.backends.quantized.engine = "x86"
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
+    conv = quantized.Conv3d(width, width, 3, padding=1, bias=False)
+    weight = torch.quantize_per_channel(
+        torch.randn(width, width, 3, 3, 3), torch.full((width,), 0.01), torch.zeros(width, dtype=torch.long), 0,
+        torch.qint8,
+    )  # fmt: skip
+    conv.set_weight_bias(weight, None)
+    conv.scale, conv.zero_point = 0.05, 64
+    x = torch.quantize_per_tensor(torch.randn(1, width, 64, 64, 64), 0.05, 64, torch.quint8)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        conv(x)
+        started, reps = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            conv(x)
+            reps += 1
+    return 2 * width * width * 27 * 64**3 * reps / (time.perf_counter() - started) / 1e9
+
+
 def speed_and_memory(
     args: argparse.Namespace,
     folder: Path,
@@ -312,6 +345,10 @@ def speed_and_memory(
         f"{os.cpu_count()} CPUs; plain conv3d ({width}->{width}, 3^3, 64^3, channels-last): {peak:.1f} GFLOP/s",
         flush=True,
     )
+    int8 = int8_conv3d_rate(width) if args.device == "cpu" else None
+    if int8 is not None:
+        print(f"  (the same conv3d in int8, torch's deprecated quantized tensors: {int8:.1f} GOP/s, "
+              f"{int8 / peak:.2f}x float32; predict does not use it)")  # fmt: skip
     results = {}
     for name in names:
         if name == "before" and tree is None:
