@@ -341,7 +341,7 @@ def speed_and_memory(
     per_voxel, peak = flop_per_voxel(width), conv3d_peak(width, args.device)
     print(
         f"\ntomogram {shape[0]}x{shape[1]}x{shape[2]} (float32 {size_mb:.0f} MB), VoxResNet width {width} "
-        f"({per_voxel / 1e3:.1f} kFLOP/voxel), batch {args.batch_size}, --memory {args.memory or 'auto'}, "
+        f"({per_voxel / 1e3:.1f} kFLOP/voxel), batch {args.batch_size}, --memory {args.memory} GiB, "
         f"{os.cpu_count()} CPUs; plain conv3d ({width}->{width}, 3^3, 64^3, channels-last): {peak:.1f} GFLOP/s",
         flush=True,
     )
@@ -462,7 +462,7 @@ def main() -> int:
     parser.add_argument("--widths", default=None, help="VoxResNet widths, comma-separated [default: 8,32; quick: 8]")
     parser.add_argument("--memory-shape", type=int, nargs=3, default=None,
                         help="tomogram of the memory check (large path, width 8) [default: 256 512 512]")  # fmt: skip
-    parser.add_argument("--memory", type=float, default=0.0, help="predict --memory (GiB; 0: its default, auto)")
+    parser.add_argument("--memory", type=float, default=0.5, help="predict --memory (GiB)")
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cpu", help="where every path runs: cpu or cuda[:N] (MONAI: cpu only)")

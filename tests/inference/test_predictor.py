@@ -180,27 +180,8 @@ def test_the_window_fills_the_memory_budget_of_a_streamed_cpu_forward() -> None:
     """On a CPU in float32 the forward streams its full-resolution part: deeper windows for the same --memory."""
     budget = 0.5  # GiB (nothing is allocated)
     predictor = _predictor(random_network(width=32), memory=budget)
-    edge = predictor.window_edge(budget)
+    edge = predictor.window_edge()
     config = predictor.info.architecture
     whole_edge = int((budget * 2**30 / config.inference_bytes_per_voxel()) ** (1 / 3)) // 8 * 8
     assert edge > whole_edge
     assert edge**3 * config.inference_bytes_per_voxel(depth=edge) <= budget * 2**30
-
-
-def test_the_auto_memory_budget_follows_the_tomogram_within_limits_and_what_is_free(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from voxuda_cli.inference import predictor as predictor_module
-
-    free = {"gib": 64.0}
-    monkeypatch.setattr(predictor_module, "free_memory_gib", lambda device: free["gib"])
-    auto, fixed = _predictor(), _predictor(memory=1.5)
-    gib = 2**30 // 4  # voxels of one GiB of float32
-    assert fixed.memory_budget((1000, 1000, 1000)) == 1.5
-    assert auto.memory_budget((64, 128, 128)) == 0.5  # small tomograms: the floor
-    assert auto.memory_budget((2, gib // 2, 1)) == pytest.approx(1.0)  # a 1 GiB tomogram: its size
-    assert auto.memory_budget((1000, 1000, 2000)) == 4.0  # the cap
-    free["gib"] = 2.0
-    assert auto.memory_budget((2, gib // 2, 1)) == pytest.approx(0.5)  # a quarter of what is free
-    free["gib"] = 0.1
-    assert auto.memory_budget((2, gib // 2, 1)) == pytest.approx(0.125)  # never under a quarter of the floor
-    plan = auto.plan((128, 128, 128))
-    assert plan.edges[0] >= 64  # windows sized from the budget

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from voxuda_cli.device import free_memory_gib, resolve_device
+from voxuda_cli.device import resolve_device
 from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.inference.components import remove_small_components
 from voxuda_cli.inference.engine import Grid, run_blended, run_tiles
@@ -44,7 +44,7 @@ from voxuda_cli.inference.grids import MemoryGrid, MrcGrid
 from voxuda_cli.inference.network import WindowNetwork
 from voxuda_cli.inference.plan import TilePlan
 from voxuda_cli.inference.rescaled import predict_samples, predict_tomogram_rescaled
-from voxuda_cli.inference.settings import AUTO_MEMORY_GIB, PredictSettings
+from voxuda_cli.inference.settings import PredictSettings
 from voxuda_cli.inference.sliding_window import WindowPlan
 from voxuda_cli.inference.smoothing import smoothed_mask
 from voxuda_cli.io.dataset import Dataset
@@ -268,25 +268,15 @@ class Predictor:
 
     # ---- the engine ----------------------------------------------------------------------------
 
-    def memory_budget(self, shape: Sequence[int]) -> float:
-        """GiB a forward may take on a volume of ``shape``: ``--memory``, or (0) the volume's float32
-        size within AUTO_MEMORY_GIB and at most a quarter of the memory free now."""
-        if self.settings.memory > 0:
-            return float(self.settings.memory)
-        low, high = AUTO_MEMORY_GIB
-        budget = min(max(math.prod(shape) * 4 / 2**30, low), high)
-        free = free_memory_gib(self.device)
-        return budget if free is None else max(min(budget, free / 4), low / 4)
-
-    def window_edge(self, budget: float) -> int:
-        """``--window``, or (0) the largest multiple of 8 whose forward fits ``budget`` GiB."""
+    def window_edge(self) -> int:
+        """``--window``, or (0) the largest multiple of 8 whose forward fits ``--memory`` GiB."""
         if self.settings.window > 0:
             return max(int(self.settings.window), min(self.box))
         # the whole-window estimate first; a streamed forward's depends on the edge (a few rounds settle it)
         edge: int | None = None
         for _ in range(3):
             per_voxel = self.info.architecture.inference_bytes_per_voxel(self._streamed_depth(edge))
-            edge = int((budget * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8
+            edge = int((self.settings.memory * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8
         assert edge is not None
         return max(edge, min(self.box))
 
@@ -298,8 +288,7 @@ class Predictor:
         """The window plan of a volume of ``shape`` (on the model's grid) under the settings."""
         if self.settings.blend == "gaussian":
             return WindowPlan.make(shape, self.box, self.settings.overlap)
-        edge = self.window_edge(self.memory_budget(shape))
-        return TilePlan.make(shape, edge, self.settings.margin, minimum=min(self.box))
+        return TilePlan.make(shape, self.window_edge(), self.settings.margin, minimum=min(self.box))
 
     def run_engine(
         self,
@@ -332,8 +321,7 @@ class Predictor:
         """Windows per forward: --batch-size, but no more than --memory holds."""
         per_voxel = self.info.architecture.inference_bytes_per_voxel(self._streamed_depth(plan.edges[0]))
         per_window = math.prod(plan.edges) * per_voxel
-        fits = int(self.memory_budget(plan.shape) * 2**30 // per_window)
-        return max(1, min(int(self.settings.batch_size), fits))
+        return max(1, min(int(self.settings.batch_size), int(self.settings.memory * 2**30 // per_window)))
 
     def predict_dataset(self, dataset: Dataset, on_progress: Progress | None = None) -> DatasetPrediction:
         """Every sample of a dataset (its box must be the model's) -> probabilities and masks.

@@ -455,11 +455,7 @@ def describe_inputs(job: PredictionJob) -> str:
         how = (
             f"box windows blended (overlap {settings.overlap})"
             if settings.blend == "gaussian"
-            else f"large windows (margin {settings.margin}, {settings.window or _memory_text(settings.memory)})"
+            else f"large windows (margin {settings.margin}, {settings.window or f'--memory {settings.memory} GiB'})"
         )
         parts.append(f"{len(job.tomograms)} whole volume(s) by {how}")
     return ", ".join(parts) + f" -> {job.output}"
-
-
-def _memory_text(memory: float) -> str:
-    return f"--memory {memory} GiB" if memory > 0 else "--memory auto: the tomogram's size within limits"

@@ -14,10 +14,6 @@ from voxuda_cli.inference.smoothing import check_smooth
 from voxuda_cli.io.sources import parse_shard
 
 NORMALISE_CHOICES = ("tomogram", "window")
-# --memory 0 (auto): the tomogram's float32 size within these GiB. The floor keeps windows large on
-# small tomograms (a 256 x 512 x 512 one peaks under 2x its size there, benchmarks/results.md); the
-# cap keeps a forward from taking a workstation's memory for a 4 GB tomogram.
-AUTO_MEMORY_GIB = (0.5, 4.0)
 BLEND_CHOICES = ("core", "gaussian")
 __all__ = ["DEFAULT_ETA", "NORMALISE_CHOICES", "PredictSettings", "PseudoLabelSettings"]
 
@@ -46,10 +42,7 @@ class PredictSettings:
         16, "Whole tomograms: context voxels around each window's kept core (docs/METHOD.md, Whole tomograms)."
     )
     memory: float = setting(
-        0.0,
-        "Whole tomograms: GiB of working memory (RAM, or GPU memory on CUDA) a forward may take; sizes --window 0. "
-        f"0: the tomogram's float32 size, within {AUTO_MEMORY_GIB[0]:g}-{AUTO_MEMORY_GIB[1]:g} GiB and at most a "
-        "quarter of the memory free at the start.",
+        0.5, "Whole tomograms: GiB of working memory (RAM, or GPU memory on CUDA) a forward may take; sizes --window 0."
     )
     blend: str = setting(
         "core",
@@ -95,10 +88,10 @@ class PredictSettings:
             raise VoxudaInputError(f"--min-size {self.min_size}: must be 0 (off) or a number of voxels")
         if self.blend not in BLEND_CHOICES:
             raise VoxudaInputError(f"--blend {self.blend}: use one of {', '.join(BLEND_CHOICES)}")
-        if int(self.window) < 0 or int(self.margin) < 0 or not float(self.memory) >= 0:
+        if int(self.window) < 0 or int(self.margin) < 0 or not float(self.memory) > 0:
             raise VoxudaInputError(
                 f"--window {self.window} --margin {self.margin} --memory {self.memory}: window and margin must be "
-                "0 or more voxels and memory 0 (auto) or more GiB"
+                "0 or more voxels and memory a positive number of GiB"
             )
         if self.normalise not in NORMALISE_CHOICES:
             raise VoxudaInputError(f"--normalise {self.normalise}: use one of {', '.join(NORMALISE_CHOICES)}")
