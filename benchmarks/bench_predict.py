@@ -126,15 +126,18 @@ def worker_voxuda(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device, amp=args.amp, batch_size=args.batch_size, overlap=args.overlap, probabilities=True,
         memory=args.memory, **PATHS[args.worker],
     )  # fmt: skip
-    predictor = Predictor(args.model, settings)
+    result, measured = _timed_tomogram(Predictor(args.model, settings), args)
+    return {**measured, "computed": result.computed * float(np.prod(result.shape)), "window": result.window}
+
+
+def _timed_tomogram(predictor: Any, args: argparse.Namespace) -> tuple[Any, dict[str, float]]:
+    """``predictor`` (warmed up first) on the tomogram into ``<worker>.mrc``: its result, seconds and peak memory."""
     predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
     baseline = _reset_peak_memory(args.device)
     started = time.perf_counter()
-    name = args.worker
-    result = predictor.predict_tomogram(args.tomogram, args.out / f"{name}.mrc")
+    result = predictor.predict_tomogram(args.tomogram, args.out / f"{args.worker}.mrc")
     seconds = time.perf_counter() - started
-    computed = result.computed * float(np.prod(result.shape))
-    return {"seconds": seconds, **_peak_memory(args.device, baseline), "computed": computed, "window": result.window}
+    return result, {"seconds": seconds, **_peak_memory(args.device, baseline)}
 
 
 def _reset_peak_memory(device: str) -> float:
@@ -171,15 +174,10 @@ def worker_before(args: argparse.Namespace) -> dict[str, Any]:
     settings = PredictSettings(
         device=args.device, amp=args.amp, batch_size=args.batch_size, overlap=args.overlap, probabilities=True
     )
-    predictor = Predictor(args.model, settings)
-    predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
-    baseline = _reset_peak_memory(args.device)
-    started = time.perf_counter()
-    result = predictor.predict_tomogram(args.tomogram, args.out / "before.mrc")
-    seconds = time.perf_counter() - started
+    result, measured = _timed_tomogram(Predictor(args.model, settings), args)
     # the revision's own count where it has one (issue 24's engine), else its box windows'
     computed = float(getattr(result, "computed", 0.0) * np.prod(result.shape) or result.windows * BOX**3)
-    return {"seconds": seconds, **_peak_memory(args.device, baseline), "computed": computed, "window": [BOX] * 3}
+    return {**measured, "computed": computed, "window": [BOX] * 3}
 
 
 def before_tree(revision: str, folder: Path) -> Path | None:
@@ -276,17 +274,25 @@ def conv3d_peak(width: int, device: str = "cpu", seconds: float = 3.0) -> float:
     layout = torch.channels_last_3d if device == "cpu" else torch.contiguous_format
     conv = torch.nn.Conv3d(width, width, 3, padding=1, bias=False).to(device, memory_format=layout)
     x = torch.randn(1, width, 64, 64, 64, device=device).to(memory_format=layout)
-    flops = 2 * width * width * 27 * 64**3
-    synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    synchronize = torch.cuda.synchronize if device.startswith("cuda") else None
+    return _giga_per_second(conv, x, 2 * width * width * 27 * 64**3, seconds, synchronize)
+
+
+def _giga_per_second(function: Any, x: Any, operations: float, seconds: float, synchronize: Any = None) -> float:
+    """Giga-operations per second of ``function(x)`` (``operations`` each), repeated for ``seconds`` after a warm-up."""
+    import torch
+
     with torch.inference_mode():
-        conv(x)
-        synchronize()
+        function(x)
+        if synchronize is not None:
+            synchronize()
         started, reps = time.perf_counter(), 0
         while time.perf_counter() - started < seconds:
-            conv(x)
+            function(x)
             reps += 1
-            synchronize()
-    return flops * reps / (time.perf_counter() - started) / 1e9
+            if synchronize is not None:
+                synchronize()
+    return operations * reps / (time.perf_counter() - started) / 1e9
 
 
 def int8_conv3d_rate(width: int, seconds: float = 3.0) -> float | None:
@@ -313,13 +319,7 @@ def int8_conv3d_rate(width: int, seconds: float = 3.0) -> float | None:
     conv.scale, conv.zero_point = 0.05, 64
     x = torch.quantize_per_tensor(torch.randn(1, width, 64, 64, 64), 0.05, 64, torch.quint8)
     x = x.contiguous(memory_format=torch.channels_last_3d)
-    with torch.inference_mode():
-        conv(x)
-        started, reps = time.perf_counter(), 0
-        while time.perf_counter() - started < seconds:
-            conv(x)
-            reps += 1
-    return 2 * width * width * 27 * 64**3 * reps / (time.perf_counter() - started) / 1e9
+    return _giga_per_second(conv, x, 2 * width * width * 27 * 64**3, seconds)
 
 
 def speed_and_memory(

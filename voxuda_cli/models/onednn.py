@@ -59,7 +59,7 @@ def fold_batch_norm(weight: torch.Tensor, norm: nn.BatchNorm3d) -> tuple[torch.T
     shift = -norm.running_mean * scale
     if norm.affine:
         shift = shift + norm.bias
-    folded = (weight * scale.view(-1, 1, 1, 1, 1)).contiguous(memory_format=_layout(weight))
+    folded = (weight * scale.view(-1, 1, 1, 1, 1)).contiguous(memory_format=layout_of(weight))
     return folded, shift
 
 
@@ -75,6 +75,8 @@ def conv3d_add(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor) ->
     )
 
 
-def _layout(weight: torch.Tensor) -> torch.memory_format:
-    channels_last = weight.is_contiguous(memory_format=torch.channels_last_3d)
+def layout_of(tensor: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d where ``tensor`` is laid out so and not also plain-contiguous (shapes where both hold
+    store the same bytes either way), else the plain layout."""
+    channels_last = tensor.is_contiguous(memory_format=torch.channels_last_3d) and not tensor.is_contiguous()
     return torch.channels_last_3d if channels_last else torch.contiguous_format

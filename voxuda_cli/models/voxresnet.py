@@ -332,6 +332,4 @@ class VoxResNet(nn.Module):
 
 def _empty_as(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """An uninitialised tensor of ``shape`` with ``like``'s dtype, device and memory layout."""
-    channels_last = like.is_contiguous(memory_format=torch.channels_last_3d) and not like.is_contiguous()
-    layout = torch.channels_last_3d if channels_last else torch.contiguous_format  # ambiguous shapes: the default
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=onednn.layout_of(like))
