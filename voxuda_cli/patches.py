@@ -81,6 +81,24 @@ def extract_patch(data: np.ndarray, origin: Sequence[int], patch: int) -> np.nda
     return cube
 
 
+def sample_boxes(data: np.ndarray, box: Sequence[int], per_axis: int) -> np.ndarray:
+    """``per_axis``^3 windows of ``box`` (cut to the volume) spread evenly over a (memory-mapped) volume,
+    each centred in its share of the grid, so no sample sits on the volume's edge: (N, *box) float32.
+
+    A few MB read from a tomogram of any size: what polarity checks and int8 calibration look at.
+    """
+    shape = np.array(data.shape)
+    size = np.minimum(np.array(box), shape)
+    starts = [((np.arange(per_axis) + 0.5) / per_axis * (s - b)).round().astype(int) for s, b in zip(shape, size)]
+    boxes = [
+        np.asarray(data[z : z + size[0], y : y + size[1], x : x + size[2]], dtype=np.float32)
+        for z in starts[0]
+        for y in starts[1]
+        for x in starts[2]
+    ]
+    return np.stack(boxes)
+
+
 @dataclass
 class ParentInfo:
     """What stitching needs to rebuild a parent volume with its header."""

@@ -81,9 +81,9 @@ def test_amp_dtype_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     assert speed.autocast_dtype(True, CPU) is None  # no oneDNN bf16: float32, with a warning
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    monkeypatch.setattr(speed, "_cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx512_bf16"})
     assert speed.autocast_dtype(True, CPU) is None  # AVX512-BF16 without AMX: NaN steps seen, float32
-    monkeypatch.setattr(speed, "_cpu_flags", lambda: {"avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx512_bf16", "amx_bf16"})
     assert speed.autocast_dtype(True, CPU) is torch.bfloat16
 
 

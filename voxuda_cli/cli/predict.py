@@ -81,7 +81,7 @@ command = settings_command(
 
 def _table(summary: dict[str, Any]) -> Table:
     title = (
-        f"predict -> {summary['output']} ({summary['seconds']:.1f} s on {summary['device']}, "
+        f"predict -> {summary['output']} ({summary['seconds']:.1f} s on {summary['device']} in {summary['numerics']}, "
         f"{summary['mvoxel_per_s']:.2f} Mvoxel/s, peak memory {summary['peak_memory_mb']:.0f} MB)"
     )
     table = Table(title=title)

@@ -23,6 +23,7 @@ Foreground is class 1; masks are ``probability > threshold`` (or ``--smooth``, s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,16 +53,19 @@ from voxuda_cli.io.memory import release_rows
 from voxuda_cli.io.mrc import read_mrc
 from voxuda_cli.io.sources import volume_name
 from voxuda_cli.io.volume import Volume
-from voxuda_cli.models import onednn
+from voxuda_cli.models import int8, onednn
+from voxuda_cli.models.int8 import Int8VoxResNet
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.models.speed import autocast_dtype, prepare_network
+from voxuda_cli.models.voxresnet import VoxResNet
 from voxuda_cli.normalise import VolumeStats, stream_stats
-from voxuda_cli.patches import extract_patch, group_by_parent, parents_info, stitch
+from voxuda_cli.patches import extract_patch, group_by_parent, parents_info, sample_boxes, stitch
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import (
     back_to,
     checked_voxel_size,
     differs,
+    fit_to_box,
     fourier_resample,
     model_shape,
     pad_to,
@@ -69,6 +73,10 @@ from voxuda_cli.resample import (
 )
 
 log = logging.getLogger("voxuda")
+
+# --int8's calibration (models/int8.py): what each input's activation scales are taken from
+CALIBRATION_BOXES_PER_AXIS = 2  # a volume: 8 model-box windows spread over it
+CALIBRATION_SAMPLES = 16  # a dataset: samples spread over it
 
 
 @dataclass
@@ -154,6 +162,28 @@ class Predictor:
                 f"{self.model_path}: model expects normalisation {info.normalisation!r}; this version knows zscore"
             )
         self.amp_dtype = autocast_dtype(self.settings.amp, self.device)
+        self.int8 = self._int8_network()
+        self._calibrated: WindowNetwork | None = None
+
+    def _int8_network(self) -> Int8VoxResNet | None:
+        """With ``--int8``: the network in 8 bits (models/int8.py), uncalibrated; None without."""
+        if not self.settings.int8:
+            return None
+        if self.device.type != "cpu" or not int8.supported():
+            raise VoxudaInputError(
+                f"--int8: runs on x86-64 CPUs with oneDNN (here: {self.device}, torch {torch.__version__}); "
+                "drop --int8 (on a GPU, --amp)"
+            )
+        if not int8.fast_here():
+            log.warning("--int8: this CPU has no 8-bit dot products (VNNI, AMX); int8 may be slower than float32")
+        return Int8VoxResNet(cast(VoxResNet, self.network))
+
+    @property
+    def numerics(self) -> str:
+        """What the convolutions compute in: int8, bfloat16 / float16 (autocast) or float32."""
+        if self.int8 is not None:
+            return "int8"
+        return str(self.amp_dtype or torch.float32).removeprefix("torch.")
 
     def with_settings(self, **changes: Any) -> Predictor:
         """The same loaded network with some settings changed (no reload)."""
@@ -162,6 +192,9 @@ class Predictor:
         other.settings = replace(self.settings, **changes)
         if "amp" in changes:
             other.amp_dtype = autocast_dtype(other.settings.amp, other.device)
+        if "int8" in changes:
+            other.int8 = other._int8_network()
+        other._calibrated = None  # a calibrated function carries the settings it was made under
         return other
 
     @property
@@ -180,8 +213,26 @@ class Predictor:
 
     @property
     def function(self) -> WindowNetwork:
-        """The network function (network.py) under the current settings and model info."""
-        return WindowNetwork(self.network, self.info, self.device, self.settings.tta, self.amp_dtype)
+        """The network function (network.py) under the current settings and model info (with --int8, the
+        one calibrated for the input being predicted, :meth:`calibrated_on`)."""
+        if self._calibrated is not None:
+            return self._calibrated
+        return WindowNetwork(self.network, self.info, self.device, self.settings.tta, self.amp_dtype, self.int8)
+
+    @contextlib.contextmanager
+    def calibrated_on(
+        self, samples: Callable[[], np.ndarray], stats: VolumeStats | None = None, normalised: bool = False
+    ) -> Iterator[None]:
+        """Inside, --int8's activation scales come from ``samples()`` (windows as predict_windows takes
+        them): one calibration per input, the outermost call's, whatever path its windows take."""
+        if self.int8 is None or self._calibrated is not None:
+            yield
+            return
+        self._calibrated = self.function.calibrated(samples(), stats, normalised)
+        try:
+            yield
+        finally:
+            self._calibrated = None
 
     def normalise(self, windows: torch.Tensor, stats: VolumeStats | None = None) -> torch.Tensor:
         """As in training: flip contrast if the model was trained so, then z-score each window (or by ``stats``)."""
@@ -199,10 +250,11 @@ class Predictor:
         """(N, *box) subtomograms -> (N, *box) probabilities, ``batch_size`` at a time."""
         out = np.empty(images.shape, dtype=np.float32)
         step = self.settings.batch_size
-        for start in range(0, images.shape[0], step):
-            out[start : start + step] = self.predict_windows(images[start : start + step], normalised)
-            if on_progress is not None:
-                on_progress(min(step, images.shape[0] - start))
+        with self.calibrated_on(lambda: _spread_samples(images), normalised=normalised):
+            for start in range(0, images.shape[0], step):
+                out[start : start + step] = self.predict_windows(images[start : start + step], normalised)
+                if on_progress is not None:
+                    on_progress(min(step, images.shape[0] - start))
         return out
 
     # ---- masks ---------------------------------------------------------------------------------
@@ -306,15 +358,16 @@ class Predictor:
         stats = None
         if self.settings.normalise == "tomogram":
             stats = scan if scan is not None else stream_stats(volume, self.info.invert, None, release)
-        function = functools.partial(self.predict_windows, stats=stats)
         plan = self.plan(volume.shape)
-        if isinstance(plan, WindowPlan):
-            release_below = _input_releaser(volume) if release else None
-            run_blended(volume, function, self.box, self.settings.overlap, grid, self.settings.batch_size,
-                        on_progress, release_below)  # fmt: skip
-        else:
-            release_rows_of = functools.partial(release_rows, volume) if release else None
-            run_tiles(volume, function, plan, grid, self._tile_batch(plan), on_progress, release_rows_of)
+        with self.calibrated_on(lambda: sample_boxes(volume, self.box, CALIBRATION_BOXES_PER_AXIS), stats):
+            function = functools.partial(self.function, stats=stats)
+            if isinstance(plan, WindowPlan):
+                release_below = _input_releaser(volume) if release else None
+                run_blended(volume, function, self.box, self.settings.overlap, grid, self.settings.batch_size,
+                            on_progress, release_below)  # fmt: skip
+            else:
+                release_rows_of = functools.partial(release_rows, volume) if release else None
+                run_tiles(volume, function, plan, grid, self._tile_batch(plan), on_progress, release_rows_of)
         return plan
 
     def _tile_batch(self, plan: TilePlan) -> int:
@@ -334,15 +387,24 @@ class Predictor:
         self.check_dataset_box(dataset)
         voxel_size = self.input_voxel_size(dataset.voxel_size, dataset.source)
         parents: dict[str, np.ndarray] = {}
-        if dataset.is_patchified:
-            probabilities, parents = self._predict_parents(dataset, voxel_size, on_progress)
-        elif self.needs_resampling(voxel_size):
-            log.info("%s: %.3f A resampled to the model's %.3f A", dataset.source, voxel_size, self.info.voxel_size)
-            probabilities = predict_samples(self, dataset.images, voxel_size, on_progress)
-        else:
-            probabilities = self.predict_batches(dataset.images, on_progress=on_progress)
+        with self.calibrated_on(lambda: self._on_model_grid(_spread_samples(dataset.images), voxel_size)):
+            if dataset.is_patchified:
+                probabilities, parents = self._predict_parents(dataset, voxel_size, on_progress)
+            elif self.needs_resampling(voxel_size):
+                log.info(
+                    "%s: %.3f A resampled to the model's %.3f A", dataset.source, voxel_size, self.model_voxel_size
+                )
+                probabilities = predict_samples(self, dataset.images, voxel_size, on_progress)
+            else:
+                probabilities = self.predict_batches(dataset.images, on_progress=on_progress)
         masks = np.stack([self.segment(p, voxel_size) for p in probabilities])
         return DatasetPrediction(probabilities=probabilities, masks=masks, parents=parents)
+
+    def _on_model_grid(self, images: np.ndarray, voxel_size: float) -> np.ndarray:
+        """Samples at ``voxel_size`` as model-box windows on the model's grid (resampled, cropped or padded)."""
+        if not self.needs_resampling(voxel_size):
+            return images
+        return fit_to_box(images, voxel_size, self.model_voxel_size, self.box)[0]
 
     def _predict_parents(
         self, dataset: Dataset, voxel_size: float, on_progress: Progress | None
@@ -456,6 +518,11 @@ class Predictor:
             window=plan.edges,
             computed=plan.computed_voxels / math.prod(plan.shape),
         )
+
+
+def _spread_samples(images: np.ndarray) -> np.ndarray:
+    """Up to CALIBRATION_SAMPLES samples of a dataset, evenly spread over it."""
+    return images[np.unique(np.linspace(0, len(images) - 1, min(len(images), CALIBRATION_SAMPLES)).round().astype(int))]
 
 
 def _parent_grid(dataset: Dataset, parent: str, coords: np.ndarray) -> tuple[int, ...]:

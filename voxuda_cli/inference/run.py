@@ -48,11 +48,14 @@ from voxuda_cli.io.sources import (
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
 from voxuda_cli.normalise import VolumeStats, stream_stats
+from voxuda_cli.patches import sample_boxes
 from voxuda_cli.polarity import resolve_polarity
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import model_shape
 
 log = logging.getLogger("voxuda")
+
+POLARITY_BOXES_PER_AXIS = 4  # 64 model-box windows of each tomogram (a few MB read)
 
 PREVIEW_ROWS = 4
 
@@ -142,6 +145,7 @@ class PredictionJob:
             "model": self._model_name(),
             "weights": settings.use,
             "device": str(self.predictor.device),
+            "numerics": self.predictor.numerics,
             "output": str(self.output),
             "outputs": written,
             "threshold": settings.threshold,
@@ -317,7 +321,7 @@ def _check_polarity(job: PredictionJob) -> None:
     predictor = job.predictor
     boxes = [] if job.dataset is None else [job.dataset.images]
     for path, _ in job.tomograms:
-        boxes.append(_sample_boxes(read_mrc(path, mmap=True, check=False).data, predictor.box))
+        boxes.append(sample_boxes(read_mrc(path, mmap=True, check=False).data, predictor.box, POLARITY_BOXES_PER_AXIS))
     if not boxes:
         return
     sample = np.concatenate([b[:: max(1, len(b) // 128)] for b in boxes])
@@ -326,21 +330,6 @@ def _check_polarity(job: PredictionJob) -> None:
         predictor.info = dataclasses.replace(predictor.info, invert=not predictor.info.invert)
         # a flip negates the streamed mean (normalise.stream_stats): no second pass over the tomograms
         job.tomograms = [(path, dataclasses.replace(scan, mean=-scan.mean)) for path, scan in job.tomograms]
-
-
-def _sample_boxes(data: np.ndarray, box: tuple[int, ...], count: int = 64) -> np.ndarray:
-    """``count`` model-box windows of a (memory-mapped) tomogram on a regular grid (a few MB read)."""
-    shape = np.array(data.shape)
-    size = np.minimum(np.array(box), shape)
-    per_axis = max(1, round(count ** (1 / 3)))
-    starts = [np.linspace(0, s - b, per_axis).round().astype(int) for s, b in zip(shape, size)]
-    boxes = [
-        np.asarray(data[z : z + size[0], y : y + size[1], x : x + size[2]], dtype=np.float32)
-        for z in starts[0]
-        for y in starts[1]
-        for x in starts[2]
-    ]
-    return np.stack(boxes)
 
 
 def _check_paste(job: PredictionJob, paste: Path) -> None:

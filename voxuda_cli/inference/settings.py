@@ -66,6 +66,11 @@ class PredictSettings:
     )  # fmt: skip
     device: str = fields.device()
     amp: bool = fields.amp()
+    int8: bool = setting(
+        False,
+        "CPU: 8-bit convolutions (oneDNN; several times float32's speed on CPUs with VNNI or AMX-INT8), scaled "
+        "from a float32 pass over samples of each input; moves probabilities by about 1e-2 (docs/METHOD.md).",
+    )
     compile: bool = fields.compile_network()
     # Student: on the project's benchmark (benchmarks/results.md) the student segmented the held-out
     # target at least as well as the teacher in every Vox-UDA run with pseudo-labels (re-measured
@@ -95,6 +100,8 @@ class PredictSettings:
             )
         if self.normalise not in NORMALISE_CHOICES:
             raise VoxudaInputError(f"--normalise {self.normalise}: use one of {', '.join(NORMALISE_CHOICES)}")
+        if self.int8 and (self.amp or self.compile):
+            raise VoxudaInputError("--int8 with --amp or --compile: choose one way to run the network")
         check_smooth(self.smooth)
         _check_batch_size(self.batch_size)
         check_device(self.device)

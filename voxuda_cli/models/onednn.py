@@ -52,6 +52,13 @@ def conv3d(
 
 def fold_batch_norm(weight: torch.Tensor, norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of a bias-free convolution followed by ``norm`` (running statistics) as one convolution."""
+    scale, shift = norm_affine(norm)
+    folded = (weight * scale.view(-1, 1, 1, 1, 1)).contiguous(memory_format=layout_of(weight))
+    return folded, shift
+
+
+def norm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) per channel: ``norm`` with its running statistics is ``x * scale + shift``."""
     assert norm.running_mean is not None and norm.running_var is not None  # VoxResNet's norms track them
     scale = torch.rsqrt(norm.running_var + norm.eps)
     if norm.affine:
@@ -59,8 +66,7 @@ def fold_batch_norm(weight: torch.Tensor, norm: nn.BatchNorm3d) -> tuple[torch.T
     shift = -norm.running_mean * scale
     if norm.affine:
         shift = shift + norm.bias
-    folded = (weight * scale.view(-1, 1, 1, 1, 1)).contiguous(memory_format=layout_of(weight))
-    return folded, shift
+    return scale, shift
 
 
 def conv3d_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -195,6 +195,13 @@ def upsample_by_shuffle(head: nn.ConvTranspose3d, x: torch.Tensor) -> torch.Tens
     input ``q + j`` through kernel tap ``r + s/2 - s j`` for the taps j in {-1, 0, 1} that fall inside
     the kernel; the others are zero weights here.
     """
+    kernel, bias = shuffle_kernel(head)
+    phases = conv3d(x, kernel.to(x.dtype), None if bias is None else bias.to(x.dtype), (1, 1, 1), (1, 1, 1))
+    return voxel_shuffle(phases, int(head.stride[0]))
+
+
+def shuffle_kernel(head: nn.ConvTranspose3d) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The 3^3 kernel (C_out * s^3, C_in, 3, 3, 3) and bias of :func:`upsample_by_shuffle`'s convolution."""
     scale = int(head.stride[0])
     weight = head.weight  # (C_in, C_out, 2s, 2s, 2s)
     c_in, c_out = weight.shape[:2]
@@ -210,8 +217,13 @@ def upsample_by_shuffle(head: nn.ConvTranspose3d, x: torch.Tensor) -> torch.Tens
     kernel = padded[:, :, index[0], index[1], index[2]]
     kernel = kernel.permute(1, 2, 3, 4, 0, 5, 6, 7).reshape(c_out * scale**3, c_in, 3, 3, 3)
     bias = head.bias.repeat_interleave(scale**3) if head.bias is not None else None
-    phases = conv3d(x, kernel.to(x.dtype), None if bias is None else bias.to(x.dtype), (1, 1, 1), (1, 1, 1))
-    b, _, d, h, w = phases.shape
+    return kernel, bias
+
+
+def voxel_shuffle(phases: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, C * s^3, d, h, w) phases of :func:`shuffle_kernel`'s convolution -> (B, C, s d, s h, s w)."""
+    b, channels, d, h, w = phases.shape
+    c_out = channels // scale**3
     phases = phases.view(b, c_out, scale, scale, scale, d, h, w)
     return phases.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c_out, d * scale, h * scale, w * scale)
 
