@@ -75,10 +75,9 @@ def main() -> int:
     for (row, target), runs in sorted(table.items()):
         values = {key: np.array([run[key] for run in runs]) for key in runs[0]}
         delta = 100 * (values["int8_dice"] - values["float32_dice"])
-        print(
-            f"| {row} | {target} | {len(runs)} | {_pm(100 * values['float32_dice'])} | {_pm(100 * values['int8_dice'])} "
-            f"| {_pm(delta, 2)} | {100 * values['masks_differ'].mean():.3f} % | {values['probability_max_diff'].max():.3f} |"
-        )
+        dice = f"{_pm(100 * values['float32_dice'])} | {_pm(100 * values['int8_dice'])} | {_pm(delta, 2)}"
+        differ, largest = 100 * values["masks_differ"].mean(), values["probability_max_diff"].max()
+        print(f"| {row} | {target} | {len(runs)} | {dice} | {differ:.3f} % | {largest:.3f} |")
     return 0
 
 

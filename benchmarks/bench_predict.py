@@ -116,6 +116,7 @@ def make_model(path: Path, width: int, seed: int = 0) -> None:
 PATHS: dict[str, dict[str, Any]] = {
     "box": {"blend": "gaussian", "normalise": "window"},
     "large": {},
+    "int8": {"int8": True},  # the large path with 8-bit convolutions (CPU)
 }
 
 
@@ -296,30 +297,20 @@ def _giga_per_second(function: Any, x: Any, operations: float, seconds: float, s
 
 
 def int8_conv3d_rate(width: int, seconds: float = 3.0) -> float | None:
-    """GOP/s of the same conv3d quantized to int8 (torch's x86 engine: oneDNN/fbgemm, VNNI where the CPU
-    has it), or None where torch has no such engine: how much arithmetic per voxel int8 would save.
-
-    Through torch's quantized tensors, which torch 2.13 deprecates (its warning is silenced here).
-    """
-    import warnings
-
+    """GOP/s of the same conv3d in 8 bits as ``predict --int8`` runs it (oneDNN's int8 convolution on
+    uint8 activations and int8 weights, requantised to uint8), or None where torch has none: its reference."""
     import torch
-    import torch.ao.nn.quantized as quantized
 
-    if "x86" not in torch.backends.quantized.supported_engines:
+    from voxuda_cli.models import int8
+    from voxuda_cli.models.int8 import Int8Ops, Layer
+
+    if not int8.supported():
         return None
-    torch.backends.quantized.engine = "x86"
-    warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
-    conv = quantized.Conv3d(width, width, 3, padding=1, bias=False)
-    weight = torch.quantize_per_channel(
-        torch.randn(width, width, 3, 3, 3), torch.full((width,), 0.01), torch.zeros(width, dtype=torch.long), 0,
-        torch.qint8,
-    )  # fmt: skip
-    conv.set_weight_bias(weight, None)
-    conv.scale, conv.zero_point = 0.05, 64
-    x = torch.quantize_per_tensor(torch.randn(1, width, 64, 64, 64), 0.05, 64, torch.quint8)
-    x = x.contiguous(memory_format=torch.channels_last_3d)
-    return _giga_per_second(conv, x, 2 * width * width * 27 * 64**3, seconds)
+    ops = Int8Ops({"input": 1.0, "x": 2.55, "y": 25.5})
+    x = ops.quantise_view("x", torch.rand(1, width, 64, 64, 64), torch.ones(width), torch.zeros(width))
+    layer = Layer(torch.randn(width, width, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d), None)
+    x = x._replace(data=x.data.contiguous(memory_format=torch.channels_last_3d))
+    return _giga_per_second(lambda a: ops.conv("y", layer, a, True), x, 2 * width * width * 27 * 64**3, seconds)
 
 
 def speed_and_memory(
@@ -345,20 +336,20 @@ def speed_and_memory(
         f"{os.cpu_count()} CPUs; plain conv3d ({width}->{width}, 3^3, 64^3, channels-last): {peak:.1f} GFLOP/s",
         flush=True,
     )
-    int8 = int8_conv3d_rate(width) if args.device == "cpu" else None
+    int8 = int8_conv3d_rate(width) if "int8" in names else None
     if int8 is not None:
-        print(f"  (the same conv3d in int8, torch's deprecated quantized tensors: {int8:.1f} GOP/s, "
-              f"{int8 / peak:.2f}x float32; predict does not use it)")  # fmt: skip
+        print(f"  the same conv3d in int8 (as predict --int8 runs it): {int8:.1f} GOP/s, {int8 / peak:.2f}x float32")
     results = {}
     for name in names:
         if name == "before" and tree is None:
             continue
         results[name] = r = run_worker(name, model, tomogram, folder, args, tree if name == "before" else None)
         gflops = per_voxel * r["computed"] / r["seconds"] / 1e9
+        reference, of = (int8, "int8 conv3d") if name == "int8" and int8 else (peak, "conv3d")
         print(
             f"  {name:6s} window {'x'.join(str(e) for e in r['window']):11s} {r['seconds']:7.1f} s  "
             f"{voxels / 1e6 / r['seconds']:6.3f} Mvoxel/s  computed {r['computed'] / voxels:4.2f}x  "
-            f"{gflops:5.1f} GFLOP/s ({100 * gflops / peak:3.0f} % of conv3d)  "
+            f"{gflops:5.1f} GFLOP/s ({100 * gflops / reference:3.0f} % of {of})  "
             f"peak +{r['peak_mb']:6.1f} MB ({r['peak_mb'] / size_mb:.2f}x tomogram)"
             + (f", GPU {r['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in r else ""),
             flush=True,
@@ -367,10 +358,12 @@ def speed_and_memory(
         ratio = results["box"]["seconds"] / results["large"]["seconds"]
         agree = float(np.mean(read_mrc(folder / "box.mrc").data == read_mrc(folder / "large.mrc").data))
         print(f"  large / box = {ratio:.1f}x Mvoxel/s; masks agree on {100 * agree:.3f} % of voxels")
-    if "before" in results and "large" in results:
-        ratio = results["before"]["seconds"] / results["large"]["seconds"]
-        agree = float(np.mean(read_mrc(folder / "before.mrc").data == read_mrc(folder / "large.mrc").data))
-        print(f"  large / before ({args.before}) = {ratio:.1f}x Mvoxel/s; masks agree on {100 * agree:.3f} % of voxels")
+    for new, old in (("large", "before"), ("int8", "before"), ("int8", "large")):
+        if new in results and old in results:
+            ratio = results[old]["seconds"] / results[new]["seconds"]
+            agree = float(np.mean(read_mrc(folder / f"{old}.mrc").data == read_mrc(folder / f"{new}.mrc").data))
+            label = f"{old} ({args.before})" if old == "before" else old
+            print(f"  {new} / {label} = {ratio:.1f}x Mvoxel/s; masks agree on {100 * agree:.3f} % of voxels")
     if "monai" in results and "box" in results:
         print(f"  box / MONAI = {results['monai']['seconds'] / results['box']['seconds']:.2f}x")
     return results
@@ -440,11 +433,12 @@ def normalisation_experiment(args: argparse.Namespace) -> None:
         f"subtomograms ({time.perf_counter() - started:.0f} s; Dice {subtomogram_dice:.3f} on held-out "
         f"subtomograms); tomogram {shape}, {100 * truth.mean():.1f} % foreground, overlap 0.5"
     )
-    paths = {
+    paths: dict[str, dict[str, Any]] = {
         "box, window z-score": {"blend": "gaussian", "normalise": "window"},
         "box, tomogram z-score": {"blend": "gaussian", "normalise": "tomogram"},
         "large (default)": {},
         "large, window z-score": {"normalise": "window"},
+        **({"large, int8": {"int8": True}} if int8_here() else {}),
     }
     for case, volume in (("flat", truth + noise), ("ramp +-0.5 (uneven ice)", truth + noise + ramp)):
         line = []
@@ -453,6 +447,13 @@ def normalisation_experiment(args: argparse.Namespace) -> None:
             mask = predictor.predict_volume(volume.astype(np.float32)) > 0.5
             line.append(f"{name}: {_dice(mask, truth):.3f}")
         print(f"  {case:24s} Dice  " + "   ".join(line), flush=True)
+
+
+def int8_here(device: str = "cpu") -> bool:
+    """Whether ``predict --int8`` runs here (a CPU with oneDNN's int8 convolution)."""
+    from voxuda_cli.models import int8
+
+    return device == "cpu" and int8.supported()
 
 
 def main() -> int:
@@ -475,7 +476,7 @@ def main() -> int:
     parser.add_argument("--before", default=BEFORE_ISSUE_24,
                         help="the revision whose predict is the `before` row (git; '' for none) [default: the last "
                         "before issue 24]")  # fmt: skip
-    parser.add_argument("--worker", choices=("box", "large", "monai", "before"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=(*PATHS, "monai", "before"), help=argparse.SUPPRESS)
     parser.add_argument("--before-tree", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tomogram", type=Path, help=argparse.SUPPRESS)
@@ -492,7 +493,9 @@ def main() -> int:
     if not args.skip_speed:
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
             monai = not args.skip_monai and args.device == "cpu"  # the MONAI worker is written for the CPU
-            names = ["before", "box", "large"] + (["monai"] if monai else [])
+            names = (
+                ["before", "box", "large"] + (["int8"] if int8_here(args.device) else []) + (["monai"] if monai else [])
+            )
             tree = before_tree(args.before, Path(folder)) if args.before and not args.memory_only else None
             for width in [] if args.memory_only else widths:
                 speed_and_memory(args, Path(folder), shape, width, names, tree)

@@ -9,6 +9,7 @@ from voxuda_cli.cli.app import app
 from voxuda_cli.io.dataset import Dataset, read_h5_dataset, write_dataset
 from voxuda_cli.io.mrc import read_mrc, write_mrc
 from voxuda_cli.io.volume import Volume
+from voxuda_cli.models import int8
 from voxuda_cli.patches import PatchifySettings, write_patches
 
 
@@ -105,6 +106,19 @@ def test_whole_tomogram_keeps_shape_voxel_size_and_origin(runner, tmp_path: Path
     overlap = np.logical_and(mask.data > 0, truth > 0).sum()
     assert 2 * overlap / (int((mask.data > 0).sum()) + int(truth.sum())) > 0.8
     assert (tmp_path / "t.png").exists()
+
+
+@pytest.mark.skipif(not int8.supported(), reason="torch without oneDNN's int8 convolution")
+def test_int8_segments_a_whole_tomogram_and_says_so(runner, tmp_path: Path, model: Path, rng) -> None:  # type: ignore[no-untyped-def]
+    truth = _tomogram(tmp_path / "tomo.mrc", rng)
+    args = [str(model), str(tmp_path / "tomo.mrc"), "--json"]
+    result = _invoke(runner, *args, "-o", str(tmp_path / "int8"), "--int8")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["numerics"] == "int8"
+    assert _invoke(runner, *args, "-o", str(tmp_path / "float")).exit_code == 0
+    got, reference = read_mrc(tmp_path / "int8" / "tomo.mrc").data, read_mrc(tmp_path / "float" / "tomo.mrc").data
+    assert np.mean(got == reference) > 0.99
+    assert 2 * np.logical_and(got > 0, truth > 0).sum() / (int((got > 0).sum()) + int(truth.sum())) > 0.8
 
 
 def test_patchified_dataset_is_stitched_to_its_parent(runner, tmp_path: Path, model: Path, rng) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,8 @@ from voxuda_cli.inference.settings import PredictSettings
 from voxuda_cli.io.dataset import Dataset, read_h5_dataset
 from voxuda_cli.io.mrc import read_mrc, write_mrc
 from voxuda_cli.io.volume import Volume
-from voxuda_cli.models import ModelInfo
+from voxuda_cli.models import ModelInfo, int8
+from voxuda_cli.models.int8 import Int8VoxResNet
 from voxuda_cli.normalise import zscore
 from voxuda_cli.patches import PatchifySettings, write_patches
 from voxuda_cli.resample import back_to, fourier_resample, model_shape
@@ -185,3 +186,34 @@ def test_the_window_fills_the_memory_budget_of_a_streamed_cpu_forward() -> None:
     whole_edge = int((budget * 2**30 / config.inference_bytes_per_voxel()) ** (1 / 3)) // 8 * 8
     assert edge > whole_edge
     assert edge**3 * config.inference_bytes_per_voxel(depth=edge) <= budget * 2**30
+
+
+@pytest.mark.skipif(not int8.supported(), reason="torch without oneDNN's int8 convolution")
+def test_int8_follows_float32_with_one_calibration_per_input(monkeypatch, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+    calibrated = Int8VoxResNet.calibrated
+    monkeypatch.setattr(Int8VoxResNet, "calibrated", lambda self, inputs: calls.append(1) or calibrated(self, inputs))
+    volume, _ = _spheres_volume(rng, (40, 48, 64), [(20, 20, 20), (18, 30, 46)])
+    plain = _predictor(random_network(width=4), window=32, margin=8)
+    reference = plain.predict_volume(volume)
+    quantised = plain.with_settings(int8=True)
+    assert quantised.numerics == "int8" and plain.numerics == "float32"
+    got = quantised.predict_volume(volume)  # 12 windows, one calibration
+    assert len(calls) == 1
+    assert float(np.abs(got - reference).max()) < 0.05 and float(np.mean((got > 0.5) == (reference > 0.5))) > 0.99
+    # the scales come from the input, not from the windows: another window size moves the numbers no
+    # more than in float32 (where a margin under the receptive field moves them by a few 1e-3)
+    moved = np.abs(plain.with_settings(window=48).predict_volume(volume) - reference).max()
+    assert np.abs(quantised.with_settings(window=48).predict_volume(volume) - got).max() < moved + 1e-3
+    # a dataset at another voxel size: each sample resampled and predicted whole, one calibration for all
+    images = rng.normal(size=(3, 32, 32, 32)).astype(np.float32)
+    quantised.predict_dataset(Dataset(images=images, names=["a", "b", "c"], voxel_size=12.0))
+    assert len(calls) == 3
+
+
+def test_int8_is_refused_where_it_cannot_run(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(VoxudaInputError, match="--int8 with --amp"):
+        PredictSettings(int8=True, amp=True)
+    monkeypatch.setattr(int8, "supported", lambda: False)
+    with pytest.raises(VoxudaInputError, match="--int8: runs on x86-64 CPUs"):
+        _predictor(int8=True)
