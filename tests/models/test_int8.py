@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.inference.models import random_network, sphere_batch, trained_sphere_network
+from voxuda_cli.inference.network import foreground_probability
 from voxuda_cli.models import int8
 from voxuda_cli.models.int8 import Int8Ops, Int8VoxResNet
 
@@ -23,7 +24,7 @@ def spheres() -> tuple[torch.nn.Module, torch.Tensor, np.ndarray]:
 
 def _foreground(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
-        return torch.softmax(network(x), dim=1)[:, 1]
+        return foreground_probability(network(x))
 
 
 def _dice(prediction: torch.Tensor, truth: np.ndarray) -> float:
@@ -59,8 +60,8 @@ def test_odd_window_shapes_and_an_uncalibrated_network(spheres) -> None:  # type
     quantised = Int8VoxResNet(network)
     with pytest.raises(RuntimeError, match="calibrated"):
         quantised(window)
-    logits = quantised.calibrated([x])(window)
-    assert logits.shape == (1, 2, 16, 24, 40) and logits.dtype == torch.float32
+    margin = quantised.calibrated([x])(window)  # the foreground's logit over the background's
+    assert margin.shape == (1, 1, 16, 24, 40) and margin.dtype == torch.float32
 
 
 def test_a_view_is_relu_of_the_norm_rounded_to_its_step() -> None:

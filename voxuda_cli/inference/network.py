@@ -31,6 +31,14 @@ CALIBRATION_BATCH = 8  # windows per float32 calibration forward
 FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
 
 
+def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, D, H, W) class logits -> (B, D, H, W) softmax probability of the foreground; (B, 1, ...): the
+    foreground's logit over the background's (the 8-bit network's heads compute only that), its sigmoid."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0].float())
+    return torch.softmax(logits.float(), dim=1)[:, FOREGROUND]
+
+
 class WindowNetwork:
     """A loaded network with its model's normalisation, TTA and numerics: ``(B, d, h, w)`` -> probabilities."""
 
@@ -73,8 +81,7 @@ class WindowNetwork:
         """(B, 1, D, H, W) normalised -> (B, D, H, W) foreground probability; 8-flip average with TTA."""
         total: torch.Tensor | None = None
         for dims in FLIP_SETS if self.tta else [()]:
-            logits = self.network(x.flip(dims) if dims else x)
-            probability = torch.softmax(logits.float(), dim=1)[:, FOREGROUND]
+            probability = foreground_probability(self.network(x.flip(dims) if dims else x))
             if dims:
                 probability = probability.flip([d - 1 for d in dims])
             total = probability if total is None else total + probability

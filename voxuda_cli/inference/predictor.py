@@ -169,6 +169,8 @@ class Predictor:
         """With ``--int8``: the network in 8 bits (models/int8.py), uncalibrated; None without."""
         if not self.settings.int8:
             return None
+        if self.info.architecture.num_classes != 2:
+            raise VoxudaInputError(f"--int8: for two-class models; this one has {self.info.architecture.num_classes}")
         if self.device.type != "cpu" or not int8.supported():
             raise VoxudaInputError(
                 f"--int8: runs on x86-64 CPUs with oneDNN (here: {self.device}, torch {torch.__version__}); "
@@ -327,14 +329,18 @@ class Predictor:
         # the whole-window estimate first; a streamed forward's depends on the edge (a few rounds settle it)
         edge: int | None = None
         for _ in range(3):
-            per_voxel = self.info.architecture.inference_bytes_per_voxel(self._streamed_depth(edge))
+            per_voxel = self._bytes_per_voxel(edge)
             edge = int((self.settings.memory * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8
         assert edge is not None
         return max(edge, min(self.box))
 
-    def _streamed_depth(self, depth: int | None) -> int | None:
-        """``depth`` where this predictor's forward streams its full-resolution part (onednn.runs_on), else None."""
-        return depth if onednn.runs_on(self.device, self.amp_dtype) else None
+    def _bytes_per_voxel(self, depth: int | None) -> int:
+        """Working memory of this predictor's forward per window voxel: the 8-bit forward's with --int8, else
+        the float one's, streamed where it streams (onednn.runs_on) on a window ``depth`` deep (None: unknown)."""
+        if self.int8 is not None:
+            return int8.inference_bytes_per_voxel(self.info.architecture.width)
+        streamed = depth if onednn.runs_on(self.device, self.amp_dtype) else None
+        return self.info.architecture.inference_bytes_per_voxel(streamed)
 
     def plan(self, shape: Sequence[int]) -> TilePlan | WindowPlan:
         """The window plan of a volume of ``shape`` (on the model's grid) under the settings."""
@@ -372,7 +378,7 @@ class Predictor:
 
     def _tile_batch(self, plan: TilePlan) -> int:
         """Windows per forward: --batch-size, but no more than --memory holds."""
-        per_voxel = self.info.architecture.inference_bytes_per_voxel(self._streamed_depth(plan.edges[0]))
+        per_voxel = self._bytes_per_voxel(plan.edges[0])
         per_window = math.prod(plan.edges) * per_voxel
         return max(1, min(int(self.settings.batch_size), int(self.settings.memory * 2**30 // per_window)))
 

@@ -6,7 +6,7 @@ network computes the same function as the float32 inference forward (models/oned
 convolution input rounded to 8 bits, so probabilities move by about 1e-2 and masks by a fraction of
 a percent of their voxels (benchmarks/results.md, issue 24): an opt-in precision, never a silent one.
 
-How the network maps onto 8-bit tensors (docs/ARCHITECTURE.md, "Int8 inference"):
+How the network maps onto 8-bit tensors (docs/METHOD.md, "8-bit inference"):
 
 - Every convolution but the first reads a ReLU output (the pre-activation BN-ReLU views, and the
   hidden map of each residual module), so its input is unsigned 8-bit with zero point 0; where a
@@ -56,6 +56,16 @@ def supported() -> bool:
 def fast_here() -> bool:
     """Whether this CPU has 8-bit dot-product instructions, where int8 pays (elsewhere it may not)."""
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def inference_bytes_per_voxel(width: int) -> int:
+    """Peak working memory of one 8-bit forward per input voxel, for a VoxResNet of ``width`` C.
+
+    At full resolution the float32 and 8-bit inputs, two 8-bit maps of C channels and the float32
+    logits; later each transposed head's phases and their shuffled copy: 2 C + 40 bytes (measured
+    with VmHWM on 96^3 and 128^3 channels-last windows, 2-core CPU: 40 B at width 8, 94-98 B at 32).
+    """
+    return 2 * width + 40
 
 
 class Activation(NamedTuple):
@@ -156,8 +166,10 @@ class Int8VoxResNet(nn.Module):
 
     Built uncalibrated; :meth:`calibrated` gives the network with activation scales from
     representative normalised inputs (the largest value of every 8-bit map over them), whose
-    ``forward`` gives the logits as VoxResNet's does. The folded float weights are taken once, here:
-    build it again after the weights change.
+    ``forward`` gives one channel, the foreground's logit minus the background's (B, 1, D, H, W),
+    whose sigmoid is the two-class softmax's foreground probability: each head computes only that
+    margin, half its arithmetic (inference/network.py's ``foreground_probability`` takes either). The
+    folded float weights are taken once, here: build it again after the weights change.
     """
 
     def __init__(self, network: VoxResNet, ops: Int8Ops | None = None, layers: dict[str, Layer] | None = None) -> None:
@@ -185,7 +197,7 @@ class Int8VoxResNet(nn.Module):
         stem = cast(Activation, ops.conv("stem.0", layers["stem.0"], ops.quantise_input(x), True))
         # f_c is read through two BN-ReLU views only: its convolution once per view, each norm folded in
         view = ops.conv("classifier.0.view", layers["stem.3|activations.0"], stem, True)
-        logits = cast(torch.Tensor, ops.conv("classifier.0", layers["classifiers.0"], cast(Activation, view), False))
+        margin = cast(torch.Tensor, ops.conv("classifier.0", layers["classifiers.0"], cast(Activation, view), False))
         del view
         view = ops.conv("stages.0.view", layers["stem.3|stages.0"], stem, True)
         del stem
@@ -200,8 +212,8 @@ class Int8VoxResNet(nn.Module):
                 )
             for number, module in enumerate(cast(Iterable[ResidualModule], stage.residuals)):
                 h = self._residual(ops, f"stages.{index - 1}.residuals.{number}", module, h)
-            logits = logits.add_(self._head(ops, index, h))
-        return logits
+            margin = margin.add_(self._head(ops, index, h))
+        return margin
 
     def _residual(self, ops: Calibration | Int8Ops, name: str, module: ResidualModule, h: torch.Tensor) -> torch.Tensor:
         scale, shift = onednn.norm_affine(_norm(module.body[0]))
@@ -226,7 +238,7 @@ def _folded_layers(network: VoxResNet) -> dict[str, Layer]:
         "stem.0": Layer(*onednn.fold_batch_norm(_conv(stem[0]).weight, _norm(stem[1]))),
         "stem.3|activations.0": Layer(*onednn.fold_batch_norm(second, _activation_norm(network, 0))),
         "stem.3|stages.0": Layer(*onednn.fold_batch_norm(second, _norm(stages[0].down[0]))),
-        "classifiers.0": Layer(_conv(heads[0]).weight, _conv(heads[0]).bias),
+        "classifiers.0": _margin(_conv(heads[0]).weight, _conv(heads[0]).bias, 1),
     }
     for index, stage in enumerate(stages):
         layers[f"stages.{index}.down"] = Layer(_conv(stage.down[2]).weight, None, 2)
@@ -234,10 +246,19 @@ def _folded_layers(network: VoxResNet) -> dict[str, Layer]:
             name, body = f"stages.{index}.residuals.{number}", module.body
             layers[f"{name}.first"] = Layer(*onednn.fold_batch_norm(_conv(body[2]).weight, _norm(body[3])))
             layers[f"{name}.second"] = Layer(_conv(body[5]).weight, None)
-        layers[f"classifiers.{index + 1}"] = Layer(*shuffle_kernel(cast(nn.ConvTranspose3d, heads[index + 1])))
+        head = cast(nn.ConvTranspose3d, heads[index + 1])
+        layers[f"classifiers.{index + 1}"] = _margin(*shuffle_kernel(head), int(head.stride[0]) ** 3)
     return {name: Layer(layer.weight.detach().float().contiguous(memory_format=torch.channels_last_3d),
                         None if layer.bias is None else layer.bias.detach().float(), layer.stride)
             for name, layer in layers.items()}  # fmt: skip
+
+
+def _margin(weight: torch.Tensor, bias: torch.Tensor | None, phases: int) -> Layer:
+    """A two-class head (output channels class-major: class, then ``phases`` shuffle phases) as one
+    computing the foreground's logit minus the background's: half the output channels."""
+    assert weight.shape[0] == 2 * phases and bias is not None  # VoxResNet's heads: two classes, with bias
+    weight, bias = weight.view(2, phases, *weight.shape[1:]), bias.view(2, phases)
+    return Layer(weight[1] - weight[0], bias[1] - bias[0])
 
 
 def _conv(module: nn.Module) -> nn.Conv3d:
