@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.inference.plan import TilePlan, axis_tiles, window_edges
+from voxuda_cli.inference.plan import TilePlan, axis_tiles, window_caps, window_edges
 
 
 @pytest.mark.parametrize(("length", "edge", "margin"), [(64, 32, 8), (100, 40, 16), (257, 128, 16), (32, 32, 16)])
@@ -43,3 +43,14 @@ def test_plan_tiles_the_volume_once() -> None:
             assert tuple(s.stop - s.start for s in tile.window) == plan.edges
     assert (covered == 1).all()
     assert plan.computed_voxels >= np.prod(plan.shape)
+
+
+def test_window_caps_take_short_axes_whole_and_share_the_rest() -> None:
+    assert window_caps((1000, 1000, 1000), 200**3, 8, 32) == (200, 200, 200)
+    # the short axis whole (rounded up to 8), then what it leaves: 272 = sqrt(8e6 / 104) down to a
+    # multiple of 8, and the last axis the rest (104 x 272 x 280 <= 200^3)
+    assert window_caps((100, 1000, 1000), 200**3, 8, 32) == (104, 272, 280)
+    assert window_caps((100, 120, 1000), 200**3, 8, 32) == (104, 120, 640)
+    assert window_caps((20, 20, 20), 10**3, 8, 32) == (32, 32, 32)  # never under the model box
+    # 1000 in windows of at most 272 with 16 of margin: 5 of 232; at most 280: 4 of 280
+    assert window_edges((100, 1000, 1000), (104, 272, 280), 8, 32, margin=16) == (104, 232, 280)

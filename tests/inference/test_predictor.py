@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -181,11 +182,21 @@ def test_the_window_fills_the_memory_budget_of_a_streamed_cpu_forward() -> None:
     """On a CPU in float32 the forward streams its full-resolution part: deeper windows for the same --memory."""
     budget = 0.5  # GiB (nothing is allocated)
     predictor = _predictor(random_network(width=32), memory=budget)
-    edge = predictor.window_edge()
+    edges = predictor.window_limits((1000, 1000, 1000))
     config = predictor.info.architecture
     whole_edge = int((budget * 2**30 / config.inference_bytes_per_voxel()) ** (1 / 3)) // 8 * 8
-    assert edge > whole_edge
-    assert edge**3 * config.inference_bytes_per_voxel(depth=edge) <= budget * 2**30
+    assert edges[0] == edges[1] == edges[2] > whole_edge
+    assert math.prod(edges) * config.inference_bytes_per_voxel(depth=edges[0]) <= budget * 2**30
+
+
+def test_a_thin_tomogram_gets_its_depth_whole_and_wider_windows() -> None:
+    predictor = _predictor(random_network(width=8), memory=0.5)
+    cube = predictor.window_limits((1000, 1000, 1000))
+    thin = predictor.window_limits((96, 1000, 1000))
+    assert thin[0] == 96 and thin[1] > cube[1] and thin[2] > cube[2]
+    assert math.prod(thin) * predictor.info.architecture.inference_bytes_per_voxel(depth=96) <= 0.5 * 2**30
+    plan = predictor.plan((96, 1000, 1000))
+    assert plan.edges[0] == 96 and len(plan.axes[0]) == 1
 
 
 @pytest.mark.skipif(not int8.supported(), reason="torch without oneDNN's int8 convolution")

@@ -17,8 +17,10 @@ in 27 % and 6 % of voxels with no margin, 4.2 % and 2.8 % at 16, 0.6 % and 0.05 
 ``--margin 32`` where seams matter more than speed.
 
 Window edges are multiples of ``multiple`` (8: VoxResNet's three stride-2 stages), at most
-``window`` and the volume's edge (rounded down), at least ``minimum`` (the model box), and per axis
-the smallest that needs no more windows than the largest would (``window_edges``).
+``window`` (one edge, or one per axis) and the volume's edge (rounded up), at least ``minimum`` (the
+model box), and per axis the smallest that needs no more windows than the largest would
+(``window_edges``). A memory budget gives per-axis limits (``window_caps``): a thin tomogram's
+short axis is taken whole and the voxels it leaves go to the other two.
 """
 
 from __future__ import annotations
@@ -59,20 +61,35 @@ def axis_tiles(length: int, edge: int, margin: int) -> list[tuple[int, int, int]
     return tiles
 
 
+def window_caps(shape: Sequence[int], voxels: float, multiple: int, minimum: int) -> tuple[int, int, int]:
+    """Per axis, the largest window edge (a multiple of ``multiple``, at least ``minimum``) such that a
+    window of those edges has at most ``voxels`` voxels: axes shorter than an even share taken whole
+    (rounded up to ``multiple``), shortest first, the rest split evenly (a cube where none is short)."""
+    caps = [0, 0, 0]
+    remaining = float(voxels)
+    for done, axis in enumerate(sorted(range(3), key=lambda a: int(shape[a]))):
+        share = int(remaining ** (1 / (3 - done)) + 1e-6) // multiple * multiple
+        whole = _round_up(int(shape[axis]), multiple)
+        caps[axis] = max(whole if whole <= share else share, int(minimum))
+        remaining /= caps[axis]
+    return tuple(caps)  # type: ignore[return-value]  # 3 edges, one per axis
+
+
 def window_edges(
-    shape: Sequence[int], window: int, multiple: int, minimum: int, margin: int = 0
+    shape: Sequence[int], window: int | Sequence[int], multiple: int, minimum: int, margin: int = 0
 ) -> tuple[int, int, int]:
     """Per axis, the smallest edge (a multiple of ``multiple``, at least ``minimum``) that covers the axis
-    with the fewest windows of at most ``window`` voxels.
+    with the fewest windows of at most ``window`` voxels (one edge for every axis, or one per axis).
 
     ``k`` windows whose cores tile ``n`` voxels need ``k * e - 2 (k - 1) margin >= n``; the largest
     allowed edge would compute more voxels for the same ``k`` (e.g. 2 x 192 against 2 x 144 for 256).
     """
     edges = []
-    for length in (int(n) for n in shape):
+    limits = [int(window)] * 3 if isinstance(window, int) else [int(w) for w in window]
+    for length, limit in zip((int(n) for n in shape), limits):
         # The network needs multiples of ``multiple``: one window over an axis that is not one
         # reaches past the border (run_tiles pads it by edge replication).
-        largest = max(min(int(window), _round_up(length, multiple)) // multiple * multiple, int(minimum))
+        largest = max(min(limit, _round_up(length, multiple)) // multiple * multiple, int(minimum))
         edge = largest
         for count in range(1, length + 1):
             needed = -(-(length + 2 * (count - 1) * margin) // count)  # ceil
@@ -98,7 +115,9 @@ class TilePlan:
     axes: tuple[list[tuple[int, int, int]], ...]
 
     @classmethod
-    def make(cls, shape: Sequence[int], window: int, margin: int, multiple: int = 8, minimum: int = 32) -> TilePlan:
+    def make(
+        cls, shape: Sequence[int], window: int | Sequence[int], margin: int, multiple: int = 8, minimum: int = 32
+    ) -> TilePlan:
         shape3 = tuple(int(n) for n in shape)
         edges = window_edges(shape3, window, multiple, minimum, int(margin))
         axes = tuple(axis_tiles(n, e, int(margin)) for n, e in zip(shape3, edges))

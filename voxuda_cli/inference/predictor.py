@@ -43,7 +43,7 @@ from voxuda_cli.inference.components import remove_small_components
 from voxuda_cli.inference.engine import Grid, run_blended, run_tiles
 from voxuda_cli.inference.grids import MemoryGrid, MrcGrid
 from voxuda_cli.inference.network import WindowNetwork
-from voxuda_cli.inference.plan import TilePlan
+from voxuda_cli.inference.plan import TilePlan, window_caps
 from voxuda_cli.inference.rescaled import predict_samples, predict_tomogram_rescaled
 from voxuda_cli.inference.settings import PredictSettings
 from voxuda_cli.inference.sliding_window import WindowPlan
@@ -322,17 +322,18 @@ class Predictor:
 
     # ---- the engine ----------------------------------------------------------------------------
 
-    def window_edge(self) -> int:
-        """``--window``, or (0) the largest multiple of 8 whose forward fits ``--memory`` GiB."""
+    def window_limits(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """Per axis, the largest window edge for a volume of ``shape``: ``--window``, or (0) edges (multiples
+        of 8) whose forward fits ``--memory`` GiB, a thin volume's short axis whole (plan.window_caps)."""
         if self.settings.window > 0:
-            return max(int(self.settings.window), min(self.box))
-        # the whole-window estimate first; a streamed forward's depends on the edge (a few rounds settle it)
-        edge: int | None = None
+            return (max(int(self.settings.window), min(self.box)),) * 3
+        # the whole-window estimate first; a streamed forward's depends on the depth (a few rounds settle it)
+        depth: int | None = None
         for _ in range(3):
-            per_voxel = self._bytes_per_voxel(edge)
-            edge = int((self.settings.memory * 2**30 / per_voxel) ** (1 / 3)) // 8 * 8
-        assert edge is not None
-        return max(edge, min(self.box))
+            voxels = self.settings.memory * 2**30 / self._bytes_per_voxel(depth)
+            caps = window_caps(shape, voxels, VoxResNet.downsampling, min(self.box))
+            depth = caps[0]
+        return caps
 
     def _bytes_per_voxel(self, depth: int | None) -> int:
         """Working memory of this predictor's forward per window voxel: the 8-bit forward's with --int8, else
@@ -346,7 +347,7 @@ class Predictor:
         """The window plan of a volume of ``shape`` (on the model's grid) under the settings."""
         if self.settings.blend == "gaussian":
             return WindowPlan.make(shape, self.box, self.settings.overlap)
-        return TilePlan.make(shape, self.window_edge(), self.settings.margin, minimum=min(self.box))
+        return TilePlan.make(shape, self.window_limits(shape), self.settings.margin, minimum=min(self.box))
 
     def run_engine(
         self,
