@@ -306,7 +306,9 @@ def int8_conv3d_rate(width: int, seconds: float = 3.0) -> float | None:
 
     if not int8.supported():
         return None
-    ops = Int8Ops({"input": 1.0, "x": 2.55, "y": 25.5})
+    ops = Int8Ops()
+    ops.scales.update({"x": 0.01, "y": 0.1})
+    ops.freeze()
     x = ops.quantise_view("x", torch.rand(1, width, 64, 64, 64), torch.ones(width), torch.zeros(width))
     layer = Layer(torch.randn(width, width, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d), None)
     x = x._replace(data=x.data.contiguous(memory_format=torch.channels_last_3d))

@@ -45,8 +45,8 @@ def test_int8_probabilities_follow_the_float_forward_and_segment_as_well(spheres
 def test_calibration_covers_every_8_bit_map_and_is_deterministic(spheres) -> None:  # type: ignore[no-untyped-def]
     network, x, _ = spheres
     first, second = Int8VoxResNet(network).calibrated([x[:4], x[4:]]), Int8VoxResNet(network).calibrated([x])
-    assert first.ops is not None and second.ops is not None
-    assert first.ops.scales == second.ops.scales  # the largest value over all inputs, however batched
+    assert first.ops is not None and second.ops is not None and not first.ops.calibrating
+    assert first.ops.scales == second.ops.scales  # the largest value over all inputs, however given
     # the input, the stem's map and its two views, then per stage: its strided convolution's view, the
     # view and hidden map of two residual modules, and its classifier's view
     assert len(first.ops.scales) == 4 + 3 * 6 - 1 and all(s > 0 for s in first.ops.scales.values())
@@ -65,7 +65,9 @@ def test_odd_window_shapes_and_an_uncalibrated_network(spheres) -> None:  # type
 
 
 def test_a_view_is_relu_of_the_norm_rounded_to_its_step() -> None:
-    ops = Int8Ops({"input": 4.0, "view": 2.55})  # a step of 0.01
+    ops = Int8Ops()
+    ops.scales.update({"input": 4.0 / 127, "view": 0.01})
+    ops.freeze()
     x = torch.linspace(-3, 3, 2 * 4 * 5 * 6 * 7).reshape(2, 4, 5, 6, 7)
     scale, shift = torch.tensor([1.0, 0.5, 2.0, 1.0]), torch.tensor([0.0, 0.1, -0.2, 3.0])
     view = ops.quantise_view("view", x, scale, shift)

@@ -69,8 +69,7 @@ def inference_bytes_per_voxel(width: int) -> int:
 
 
 class Activation(NamedTuple):
-    """A map as the next convolution reads it: uint8 ``data`` meaning ``(data - zero_point) * scale``
-    (int8), or float32 ``data`` (calibration, scale 1)."""
+    """A map as the next convolution reads it: uint8 ``data`` meaning ``(data - zero_point) * scale``."""
 
     data: torch.Tensor
     scale: float = 1.0
@@ -85,61 +84,55 @@ class Layer(NamedTuple):
     stride: int = 1
 
 
-class Calibration:
-    """The float32 forward through the same layers, recording the largest value of every map that int8
-    stores in 8 bits: what :class:`Int8VoxResNet` takes its activation scales from."""
+class Int8Ops:
+    """The int8 forward's operations: oneDNN convolutions on uint8 maps and int8 weights.
+
+    Built without scales it calibrates: each map's scale is set from its own largest value as the
+    forward reaches it (computed from the 8-bit maps before it, so the scales follow the network as
+    it runs), then :meth:`freeze` keeps them for every later forward.
+    """
 
     def __init__(self) -> None:
-        self.maxima: dict[str, float] = {}
-
-    def _record(self, name: str, value: torch.Tensor) -> None:
-        self.maxima[name] = max(self.maxima.get(name, 0.0), float(value))
-
-    def quantise_input(self, x: torch.Tensor) -> Activation:
-        self._record("input", x.abs().amax())
-        return Activation(x)
-
-    def quantise_view(self, name: str, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> Activation:
-        view = torch.relu_(torch.addcmul(_channels(shift), x, _channels(scale)))
-        self._record(name, view.amax())
-        return Activation(view)
-
-    def conv(self, name: str, layer: Layer, x: Activation, requantise: bool) -> torch.Tensor | Activation:
-        stride = (layer.stride,) * 3
-        y = torch.ops.aten.mkldnn_convolution(x.data, layer.weight, layer.bias, (1, 1, 1), stride, (1, 1, 1), 1)
-        if not requantise:
-            return y
-        y = torch.relu_(y)
-        self._record(name, y.amax())
-        return Activation(y)
-
-
-class Int8Ops:
-    """The int8 forward's operations: oneDNN convolutions on uint8 maps and int8 weights."""
-
-    def __init__(self, maxima: dict[str, float]) -> None:
-        self.scales = {name: max(value, 1e-8) / 255 for name, value in maxima.items()}
-        self.scales["input"] = max(maxima["input"], 1e-8) / 127
+        self.scales: dict[str, float] = {}
+        self.calibrating = True
         self._packed: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
+    def freeze(self) -> Int8Ops:
+        self.calibrating = False
+        return self
+
+    def _step(self, name: str, values: torch.Tensor | None, levels: int) -> float:
+        """The scale of map ``name``: while calibrating, its largest magnitude in ``values`` over ``levels``."""
+        if self.calibrating:
+            assert values is not None
+            self.scales[name] = max(float(values.abs().amax()), 1e-8) / levels
+        return self.scales[name]
+
     def quantise_input(self, x: torch.Tensor) -> Activation:
-        scale = self.scales["input"]
+        scale = self._step("input", x, 127)
         data = torch.round(x / scale).add_(INPUT_ZERO_POINT).clamp_(0, 255).to(torch.uint8)
         return Activation(data, scale, INPUT_ZERO_POINT)
 
     def quantise_view(self, name: str, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> Activation:
-        """relu(x * scale + shift) in 8 bits: one affine pass, rounding, clipping (ReLU at zero point 0)."""
+        """relu(x * scale + shift) in 8 bits: one affine pass, clipping (the ReLU, at zero point 0), and
+        the conversion, which truncates: the affine pass adds the half step that makes it round."""
+        if self.calibrating:
+            self._step(name, torch.relu_(torch.addcmul(_channels(shift), x, _channels(scale))), 255)
         step = self.scales[name]
-        view = torch.addcmul(_channels(shift / step), x, _channels(scale / step)).round_().clamp_(0, 255)
+        view = torch.addcmul(_channels(shift / step + 0.5), x, _channels(scale / step)).clamp_(0, 255)
         return Activation(view.to(torch.uint8), step)
 
     def conv(self, name: str, layer: Layer, x: Activation, requantise: bool) -> torch.Tensor | Activation:
+        """The convolution of 8-bit ``x``: float32 out, or (``requantise``) 8 bits, negatives clipped."""
+        if requantise and self.calibrating:
+            y = torch.relu_(cast(torch.Tensor, self.conv(name, layer, x, False)))
+            step = self._step(name, y, 255)
+            return Activation(y.div_(step).add_(0.5).clamp_(0, 255).to(torch.uint8), step)
         weight, scales, zero_points = self._pack(name, layer, x)
-        stride = [layer.stride] * 3
         output_scale = self.scales[name] if requantise else 1.0
         y = torch.ops.onednn.qconv_pointwise(
-            x.data, x.scale, x.zero_point, weight, scales, zero_points, layer.bias, stride, _ONES, _ONES, 1,
-            output_scale, 0, None if requantise else torch.float32, "none", [], "",
+            x.data, x.scale, x.zero_point, weight, scales, zero_points, layer.bias, [layer.stride] * 3, _ONES,
+            _ONES, 1, output_scale, 0, None if requantise else torch.float32, "none", [], "",
         )  # fmt: skip
         return Activation(y, output_scale) if requantise else y
 
@@ -180,11 +173,11 @@ class Int8VoxResNet(nn.Module):
 
     @torch.no_grad()
     def calibrated(self, inputs: Iterable[torch.Tensor]) -> Int8VoxResNet:
-        """This network with activation scales from the float32 forward over ``inputs`` (normalised (B, 1, D, H, W))."""
-        recorder = Calibration()
-        for x in inputs:
-            self._forward(recorder, x.float().contiguous(memory_format=torch.channels_last_3d))
-        return Int8VoxResNet(self.network, Int8Ops(recorder.maxima), self.layers)
+        """This network with activation scales from a forward over ``inputs`` (normalised (B, 1, D, H, W),
+        run as one batch): each map's largest value over them, the maps before it already in 8 bits."""
+        ops = Int8Ops()
+        self._forward(ops, torch.cat([x.float() for x in inputs]).contiguous(memory_format=torch.channels_last_3d))
+        return Int8VoxResNet(self.network, ops.freeze(), self.layers)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +185,7 @@ class Int8VoxResNet(nn.Module):
             raise RuntimeError("Int8VoxResNet: use calibrated(inputs) for a network with activation scales")
         return self._forward(self.ops, x.float().contiguous(memory_format=torch.channels_last_3d))
 
-    def _forward(self, ops: Calibration | Int8Ops, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, ops: Int8Ops, x: torch.Tensor) -> torch.Tensor:
         layers, network = self.layers, self.network
         stem = cast(Activation, ops.conv("stem.0", layers["stem.0"], ops.quantise_input(x), True))
         # f_c is read through two BN-ReLU views only: its convolution once per view, each norm folded in
@@ -215,13 +208,13 @@ class Int8VoxResNet(nn.Module):
             margin = margin.add_(self._head(ops, index, h))
         return margin
 
-    def _residual(self, ops: Calibration | Int8Ops, name: str, module: ResidualModule, h: torch.Tensor) -> torch.Tensor:
+    def _residual(self, ops: Int8Ops, name: str, module: ResidualModule, h: torch.Tensor) -> torch.Tensor:
         scale, shift = onednn.norm_affine(_norm(module.body[0]))
         view = ops.quantise_view(f"{name}.view", h, scale, shift)
         hidden = cast(Activation, ops.conv(f"{name}.hidden", self.layers[f"{name}.first"], view, True))
         return h.add_(cast(torch.Tensor, ops.conv(f"{name}.second", self.layers[f"{name}.second"], hidden, False)))
 
-    def _head(self, ops: Calibration | Int8Ops, index: int, h: torch.Tensor) -> torch.Tensor:
+    def _head(self, ops: Int8Ops, index: int, h: torch.Tensor) -> torch.Tensor:
         scale, shift = onednn.norm_affine(_activation_norm(self.network, index))
         view = ops.quantise_view(f"classifier.{index}.view", h, scale, shift)
         phases = cast(torch.Tensor, ops.conv(f"classifier.{index}", self.layers[f"classifiers.{index}"], view, False))
