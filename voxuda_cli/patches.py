@@ -81,15 +81,19 @@ def extract_patch(data: np.ndarray, origin: Sequence[int], patch: int) -> np.nda
     return cube
 
 
-def sample_boxes(data: np.ndarray, box: Sequence[int], per_axis: int) -> np.ndarray:
-    """``per_axis``^3 windows of ``box`` (cut to the volume) spread evenly over a (memory-mapped) volume,
-    each centred in its share of the grid, so no sample sits on the volume's edge: (N, *box) float32.
+def sample_boxes(data: np.ndarray, box: Sequence[int], per_axis: int, interior: bool = True) -> np.ndarray:
+    """``per_axis``^3 windows of ``box`` (cut to the volume) spread evenly over a (memory-mapped) volume:
+    (N, *box) float32, a few MB read from a tomogram of any size.
 
-    A few MB read from a tomogram of any size: what polarity checks and int8 calibration look at.
+    ``interior``: each centred in its share of the grid, so none sits on the volume's edge (int8
+    calibration); else from edge to edge, the first and last flush with the borders (polarity checks).
     """
     shape = np.array(data.shape)
     size = np.minimum(np.array(box), shape)
-    starts = [((np.arange(per_axis) + 0.5) / per_axis * (s - b)).round().astype(int) for s, b in zip(shape, size)]
+    if interior:
+        starts = [((np.arange(per_axis) + 0.5) / per_axis * (s - b)).round().astype(int) for s, b in zip(shape, size)]
+    else:
+        starts = [np.linspace(0, s - b, per_axis).round().astype(int) for s, b in zip(shape, size)]
     boxes = [
         np.asarray(data[z : z + size[0], y : y + size[1], x : x + size[2]], dtype=np.float32)
         for z in starts[0]

@@ -321,7 +321,8 @@ def _check_polarity(job: PredictionJob) -> None:
     predictor = job.predictor
     boxes = [] if job.dataset is None else [job.dataset.images]
     for path, _ in job.tomograms:
-        boxes.append(sample_boxes(read_mrc(path, mmap=True, check=False).data, predictor.box, POLARITY_BOXES_PER_AXIS))
+        data = read_mrc(path, mmap=True, check=False).data
+        boxes.append(sample_boxes(data, predictor.box, POLARITY_BOXES_PER_AXIS, interior=False))
     if not boxes:
         return
     sample = np.concatenate([b[:: max(1, len(b) // 128)] for b in boxes])
