@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from voxuda_cli.errors import VoxudaInputError
-from voxuda_cli.normalise import VolumeStats, stream_stats, zscore, zscore_tensor
+from voxuda_cli.normalise import (
+    STD_FLOOR,
+    LocallyNormalised,
+    VolumeStats,
+    stream_local_stats,
+    stream_stats,
+    zscore,
+    zscore_tensor,
+)
 
 
 def test_zscore_each_volume_on_its_own() -> None:
@@ -43,3 +51,36 @@ def test_stream_stats_matches_numpy_and_checks_finite() -> None:
     data[17, 2, 3] = np.nan
     with pytest.raises(VoxudaInputError, match="tomo.mrc: contains NaN"):
         stream_stats(data, source="tomo.mrc")
+
+
+def test_local_stats_are_the_blocks_means_and_stds() -> None:
+    rng = np.random.default_rng(2)
+    volume = rng.normal(0, 1, (20, 24, 40)).astype(np.float32)
+    volume[:, :, 32:] = 5.0  # a constant border: its std floored, not 0
+    stats = stream_local_stats(volume, block=16)
+    assert stats.mean.shape == (2, 2, 3)
+    block = volume[16:20, 0:16, 16:32].astype(np.float64)  # a partial block (4 rows)
+    assert stats.mean[1, 0, 1] == pytest.approx(block.mean()) and stats.std[1, 0, 1] == pytest.approx(block.std())
+    assert stats.mean[0, 1, 2] == pytest.approx(5.0)
+    assert stats.std[0, 1, 2] == pytest.approx(STD_FLOOR * volume.std(), rel=1e-3)
+    np.testing.assert_allclose(stats.centres[0], [7.5, 17.5])  # the partial block's centre is its own
+    np.testing.assert_allclose(stream_local_stats(volume, invert=True, block=16).mean, -stats.mean)
+
+
+def test_local_normalisation_removes_a_slow_ramp_whatever_the_window() -> None:
+    rng = np.random.default_rng(3)
+    shape = (64, 64, 96)
+    ramp = np.linspace(-4, 4, shape[2], dtype=np.float32)[None, None, :]
+    volume = (rng.normal(0, 1, shape) * 2 + 10 + ramp).astype(np.float32)
+    view = LocallyNormalised(volume, stream_local_stats(volume, block=32))
+    whole = view[:, :, :]
+    assert view.shape == shape and whole.dtype == np.float32
+    # z-scored across the ramp between the outer block centres (16 and 80; the fields are held flat
+    # beyond them): every slab has mean ~0 and std ~1, where the raw slabs' means span 10 +- 3
+    for x0 in range(16, 80, 16):
+        slab = whole[:, :, x0 : x0 + 16]
+        assert abs(float(slab.mean())) < 0.1 and abs(float(slab.std()) - 1) < 0.1
+    np.testing.assert_allclose(view[8:40, 16:48, 50:90], whole[8:40, 16:48, 50:90], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(view[10:20], whole[10:20], rtol=1e-5, atol=1e-5)  # one slice, as bands are read
+    inverted = LocallyNormalised(volume, stream_local_stats(volume, invert=True, block=32), invert=True)
+    np.testing.assert_allclose(inverted[:, :, :], -whole, rtol=1e-5, atol=1e-5)

@@ -88,3 +88,90 @@ def stream_stats(
     mean = total / max(count, 1)
     std = float(np.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0)))
     return VolumeStats(mean=-mean if invert else mean, std=std if std > 0 else 1.0)
+
+
+# ---- local statistics: z-scoring that follows slow changes of the background (uneven ice) -------
+
+STD_FLOOR = 0.25  # a block's std is at least this fraction of the volume's (constant borders stay finite)
+
+
+@dataclass(frozen=True)
+class LocalStats:
+    """Mean and std of a volume over blocks of ``block`` voxels per axis (after any inversion).
+
+    ``mean`` and ``std`` are (nz, ny, nx) fields, one value per block, valid at the block centres
+    ``centres[axis]`` (voxel coordinates); :class:`LocallyNormalised` interpolates them linearly.
+    """
+
+    block: int
+    mean: np.ndarray
+    std: np.ndarray
+    centres: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def stream_local_stats(data: np.ndarray, invert: bool = False, block: int = 64, release: bool = False) -> LocalStats:
+    """Block means and stds of a (memory-mapped) volume of any size: one pass, a z-slice at a time,
+    float64 sums (``release`` gives each slab's pages back to the OS once read)."""
+    shape = [int(n) for n in data.shape]
+    starts = [np.arange(0, n, block) for n in shape]
+    sums = np.zeros([len(s) for s in starts])
+    squares = np.zeros_like(sums)
+    for start in range(0, shape[0], _STREAM_ROWS):
+        rows = np.asarray(data[start : start + _STREAM_ROWS])
+        for offset, row in enumerate(rows):
+            row64 = row.astype(np.float64)
+            blocks = (start + offset) // block
+            sums[blocks] += _block_sums(row64, starts[1], starts[2])
+            squares[blocks] += _block_sums(row64 * row64, starts[1], starts[2])
+        if release:
+            release_rows(data, start, start + rows.shape[0])
+    counts = np.einsum("i,j,k->ijk", *(np.diff(np.append(s, n)) for s, n in zip(starts, shape)))
+    mean = sums / counts
+    std = np.sqrt(np.maximum(squares / counts - mean * mean, 0.0))
+    overall = float(np.sqrt(max(squares.sum() / counts.sum() - (sums.sum() / counts.sum()) ** 2, 0.0)))
+    std = np.maximum(std, STD_FLOOR * overall if overall > 0 else 1.0)
+    centres = tuple((s + np.minimum(s + block, n)) / 2 - 0.5 for s, n in zip(starts, shape))
+    return LocalStats(block, -mean if invert else mean, std, centres)  # type: ignore[arg-type]  # 3 axes
+
+
+def _block_sums(row: np.ndarray, y_starts: np.ndarray, x_starts: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(np.add.reduceat(row, y_starts, axis=0), x_starts, axis=1)
+
+
+class LocallyNormalised:
+    """A (memory-mapped) volume read through local z-scoring: each voxel less the local mean, over the
+    local std, the fields of :class:`LocalStats` interpolated linearly between block centres (and held
+    flat beyond the outer ones). Slicing it gives float32 arrays; nothing else is read."""
+
+    def __init__(self, data: np.ndarray, stats: LocalStats, invert: bool = False) -> None:
+        self.data, self.stats, self.invert = data, stats, invert
+        self.shape = tuple(int(n) for n in data.shape)
+        self.ndim, self.dtype = 3, np.dtype(np.float32)
+
+    def __getitem__(self, region: slice | tuple[slice, ...]) -> np.ndarray:
+        region = region if isinstance(region, tuple) else (region,)
+        region = tuple(region) + (slice(None),) * (3 - len(region))
+        raw = np.array(self.data[region], dtype=np.float32)  # a copy: normalised in place
+        if self.invert:
+            np.negative(raw, out=raw)
+        weights = [
+            _linear_weights(np.arange(*r.indices(n)), centres)
+            for r, n, centres in zip(region, self.shape, self.stats.centres)
+        ]
+        raw -= _interpolated(self.stats.mean, weights)
+        raw /= _interpolated(self.stats.std, weights)
+        return raw
+
+
+def _interpolated(field: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+    """A (nz, ny, nx) block field on a (Z, Y, X) region: separable, the last and largest step one GEMM."""
+    wz, wy, wx = weights
+    values = np.tensordot(field.astype(np.float32), wx, axes=(2, 1))  # (nz, ny, X)
+    values = np.tensordot(values, wy, axes=(1, 1)).transpose(0, 2, 1)  # (nz, Y, X)
+    return (wz @ values.reshape(len(field), -1)).reshape(len(wz), len(wy), len(wx))
+
+
+def _linear_weights(positions: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(len(positions), len(centres)) weights of linear interpolation between ``centres``, flat outside."""
+    identity = np.eye(len(centres))
+    return np.stack([np.interp(positions, centres, column) for column in identity], axis=1).astype(np.float32)

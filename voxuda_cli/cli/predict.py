@@ -6,7 +6,7 @@ MRC files or folders of MRC files. What comes out depends on -o: X.h5 is a predi
 one MRC per sample, per patchified parent (stitched back onto its original grid) or per tomogram;
 X.mrc takes a single volume. MRC inputs larger than the model box are predicted whole: large
 windows (sized by --memory) whose cores tile the tomogram, each voxel computed once with --margin
-voxels of context, z-scored by the tomogram's own statistics, streamed from disk, with the input's
+voxels of context, z-scored by local statistics (--normalise), streamed from disk, with the input's
 voxel size and origin kept (--blend gaussian: box-sized windows blended, as MONAI). Masks are
 probability > --threshold (--smooth: a blurred expected volume per box, for picked particles).
 Inputs whose voxel size differs from the model's by more than 1 % are Fourier-resampled to it and

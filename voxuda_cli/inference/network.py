@@ -2,7 +2,8 @@
 
 No I/O and no geometry: a batch of windows of any edge the network takes (multiples of 8 for
 VoxResNet) is normalised as in training (contrast flipped when the model was trained with
-``--invert``; z-scored per window, or with a whole tomogram's streamed statistics), put through
+``--invert``; z-scored per window, or with a whole tomogram's streamed statistics; windows of a
+locally normalised volume come normalised), put through
 the network (with ``--tta`` the mean of the 8 flips) under the autocast the settings chose, and
 the softmax's foreground channel comes back as float32 numpy. With ``--int8`` the network is the
 8-bit one (models/int8.py), its activation scales taken from a float32 pass over the windows given

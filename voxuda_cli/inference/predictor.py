@@ -16,8 +16,10 @@ threshold and --min-size). Inputs at another voxel size go through the resamplin
 (rescaled.py) around the same engine.
 
 Normalisation (docs/METHOD.md): subtomograms are z-scored one by one, as in training; a whole
-tomogram by default with its own streamed mean and std (one pass), so that a voxel's input does
-not depend on the window size; ``normalise="window"`` z-scores each window instead.
+tomogram by default locally, with the mean and std of blocks of twice the model box (one streamed
+pass) interpolated between block centres, so that a voxel's input does not depend on the window
+and a slow change of background (uneven ice) is followed; ``normalise="tomogram"`` uses the whole
+tomogram's mean and std, ``normalise="window"`` z-scores each window.
 Foreground is class 1; masks are ``probability > threshold`` (or ``--smooth``, smoothing.py).
 """
 
@@ -58,7 +60,7 @@ from voxuda_cli.models.int8 import Int8VoxResNet
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.models.speed import autocast_dtype, prepare_network
 from voxuda_cli.models.voxresnet import VoxResNet
-from voxuda_cli.normalise import VolumeStats, stream_stats
+from voxuda_cli.normalise import LocallyNormalised, VolumeStats, stream_local_stats, stream_stats
 from voxuda_cli.patches import extract_patch, group_by_parent, parents_info, sample_boxes, stitch
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import (
@@ -77,6 +79,9 @@ log = logging.getLogger("voxuda")
 # --int8's calibration (models/int8.py): what each input's activation scales are taken from
 CALIBRATION_BOXES_PER_AXIS = 2  # a volume: 8 model-box windows spread over it
 CALIBRATION_SAMPLES = 16  # a dataset: samples spread over it
+# --normalise local: blocks of twice the model box per axis (64 for 32^3), about the context a
+# training box was z-scored over, with room for its neighbours
+LOCAL_BLOCK_BOXES = 2
 
 
 @dataclass
@@ -360,21 +365,28 @@ class Predictor:
         """Predict ``volume`` (on the model's grid; a memory map is fine) into ``grid``; returns the plan.
 
         Normalisation: with ``normalise="tomogram"`` the volume's streamed statistics (``scan``, made
-        here when not given); ``release`` gives the input's pages back as rows finish.
+        here when not given); ``"local"`` reads the volume through a local z-scoring (its block
+        statistics streamed here, normalise.LocallyNormalised); ``release`` gives the input's pages
+        back as rows finish.
         """
-        stats = None
+        stats, source, normalised = None, volume, False
         if self.settings.normalise == "tomogram":
             stats = scan if scan is not None else stream_stats(volume, self.info.invert, None, release)
+        elif self.settings.normalise == "local":
+            local = stream_local_stats(volume, self.info.invert, LOCAL_BLOCK_BOXES * max(self.box), release)
+            # read as the volume is: slicing and shape are all the engine and the samples use
+            source, normalised = cast(np.ndarray, LocallyNormalised(volume, local, self.info.invert)), True
         plan = self.plan(volume.shape)
-        with self.calibrated_on(lambda: sample_boxes(volume, self.box, CALIBRATION_BOXES_PER_AXIS), stats):
-            function = functools.partial(self.function, stats=stats)
+        samples = functools.partial(sample_boxes, source, self.box, CALIBRATION_BOXES_PER_AXIS)
+        with self.calibrated_on(samples, stats, normalised):
+            function = functools.partial(self.function, stats=stats, normalised=normalised)
             if isinstance(plan, WindowPlan):
                 release_below = _input_releaser(volume) if release else None
-                run_blended(volume, function, self.box, self.settings.overlap, grid, self.settings.batch_size,
+                run_blended(source, function, self.box, self.settings.overlap, grid, self.settings.batch_size,
                             on_progress, release_below)  # fmt: skip
             else:
                 release_rows_of = functools.partial(release_rows, volume) if release else None
-                run_tiles(volume, function, plan, grid, self._tile_batch(plan), on_progress, release_rows_of)
+                run_tiles(source, function, plan, grid, self._tile_batch(plan), on_progress, release_rows_of)
         return plan
 
     def _tile_batch(self, plan: TilePlan) -> int:

@@ -13,7 +13,7 @@ from voxuda_cli.filters.denoisers import names as denoiser_names
 from voxuda_cli.inference.smoothing import check_smooth
 from voxuda_cli.io.sources import parse_shard
 
-NORMALISE_CHOICES = ("tomogram", "window")
+NORMALISE_CHOICES = ("local", "tomogram", "window")
 BLEND_CHOICES = ("core", "gaussian")
 __all__ = ["DEFAULT_ETA", "NORMALISE_CHOICES", "PredictSettings", "PseudoLabelSettings"]
 
@@ -61,7 +61,9 @@ class PredictSettings:
     )
     probabilities: bool = setting(False, "Also write foreground probabilities (_probabilities.mrc).")
     normalise: str = setting(
-        "tomogram", "Whole tomograms: z-score with the tomogram's streamed statistics, or each window: {choices}.",
+        "local",
+        "Whole tomograms: z-score with the mean and std of blocks of twice the model box, interpolated across the "
+        "tomogram (local: follows uneven ice), with the whole tomogram's, or each window's: {choices}.",
         choices=lambda: NORMALISE_CHOICES,
     )  # fmt: skip
     device: str = fields.device()
