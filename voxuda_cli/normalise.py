@@ -147,28 +147,28 @@ class LocallyNormalised:
         self.data, self.stats, self.invert = data, stats, invert
         self.shape = tuple(int(n) for n in data.shape)
         self.ndim, self.dtype = 3, np.dtype(np.float32)
+        self._mean, self._std = (torch.from_numpy(f.astype(np.float32)) for f in (stats.mean, stats.std))
 
     def __getitem__(self, region: slice | tuple[slice, ...]) -> np.ndarray:
         region = region if isinstance(region, tuple) else (region,)
         region = tuple(region) + (slice(None),) * (3 - len(region))
-        raw = np.array(self.data[region], dtype=np.float32)  # a copy: normalised in place
+        # a copy, normalised in place by torch (its elementwise passes use every core; numpy's one)
+        raw = torch.from_numpy(np.array(self.data[region], dtype=np.float32))
         if self.invert:
-            np.negative(raw, out=raw)
+            raw.neg_()
         weights = [
-            _linear_weights(np.arange(*r.indices(n)), centres)
+            torch.from_numpy(_linear_weights(np.arange(*r.indices(n)), centres))
             for r, n, centres in zip(region, self.shape, self.stats.centres)
         ]
-        raw -= _interpolated(self.stats.mean, weights)
-        raw /= _interpolated(self.stats.std, weights)
-        return raw
+        return raw.sub_(_interpolated(self._mean, weights)).div_(_interpolated(self._std, weights)).numpy()
 
 
-def _interpolated(field: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+def _interpolated(field: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
     """A (nz, ny, nx) block field on a (Z, Y, X) region: separable, the last and largest step one GEMM."""
     wz, wy, wx = weights
-    values = np.tensordot(field.astype(np.float32), wx, axes=(2, 1))  # (nz, ny, X)
-    values = np.tensordot(values, wy, axes=(1, 1)).transpose(0, 2, 1)  # (nz, Y, X)
-    return (wz @ values.reshape(len(field), -1)).reshape(len(wz), len(wy), len(wx))
+    values = torch.tensordot(field, wx, dims=([2], [1]))  # (nz, ny, X)
+    values = torch.tensordot(values, wy, dims=([1], [1])).transpose(1, 2)  # (nz, Y, X)
+    return (wz @ values.reshape(len(field), -1)).view(len(wz), len(wy), len(wx))
 
 
 def _linear_weights(positions: np.ndarray, centres: np.ndarray) -> np.ndarray:
