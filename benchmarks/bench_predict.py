@@ -10,10 +10,12 @@ its own subprocess:
   shares the engine's faster network (oneDNN everywhere, the lean forward), so large / box is the
   gain of the windows alone;
 - ``large``: the default: windows as large as ``--memory`` allows, whose cores tile the grid with
-  16 voxels of margin (each voxel computed about once), the tomogram's streamed statistics;
+  16 voxels of margin (each voxel computed about once), local z-scoring (block statistics);
+- ``int8``: ``large`` with ``--int8`` (8-bit convolutions, CPUs only);
 - ``monai``: MONAI's ``sliding_window_inference`` with the box path's windows and weights.
-Printed: seconds, Mvoxel/s, how many times each voxel was computed, achieved GFLOP/s (torch's
-FLOP counter on the network) against a plain channels-last conv3d measured in the same run, peak
+Printed: seconds (the fastest of ``--repeat`` runs), Mvoxel/s, how many times each voxel was
+computed, achieved GFLOP/s (torch's FLOP counter on the network) against a plain channels-last
+conv3d measured in the same run (int8: the same conv3d in 8 bits), peak
 resident memory (VmHWM after the run minus VmRSS after imports, model load and a warm-up) against
 the tomogram's float32 size, the speed ratio large / box and the agreement of their masks. Then
 the memory check: the large path on a 256 x 512 x 512 tomogram at width 8 (target: peak <= 2x).
