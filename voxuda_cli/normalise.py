@@ -97,13 +97,12 @@ STD_FLOOR = 0.25  # a block's std is at least this fraction of the volume's (con
 
 @dataclass(frozen=True)
 class LocalStats:
-    """Mean and std of a volume over blocks of ``block`` voxels per axis (after any inversion).
+    """Mean and std of a volume over blocks (after any inversion).
 
     ``mean`` and ``std`` are (nz, ny, nx) fields, one value per block, valid at the block centres
     ``centres[axis]`` (voxel coordinates); :class:`LocallyNormalised` interpolates them linearly.
     """
 
-    block: int
     mean: np.ndarray
     std: np.ndarray
     centres: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -131,7 +130,7 @@ def stream_local_stats(data: np.ndarray, invert: bool = False, block: int = 64, 
     overall = float(np.sqrt(max(squares.sum() / counts.sum() - (sums.sum() / counts.sum()) ** 2, 0.0)))
     std = np.maximum(std, STD_FLOOR * overall if overall > 0 else 1.0)
     centres = tuple((s + np.minimum(s + block, n)) / 2 - 0.5 for s, n in zip(starts, shape))
-    return LocalStats(block, -mean if invert else mean, std, centres)  # type: ignore[arg-type]  # 3 axes
+    return LocalStats(-mean if invert else mean, std, centres)  # type: ignore[arg-type]  # 3 axes
 
 
 def _block_sums(row: np.ndarray, y_starts: np.ndarray, x_starts: np.ndarray) -> np.ndarray:
@@ -146,7 +145,6 @@ class LocallyNormalised:
     def __init__(self, data: np.ndarray, stats: LocalStats, invert: bool = False) -> None:
         self.data, self.stats, self.invert = data, stats, invert
         self.shape = tuple(int(n) for n in data.shape)
-        self.ndim, self.dtype = 3, np.dtype(np.float32)
         self._mean, self._std = (torch.from_numpy(f.astype(np.float32)) for f in (stats.mean, stats.std))
 
     def __getitem__(self, region: slice | tuple[slice, ...]) -> np.ndarray:

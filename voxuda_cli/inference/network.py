@@ -6,7 +6,7 @@ VoxResNet) is normalised as in training (contrast flipped when the model was tra
 locally normalised volume come normalised), put through
 the network (with ``--tta`` the mean of the 8 flips) under the autocast the settings chose, and
 the softmax's foreground channel comes back as float32 numpy. With ``--int8`` the network is the
-8-bit one (models/int8.py), its activation scales taken from a float32 pass over the windows given
+8-bit one (models/int8.py), its activation scales taken from a pass over the windows given
 to :meth:`WindowNetwork.calibrated` (the predictor gives samples spread over each input), or else
 over the first windows it is called on. Window plans (plan.py,
 sliding_window.py) decide where windows go, output grids (grids.py) where results land.
@@ -28,7 +28,6 @@ from voxuda_cli.models.speed import autocast
 from voxuda_cli.normalise import VolumeStats, zscore_tensor
 
 FOREGROUND = 1
-CALIBRATION_BATCH = 8  # windows per float32 calibration forward
 FLIP_SETS = [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
 
 
@@ -63,7 +62,7 @@ class WindowNetwork:
         if self.int8 is None:
             return self
         x = self._prepared(windows, stats, normalised).unsqueeze(1)
-        network = self.int8.calibrated(x.split(CALIBRATION_BATCH))
+        network = self.int8.calibrated([x])
         return WindowNetwork(network, self.info, self.device, self.tta, self.amp_dtype)
 
     @property

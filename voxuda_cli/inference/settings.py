@@ -71,7 +71,7 @@ class PredictSettings:
     int8: bool = setting(
         False,
         "CPU: 8-bit convolutions (oneDNN; several times float32's speed on CPUs with VNNI or AMX-INT8), scaled "
-        "from a float32 pass over samples of each input; moves probabilities by about 1e-2 (docs/METHOD.md).",
+        "from a pass over samples of each input; moves probabilities by about 1e-2 (docs/METHOD.md).",
     )
     compile: bool = fields.compile_network()
     # Student: on the project's benchmark (benchmarks/results.md) the student segmented the held-out

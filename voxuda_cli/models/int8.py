@@ -18,7 +18,7 @@ How the network maps onto 8-bit tensors (docs/METHOD.md, "8-bit inference"):
 - The residual stream of the stages stays float32 (it is summed); its BN-ReLU views are quantised
   by one affine pass at 1/8 of the voxels or fewer.
 - Weights: per output channel, symmetric, after folding. Activations: per tensor, the scale from
-  the largest value of each tensor over calibration windows (:func:`calibrate`), so the numbers
+  the largest value of each tensor over calibration windows (:meth:`Int8VoxResNet.calibrated`), so the numbers
   depend on the model and the calibration data only, never on the window plan.
 
 Uses ``torch.ops.onednn.qconv_pointwise`` on plain uint8/int8 tensors: the operators torch's own
@@ -101,10 +101,9 @@ class Int8Ops:
         self.calibrating = False
         return self
 
-    def _step(self, name: str, values: torch.Tensor | None, levels: int) -> float:
+    def _step(self, name: str, values: torch.Tensor, levels: int) -> float:
         """The scale of map ``name``: while calibrating, its largest magnitude in ``values`` over ``levels``."""
         if self.calibrating:
-            assert values is not None
             self.scales[name] = max(float(values.abs().amax()), 1e-8) / levels
         return self.scales[name]
 
@@ -196,16 +195,14 @@ class Int8VoxResNet(nn.Module):
         del stem
         h = cast(torch.Tensor, ops.conv("stages.0.down", layers["stages.0.down"], cast(Activation, view), False))
         del view
-        for index, stage in enumerate(cast(Iterable[Stage], network.stages), start=1):
-            if index > 1:
+        for index, stage in enumerate(cast(Iterable[Stage], network.stages)):
+            if index > 0:  # stage 1's strided convolution ran above, on the stem's view
                 scale, shift = onednn.norm_affine(_norm(stage.down[0]))
-                view = ops.quantise_view(f"stages.{index - 1}.view", h, scale, shift)
-                h = cast(
-                    torch.Tensor, ops.conv(f"stages.{index - 1}.down", layers[f"stages.{index - 1}.down"], view, False)
-                )
+                view = ops.quantise_view(f"stages.{index}.view", h, scale, shift)
+                h = cast(torch.Tensor, ops.conv(f"stages.{index}.down", layers[f"stages.{index}.down"], view, False))
             for number, module in enumerate(cast(Iterable[ResidualModule], stage.residuals)):
-                h = self._residual(ops, f"stages.{index - 1}.residuals.{number}", module, h)
-            margin = margin.add_(self._head(ops, index, h))
+                h = self._residual(ops, f"stages.{index}.residuals.{number}", module, h)
+            margin = margin.add_(self._head(ops, index + 1, h))
         return margin
 
     def _residual(self, ops: Int8Ops, name: str, module: ResidualModule, h: torch.Tensor) -> torch.Tensor:
