@@ -13,9 +13,9 @@ its own subprocess:
   16 voxels of margin (each voxel computed about once), local z-scoring (block statistics);
 - ``int8``: ``large`` with ``--int8`` (8-bit convolutions, CPUs only);
 - ``monai``: MONAI's ``sliding_window_inference`` with the box path's windows and weights.
-Printed: seconds (the fastest of ``--repeat`` runs), Mvoxel/s, how many times each voxel was
-computed, achieved GFLOP/s (torch's FLOP counter on the network) against a plain channels-last
-conv3d measured in the same run (int8: the same conv3d in 8 bits), peak
+Printed: seconds (the fastest of ``--repeat`` rounds, each path run once per round), Mvoxel/s,
+how many times each voxel was computed, achieved GFLOP/s (torch's FLOP counter on the network)
+against a plain channels-last conv3d measured in the same run (int8: the same conv3d in 8 bits), peak
 resident memory (VmHWM after the run minus VmRSS after imports, model load and a warm-up) against
 the tomogram's float32 size, the speed ratio large / box and the agreement of their masks. Then
 the memory check: the large path on a 256 x 512 x 512 tomogram at width 8 (target: peak <= 2x).
@@ -135,16 +135,12 @@ def worker_voxuda(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _timed_tomogram(predictor: Any, args: argparse.Namespace) -> tuple[Any, dict[str, float]]:
-    """``predictor`` (warmed up first) on the tomogram into ``<worker>.mrc``, ``--repeat`` times: its result,
-    the fastest run's seconds (the one least disturbed by the machine's other work) and peak memory."""
+    """``predictor`` (warmed up first) on the tomogram into ``<worker>.mrc``: its result, seconds and peak memory."""
     predictor.predict_windows(np.random.default_rng(0).normal(size=(args.batch_size, BOX, BOX, BOX)))  # warm-up
     baseline = _reset_peak_memory(args.device)
-    times = []
-    for _ in range(args.repeat):
-        started = time.perf_counter()
-        result = predictor.predict_tomogram(args.tomogram, args.out / f"{args.worker}.mrc")
-        times.append(time.perf_counter() - started)
-    return result, {"seconds": min(times), **_peak_memory(args.device, baseline)}
+    started = time.perf_counter()
+    result = predictor.predict_tomogram(args.tomogram, args.out / f"{args.worker}.mrc")
+    return result, {"seconds": time.perf_counter() - started, **_peak_memory(args.device, baseline)}
 
 
 def _reset_peak_memory(device: str) -> float:
@@ -222,20 +218,18 @@ def worker_monai(args: argparse.Namespace) -> dict[str, Any]:
     with torch.inference_mode():
         predictor(torch.randn(args.batch_size, 1, BOX, BOX, BOX))  # warm-up
     baseline = _reset_peak_rss_mb()
-    times = []
-    for _ in range(args.repeat):  # the fastest of --repeat runs, as the voxuda workers
-        started = time.perf_counter()
-        volume = read_mrc(args.tomogram)
-        inputs = torch.from_numpy(np.asarray(volume.data, dtype=np.float32))[None, None]
-        with torch.inference_mode():
-            probabilities = sliding_window_inference(
-                inputs, (BOX,) * 3, args.batch_size, predictor, overlap=args.overlap, mode="gaussian"
-            )[0, 0].numpy()
-        write_mrc(args.out / "monai.mrc", volume.with_data((probabilities > 0.5).astype(np.int8)))
-        write_mrc(args.out / "monai_probabilities.mrc", volume.with_data(probabilities))
-        times.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    volume = read_mrc(args.tomogram)
+    inputs = torch.from_numpy(np.asarray(volume.data, dtype=np.float32))[None, None]
+    with torch.inference_mode():
+        probabilities = sliding_window_inference(
+            inputs, (BOX,) * 3, args.batch_size, predictor, overlap=args.overlap, mode="gaussian"
+        )[0, 0].numpy()
+    write_mrc(args.out / "monai.mrc", volume.with_data((probabilities > 0.5).astype(np.int8)))
+    write_mrc(args.out / "monai_probabilities.mrc", volume.with_data(probabilities))
+    seconds = time.perf_counter() - started
     computed = float(WindowPlan.make(volume.shape, (BOX,) * 3, args.overlap).computed_voxels)
-    return {"seconds": min(times), "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": [BOX] * 3}
+    return {"seconds": seconds, "peak_mb": _peak_rss_mb() - baseline, "computed": computed, "window": [BOX] * 3}
 
 
 def run_worker(
@@ -244,7 +238,6 @@ def run_worker(
     command = [
         sys.executable, __file__, "--worker", name, "--model", str(model), "--tomogram", str(tomogram),
         "--out", str(out), "--batch-size", str(args.batch_size), "--overlap", str(args.overlap),
-        "--repeat", str(args.repeat),
         "--memory", str(args.memory), "--device", args.device, *(["--amp"] if args.amp else []),
     ]  # fmt: skip
     env = dict(os.environ)
@@ -350,11 +343,8 @@ def speed_and_memory(
     int8 = int8_conv3d_rate(width) if "int8" in names else None
     if int8 is not None:
         print(f"  the same conv3d in int8 (as predict --int8 runs it): {int8:.1f} GOP/s, {int8 / peak:.2f}x float32")
-    results = {}
-    for name in names:
-        if name == "before" and tree is None:
-            continue
-        results[name] = r = run_worker(name, model, tomogram, folder, args, tree if name == "before" else None)
+    results = _interleaved_runs(args, folder, model, tomogram, [n for n in names if n != "before" or tree], tree)
+    for name, r in results.items():
         gflops = per_voxel * r["computed"] / r["seconds"] / 1e9
         reference, of = (int8, "int8 conv3d") if name == "int8" and int8 else (peak, "conv3d")
         print(
@@ -377,6 +367,24 @@ def speed_and_memory(
             print(f"  {new} / {label} = {ratio:.1f}x Mvoxel/s; masks agree on {100 * agree:.3f} % of voxels")
     if "monai" in results and "box" in results:
         print(f"  box / MONAI = {results['monai']['seconds'] / results['box']['seconds']:.2f}x")
+    return results
+
+
+def _interleaved_runs(
+    args: argparse.Namespace, folder: Path, model: Path, tomogram: Path, names: list[str], tree: Path | None
+) -> dict[str, dict[str, Any]]:
+    """Each path once per round, ``--repeat`` rounds: per path, the fastest round's figures and the largest peak.
+
+    Rounds, not each path's runs in a row: the machine's speed drifts by 20 % over minutes, and a
+    drift then lands on every path alike instead of on the one that happened to run during it.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    for _ in range(args.repeat):
+        for name in names:
+            r = run_worker(name, model, tomogram, folder, args, tree if name == "before" else None)
+            best = results.setdefault(name, r)
+            peaks = {key: max(value, r[key]) for key, value in best.items() if key.endswith("_mb")}
+            results[name] = {**(r if r["seconds"] < best["seconds"] else best), **peaks}
     return results
 
 
@@ -498,7 +506,8 @@ def main() -> int:
     parser.add_argument("--memory", type=float, default=0.5, help="predict --memory (GiB)")
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=1, help="runs per path and width; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every path (one run each); each path's fastest is reported")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="where every path runs: cpu or cuda[:N] (MONAI: cpu only)")
     parser.add_argument("--amp", action="store_true", help="predict --amp (bf16 where the device has it)")
     parser.add_argument("--train-steps", type=int, default=60, help="steps of the normalisation experiment's network")
