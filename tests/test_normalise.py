@@ -10,8 +10,8 @@ from voxuda_cli.errors import VoxudaInputError
 from voxuda_cli.normalise import (
     STD_FLOOR,
     LocallyNormalised,
+    LocalStats,
     VolumeStats,
-    stream_local_stats,
     stream_stats,
     zscore,
     zscore_tensor,
@@ -57,14 +57,21 @@ def test_local_stats_are_the_blocks_means_and_stds() -> None:
     rng = np.random.default_rng(2)
     volume = rng.normal(0, 1, (20, 24, 40)).astype(np.float32)
     volume[:, :, 32:] = 5.0  # a constant border: its std floored, not 0
-    stats = stream_local_stats(volume, block=16)
+    whole = stream_stats(volume, block=16)
+    stats = _local(whole)
     assert stats.mean.shape == (2, 2, 3)
     block = volume[16:20, 0:16, 16:32].astype(np.float64)  # a partial block (4 rows)
     assert stats.mean[1, 0, 1] == pytest.approx(block.mean()) and stats.std[1, 0, 1] == pytest.approx(block.std())
     assert stats.mean[0, 1, 2] == pytest.approx(5.0)
     assert stats.std[0, 1, 2] == pytest.approx(STD_FLOOR * volume.std(), rel=1e-3)
     np.testing.assert_allclose(stats.centres[0], [7.5, 17.5])  # the partial block's centre is its own
-    np.testing.assert_allclose(stream_local_stats(volume, invert=True, block=16).mean, -stats.mean)
+    inverted = stream_stats(volume, invert=True, block=16)
+    np.testing.assert_allclose(_local(inverted).mean, -stats.mean)
+    # the volume's own statistics come from the same pass, as without blocks
+    assert whole.mean == pytest.approx(float(volume.astype(np.float64).mean()))
+    assert whole.std == pytest.approx(stream_stats(volume).std) and inverted.mean == pytest.approx(-whole.mean)
+    assert stream_stats(volume).local is None
+    np.testing.assert_allclose(_local(whole.negated()).mean, _local(inverted).mean)  # a flip after the pass
 
 
 def test_local_normalisation_removes_a_slow_ramp_whatever_the_window() -> None:
@@ -72,7 +79,7 @@ def test_local_normalisation_removes_a_slow_ramp_whatever_the_window() -> None:
     shape = (64, 64, 96)
     ramp = np.linspace(-4, 4, shape[2], dtype=np.float32)[None, None, :]
     volume = (rng.normal(0, 1, shape) * 2 + 10 + ramp).astype(np.float32)
-    view = LocallyNormalised(volume, stream_local_stats(volume, block=32))
+    view = LocallyNormalised(volume, _local(stream_stats(volume, block=32)))
     whole = view[:, :, :]
     assert view.shape == shape and whole.dtype == np.float32
     # z-scored across the ramp between the outer block centres (16 and 80; the fields are held flat
@@ -82,5 +89,10 @@ def test_local_normalisation_removes_a_slow_ramp_whatever_the_window() -> None:
         assert abs(float(slab.mean())) < 0.1 and abs(float(slab.std()) - 1) < 0.1
     np.testing.assert_allclose(view[8:40, 16:48, 50:90], whole[8:40, 16:48, 50:90], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(view[10:20], whole[10:20], rtol=1e-5, atol=1e-5)  # one slice, as bands are read
-    inverted = LocallyNormalised(volume, stream_local_stats(volume, invert=True, block=32), invert=True)
+    inverted = LocallyNormalised(volume, _local(stream_stats(volume, invert=True, block=32)), invert=True)
     np.testing.assert_allclose(inverted[:, :, :], -whole, rtol=1e-5, atol=1e-5)
+
+
+def _local(stats: VolumeStats) -> LocalStats:
+    assert stats.local is not None
+    return stats.local

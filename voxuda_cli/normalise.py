@@ -9,6 +9,7 @@ data whose protein is dark.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,12 +22,37 @@ VOLUME_AXES = 3  # the last three axes are (D, H, W); anything before them count
 _STREAM_ROWS = 8  # z-rows per read of the streaming pass
 
 
+# ---- local statistics: z-scoring that follows slow changes of the background (uneven ice) -------
+
+STD_FLOOR = 0.25  # a block's std is at least this fraction of the volume's (constant borders stay finite)
+
+
+@dataclass(frozen=True)
+class LocalStats:
+    """Mean and std of a volume over blocks (after any inversion).
+
+    ``mean`` and ``std`` are (nz, ny, nx) fields, one value per block, valid at the block centres
+    ``centres[axis]`` (voxel coordinates); :class:`LocallyNormalised` interpolates them linearly.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    centres: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True)
 class VolumeStats:
-    """Mean and std of a volume (after any inversion); std 0 is stored as 1."""
+    """Mean and std of a volume (after any inversion); std 0 is stored as 1. ``local``: the same over
+    blocks where :func:`stream_stats` was asked for them (local z-scoring)."""
 
     mean: float
     std: float
+    local: LocalStats | None = None
+
+    def negated(self) -> VolumeStats:
+        """The statistics of the negated volume (a contrast flip after the pass): no second pass."""
+        local = self.local and LocalStats(-self.local.mean, self.local.std, self.local.centres)
+        return VolumeStats(-self.mean, self.std, local)
 
 
 def zscore(data: np.ndarray, invert: bool = False) -> np.ndarray:
@@ -66,71 +92,50 @@ def zscore_tensor(
 
 
 def stream_stats(
-    data: np.ndarray, invert: bool = False, source: str | None = None, release: bool = False
+    data: np.ndarray,
+    invert: bool = False,
+    source: str | None = None,
+    release: bool = False,
+    block: int | None = None,
 ) -> VolumeStats:
     """Mean and std of a (memory-mapped) volume of any size, read slab by slab with float64 sums.
 
     ``source`` names the file for a NaN/Inf check on the way (a one-line error naming it);
-    ``release`` gives each slab's pages back to the OS once read (bounded memory on big tomograms).
+    ``release`` gives each slab's pages back to the OS once read (bounded memory on big tomograms);
+    ``block`` (voxels) also gives the block statistics of local z-scoring (``local``), from the same pass.
     """
-    count, total, total_sq = 0, 0.0, 0.0
-    for start in range(0, int(data.shape[0]), _STREAM_ROWS):
-        rows = np.asarray(data[start : start + _STREAM_ROWS])
-        if source is not None and not np.isfinite(rows).all():
-            raise VoxudaInputError(f"{source}: contains NaN or Inf values; clean or re-export the volume")
-        for row in rows:  # float64 one z-slice at a time: exact sums, small temporaries
-            row64 = row.astype(np.float64).ravel()
-            total += float(row64.sum())
-            total_sq += float(np.dot(row64, row64))
-        count += rows.size
-        if release:
-            release_rows(data, start, start + rows.shape[0])
-    mean = total / max(count, 1)
-    std = float(np.sqrt(max(total_sq / max(count, 1) - mean * mean, 0.0)))
-    return VolumeStats(mean=-mean if invert else mean, std=std if std > 0 else 1.0)
-
-
-# ---- local statistics: z-scoring that follows slow changes of the background (uneven ice) -------
-
-STD_FLOOR = 0.25  # a block's std is at least this fraction of the volume's (constant borders stay finite)
-
-
-@dataclass(frozen=True)
-class LocalStats:
-    """Mean and std of a volume over blocks (after any inversion).
-
-    ``mean`` and ``std`` are (nz, ny, nx) fields, one value per block, valid at the block centres
-    ``centres[axis]`` (voxel coordinates); :class:`LocallyNormalised` interpolates them linearly.
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-    centres: tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def stream_local_stats(data: np.ndarray, invert: bool = False, block: int = 64, release: bool = False) -> LocalStats:
-    """Block means and stds of a (memory-mapped) volume of any size: one pass, a z-slice at a time,
-    float64 sums (``release`` gives each slab's pages back to the OS once read)."""
     shape = [int(n) for n in data.shape]
-    starts = [np.arange(0, n, block) for n in shape]
+    edges = [block or max(n, 1) for n in shape]  # without blocks, one block: the volume
+    starts = [np.arange(0, n, edge) for n, edge in zip(shape, edges)]
     sums = np.zeros([len(s) for s in starts])
     squares = np.zeros_like(sums)
     for start in range(0, shape[0], _STREAM_ROWS):
         rows = np.asarray(data[start : start + _STREAM_ROWS])
-        for offset, row in enumerate(rows):
-            row64 = row.astype(np.float64)
-            blocks = (start + offset) // block
+        if source is not None and not np.isfinite(rows).all():
+            raise VoxudaInputError(f"{source}: contains NaN or Inf values; clean or re-export the volume")
+        for offset, row in enumerate(rows):  # float64 one z-slice at a time: exact sums, small temporaries
+            row64, blocks = row.astype(np.float64), (start + offset) // edges[0]
             sums[blocks] += _block_sums(row64, starts[1], starts[2])
             squares[blocks] += _block_sums(row64 * row64, starts[1], starts[2])
         if release:
             release_rows(data, start, start + rows.shape[0])
-    counts = np.einsum("i,j,k->ijk", *(np.diff(np.append(s, n)) for s, n in zip(starts, shape)))
+    count = max(math.prod(shape), 1)
+    mean = float(sums.sum()) / count
+    std = float(np.sqrt(max(float(squares.sum()) / count - mean * mean, 0.0)))
+    local = _local_stats(sums, squares, starts, shape, STD_FLOOR * std if std > 0 else 1.0) if block else None
+    stats = VolumeStats(mean, std if std > 0 else 1.0, local)
+    return stats.negated() if invert else stats
+
+
+def _local_stats(
+    sums: np.ndarray, squares: np.ndarray, starts: list[np.ndarray], shape: list[int], floor: float
+) -> LocalStats:
+    """Block means and stds from block sums, the stds at least ``floor``."""
+    ends = [np.append(s[1:], n) for s, n in zip(starts, shape)]
+    counts = np.einsum("i,j,k->ijk", *(e - s for s, e in zip(starts, ends)))
     mean = sums / counts
-    std = np.sqrt(np.maximum(squares / counts - mean * mean, 0.0))
-    overall = float(np.sqrt(max(squares.sum() / counts.sum() - (sums.sum() / counts.sum()) ** 2, 0.0)))
-    std = np.maximum(std, STD_FLOOR * overall if overall > 0 else 1.0)
-    centres = tuple((s + np.minimum(s + block, n)) / 2 - 0.5 for s, n in zip(starts, shape))
-    return LocalStats(-mean if invert else mean, std, centres)  # type: ignore[arg-type]  # 3 axes
+    std = np.maximum(np.sqrt(np.maximum(squares / counts - mean * mean, 0.0)), floor)
+    return LocalStats(mean, std, tuple((s + e) / 2 - 0.5 for s, e in zip(starts, ends)))  # type: ignore[arg-type]
 
 
 def _block_sums(row: np.ndarray, y_starts: np.ndarray, x_starts: np.ndarray) -> np.ndarray:

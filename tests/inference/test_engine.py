@@ -14,7 +14,7 @@ from voxuda_cli.inference.settings import PredictSettings
 from voxuda_cli.io.mrc import read_mrc, write_mrc
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.models import ModelInfo
-from voxuda_cli.normalise import LocallyNormalised, stream_local_stats, stream_stats
+from voxuda_cli.normalise import LocallyNormalised, stream_stats
 
 
 def _predictor(network, **settings) -> Predictor:  # type: ignore[no-untyped-def]
@@ -38,8 +38,10 @@ def test_any_window_gives_the_plain_answer_for_a_local_network(
     predictor = _predictor(threshold_network(width=2), window=window, margin=margin, normalise=normalise)
     if normalise == "tomogram":  # the plain forward z-scored by the whole volume's own statistics
         whole = predictor.predict_windows(volume[None], stats=stream_stats(volume))[0]
-    else:  # the plain forward of the volume read through its block statistics (64^3: twice the box)
-        normalised = LocallyNormalised(volume, stream_local_stats(volume, block=64))[:, :, :]
+    else:  # the plain forward of the volume read through its block statistics (Predictor.scan's)
+        local = predictor.scan(volume).local
+        assert local is not None
+        normalised = LocallyNormalised(volume, local)[:, :, :]
         whole = predictor.predict_windows(normalised[None], normalised=True)[0]
     tiled = predictor.predict_volume(volume)
     assert np.abs(tiled - whole).max() < 1e-5

@@ -60,7 +60,7 @@ from voxuda_cli.models.int8 import Int8VoxResNet
 from voxuda_cli.models.serialization import ModelInfo, load_model, resolve_model_path
 from voxuda_cli.models.speed import autocast_dtype, prepare_network
 from voxuda_cli.models.voxresnet import VoxResNet
-from voxuda_cli.normalise import LocallyNormalised, VolumeStats, stream_local_stats, stream_stats
+from voxuda_cli.normalise import LocallyNormalised, VolumeStats, stream_stats
 from voxuda_cli.patches import extract_patch, group_by_parent, parents_info, sample_boxes, stitch
 from voxuda_cli.progress import Progress
 from voxuda_cli.resample import (
@@ -348,6 +348,13 @@ class Predictor:
         streamed = depth if onednn.runs_on(self.device, self.amp_dtype) else None
         return self.info.architecture.inference_bytes_per_voxel(streamed)
 
+    def scan(self, volume: np.ndarray, source: str | None = None, release: bool = False) -> VolumeStats:
+        """One streamed pass over ``volume`` (a memory map is fine): its statistics as the engine normalises
+        by them, the block statistics too under ``--normalise local``; ``source`` names the file for the
+        NaN/Inf check, ``release`` gives its pages back as rows finish (normalise.stream_stats)."""
+        block = LOCAL_BLOCK_BOXES * max(self.box) if self.settings.normalise == "local" else None
+        return stream_stats(volume, self.info.invert, source, release, block)
+
     def plan(self, shape: Sequence[int]) -> TilePlan | WindowPlan:
         """The window plan of a volume of ``shape`` (on the model's grid) under the settings."""
         if self.settings.blend == "gaussian":
@@ -364,18 +371,21 @@ class Predictor:
     ) -> TilePlan | WindowPlan:
         """Predict ``volume`` (on the model's grid; a memory map is fine) into ``grid``; returns the plan.
 
-        Normalisation: with ``normalise="tomogram"`` the volume's streamed statistics (``scan``, made
-        here when not given); ``"local"`` reads the volume through a local z-scoring (its block
-        statistics streamed here, normalise.LocallyNormalised); ``release`` gives the input's pages
-        back as rows finish.
+        Normalisation: with ``normalise="tomogram"`` the volume's streamed statistics, ``"local"``
+        reads the volume through a local z-scoring by its block statistics (normalise.LocallyNormalised):
+        both from ``scan`` (:meth:`scan`), streamed here when not given; ``release`` gives the input's
+        pages back as rows finish.
         """
         stats, source, normalised = None, volume, False
+        mode = self.settings.normalise
+        if mode != "window" and (scan is None or (mode == "local" and scan.local is None)):
+            scan = self.scan(volume, None, release)
         if self.settings.normalise == "tomogram":
-            stats = scan if scan is not None else stream_stats(volume, self.info.invert, None, release)
+            stats = scan
         elif self.settings.normalise == "local":
-            local = stream_local_stats(volume, self.info.invert, LOCAL_BLOCK_BOXES * max(self.box), release)
+            assert scan is not None and scan.local is not None
             # read as the volume is: slicing and shape are all the engine and the samples use
-            source, normalised = cast(np.ndarray, LocallyNormalised(volume, local, self.info.invert)), True
+            source, normalised = cast(np.ndarray, LocallyNormalised(volume, scan.local, self.info.invert)), True
         plan = self.plan(volume.shape)
         samples = functools.partial(sample_boxes, source, self.box, CALIBRATION_BOXES_PER_AXIS)
         with self.calibrated_on(samples, stats, normalised):
@@ -497,8 +507,8 @@ class Predictor:
         The input is read window by window from a memory map and the outputs are written into memory
         maps (renamed into place at the end, grids.py), so memory stays bounded by a window's work.
         ``probabilities_path`` also writes the float32 foreground probability. The outputs keep the
-        input's voxel size, origin and labels. ``scan`` is a :func:`voxuda_cli.normalise.stream_stats`
-        result if one was made already (the input is checked for NaN first otherwise). Inputs at
+        input's voxel size, origin and labels. ``scan`` is a :meth:`scan` of the input
+        if one was made already (the input is checked for NaN first otherwise). Inputs at
         another voxel size go through rescaled.py around the same engine. ``on_progress`` counts voxels.
         """
         started = time.perf_counter()
@@ -520,7 +530,7 @@ class Predictor:
         else:
             self.check_volume_shape(volume.shape, str(input_path))
             if scan is None:
-                scan = stream_stats(volume.data, self.info.invert, str(input_path), release=True)
+                scan = self.scan(volume.data, str(input_path), release=True)
             with grid() as written:
                 plan = self.run_engine(volume.data, written, scan, on_progress, release=True)
         middle = volume.shape[0] // 2

@@ -47,7 +47,7 @@ from voxuda_cli.io.sources import (
 )
 from voxuda_cli.io.volume import Volume
 from voxuda_cli.io.zarr import is_zarr_path
-from voxuda_cli.normalise import VolumeStats, stream_stats
+from voxuda_cli.normalise import VolumeStats
 from voxuda_cli.patches import sample_boxes
 from voxuda_cli.polarity import resolve_polarity
 from voxuda_cli.progress import Progress
@@ -329,8 +329,8 @@ def _check_polarity(job: PredictionJob) -> None:
     names = ", ".join([*(["the dataset"] if job.dataset is not None else []), *(p.name for p, _ in job.tomograms)])
     if resolve_polarity(sample, predictor.settings.polarity, f"predict {names}", predictor.info.invert):
         predictor.info = dataclasses.replace(predictor.info, invert=not predictor.info.invert)
-        # a flip negates the streamed mean (normalise.stream_stats): no second pass over the tomograms
-        job.tomograms = [(path, dataclasses.replace(scan, mean=-scan.mean)) for path, scan in job.tomograms]
+        # a flip negates the streamed means (normalise.VolumeStats): no second pass over the tomograms
+        job.tomograms = [(path, scan.negated()) for path, scan in job.tomograms]
 
 
 def _check_paste(job: PredictionJob, paste: Path) -> None:
@@ -358,7 +358,7 @@ def _plan_mrc_inputs(job: PredictionJob, inputs: list[Path]) -> None:
             subtomograms.append(path)
         else:
             predictor.plan(on_model_grid)  # --window / --margin refused here, before anything is written
-            job.tomograms.append((path, stream_stats(header.data, predictor.info.invert, str(path), release=True)))
+            job.tomograms.append((path, predictor.scan(header.data, str(path), release=True)))
     if subtomograms:
         job.dataset = read_dataset(subtomograms)
 
