@@ -135,7 +135,7 @@ def _local_stats(
     counts = np.einsum("i,j,k->ijk", *(e - s for s, e in zip(starts, ends)))
     mean = sums / counts
     std = np.maximum(np.sqrt(np.maximum(squares / counts - mean * mean, 0.0)), floor)
-    return LocalStats(mean, std, tuple((s + e) / 2 - 0.5 for s, e in zip(starts, ends)))  # type: ignore[arg-type]
+    return LocalStats(mean, std, tuple((s + e) / 2 - 0.5 for s, e in zip(starts, ends)))
 
 
 def _block_sums(row: np.ndarray, y_starts: np.ndarray, x_starts: np.ndarray) -> np.ndarray:
