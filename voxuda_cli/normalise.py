@@ -22,8 +22,7 @@ VOLUME_AXES = 3  # the last three axes are (D, H, W); anything before them count
 _STREAM_ROWS = 8  # z-rows per read of the streaming pass
 
 
-# ---- local statistics: z-scoring that follows slow changes of the background (uneven ice) -------
-
+# local statistics (block means and stds) let z-scoring follow slow changes of the background (uneven ice)
 STD_FLOOR = 0.25  # a block's std is at least this fraction of the volume's (constant borders stay finite)
 
 

@@ -380,9 +380,9 @@ class Predictor:
         mode = self.settings.normalise
         if mode != "window" and (scan is None or (mode == "local" and scan.local is None)):
             scan = self.scan(volume, None, release)
-        if self.settings.normalise == "tomogram":
+        if mode == "tomogram":
             stats = scan
-        elif self.settings.normalise == "local":
+        elif mode == "local":
             assert scan is not None and scan.local is not None
             # read as the volume is: slicing and shape are all the engine and the samples use
             source, normalised = cast(np.ndarray, LocallyNormalised(volume, scan.local, self.info.invert)), True
