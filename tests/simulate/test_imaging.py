@@ -149,3 +149,15 @@ def test_snr_measured_from_two_noise_realisations(snr: float) -> None:
         variances.append(0.5 * (first.var(ddof=1) + second.var(ddof=1)))
     measured = np.mean(covariances) / (np.mean(variances) - np.mean(covariances))
     assert measured == pytest.approx(snr, rel=0.25)
+
+
+def test_an_empty_box_gets_the_noise_its_molecule_would_have_set() -> None:
+    """snr_densities: the SNR is of other densities (the whole scene), the image of these (without the molecule)."""
+    angles = tilt_angles((-60.0, 60.0), 6.0)
+    density = blob(centre_zyx=(16, 15, 17), sigma=2.5)[None] * 100
+    noise = np.random.default_rng(1).standard_normal((len(angles), 1, 32, 32)).astype(np.float32)
+    whole = image_batch(density, np.array([3.0]), np.array([0.1]), noise, angles, 10.0, Optics())
+    args = (np.array([3.0]), np.array([0.1]), noise, angles, 10.0, Optics())
+    empty = image_batch(np.zeros_like(density), *args, snr_densities=density)
+    np.testing.assert_allclose(empty.noise, whole.noise, rtol=1e-4, atol=1e-6)
+    assert np.abs(empty.signal).max() < 1e-6 * np.abs(whole.signal).max() + 1e-12

@@ -72,3 +72,19 @@ def test_same_seed_same_samples_other_seed_other_samples() -> None:
 def test_box_too_small_for_the_molecule() -> None:
     with pytest.raises(VoxudaInputError, match="larger --box"):
         list(iter_samples(SimulationSettings(structures=("3jb9",), box=24, n_per_structure=1, **FAST)))
+
+
+def test_empty_boxes_leave_out_their_own_molecule_only() -> None:
+    """--empty-fraction: the same draws (pose, neighbours, noise) with the box's own molecule left out."""
+    common = dict(structures=("4v1w",), n_per_structure=4, neighbours=(1, 1), seed=3, **FAST)
+    full = simulate_in_memory(SimulationSettings(**common))
+    empty = simulate_in_memory(SimulationSettings(**common, empty_fraction=1.0))
+    assert full.params["empty"].tolist() == [0.0] * 4 and empty.params["empty"].tolist() == [1.0] * 4
+    np.testing.assert_array_equal(full.params["rotation"], empty.params["rotation"])
+    assert (empty.density <= full.density + 1e-3).all() and (empty.density.sum() < 0.8 * full.density.sum())
+    assert (empty.masks <= full.masks).all() and empty.masks.sum() < full.masks.sum()
+    assert empty.masks.sum() > 0  # the neighbours are still there, labelled (--label all)
+    half = simulate_in_memory(SimulationSettings(**{**common, "n_per_structure": 16}, empty_fraction=0.5))
+    assert 0 < half.params["empty"].sum() < 16
+    with pytest.raises(VoxudaInputError, match="--empty-fraction 1.5"):
+        SimulationSettings(**common, empty_fraction=1.5)

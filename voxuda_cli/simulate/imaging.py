@@ -216,22 +216,29 @@ def image_batch(
     voxel_size: float,
     optics: Optics,
     envelope: Envelope | None = None,
+    snr_densities: np.ndarray | None = None,
 ) -> ImagingResult:
     """Simulate the subtomograms of a batch of clean densities (c, d, d, d).
 
     ``projection_noise`` is (tilts, c, d, d) standard normal noise (drawn by the caller from each
     sample's own random stream, so results do not depend on how samples are batched).
+    ``snr_densities`` (c, d, d, d): the densities whose signal ``snr`` is of (default ``densities``):
+    a box imaged without its molecule gets the noise its molecule's SNR would have set.
     """
     rotations = tilt_rotations(angles_deg)
-    volumes = torch.from_numpy(np.ascontiguousarray(densities, dtype=np.float32))
-    clean = apply_ctf(project(volumes, rotations), defocus_um, voxel_size, optics, envelope)
+
+    def imaged(volumes: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))
+        return apply_ctf(project(tensor, rotations), defocus_um, voxel_size, optics, envelope)
+
+    clean = [imaged(densities)] + ([] if snr_densities is None else [imaged(snr_densities)])
     noise = torch.from_numpy(np.ascontiguousarray(projection_noise, dtype=np.float32))
     if optics.ctf_correction == "premultiply":  # the recorded noise is multiplied by the CTF once
         noise = apply_ctf(noise, defocus_um, voxel_size, dataclasses.replace(optics, ctf_correction="none"))
-    both = reconstruct(torch.cat([clean, noise], dim=1), angles_deg)
-    count = volumes.shape[0]
-    signal, unit_noise = both[:count], both[count:]
-    scale = noise_scale_for_snr(signal, unit_noise, snr)
+    reconstructed = reconstruct(torch.cat([*clean, noise], dim=1), angles_deg)
+    count = len(densities)
+    signal, unit_noise = reconstructed[:count], reconstructed[-count:]
+    scale = noise_scale_for_snr(reconstructed[count : 2 * count] if len(clean) > 1 else signal, unit_noise, snr)
     scaled_noise = unit_noise * scale[:, None, None, None]
     return ImagingResult(images=(signal + scaled_noise).numpy(), signal=signal.numpy(), noise=scaled_noise.numpy())
 

@@ -161,6 +161,11 @@ class SimulationSettings:
     )
     dose: tuple[float, float] = setting((0.0, 0.0), "Total exposure range (e/A^2) for dose weighting (0 0: none).")
     contrast_inversion: float = setting(0.0, "Fraction of samples whose contrast is inverted (protein dark).")
+    empty_fraction: float = setting(
+        0.0,
+        "Fraction of samples without their own molecule: neighbours, membranes, background and noise only, the "
+        "noise at the level the molecule's SNR sets (negatives, as whole tomograms are mostly such regions).",
+    )
     sim_voxel_size: tuple[float, float] = setting(
         (0.0, 0.0), "Simulate at a voxel size in this range (A), Fourier-resample to --voxel-size (0 0: off)."
     )
@@ -246,7 +251,7 @@ class SimulationSettings:
                 raise VoxudaInputError(f"{_flag(name)} {low:g} {high:g}: need {floor:g} <= min <= max <= {ceiling:g}")
         if self.neighbour_distance[0] <= 0:
             raise VoxudaInputError(f"--neighbour-distance {self.neighbour_distance[0]:g}: must be > 0")
-        for name in ("contrast_inversion", "nuisance_probability"):
+        for name in ("contrast_inversion", "nuisance_probability", "empty_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise VoxudaInputError(f"{_flag(name)} {getattr(self, name):g}: must be in [0, 1]")
         if self.sim_voxel_size != (0.0, 0.0) and self.sim_voxel_size[0] <= 0:

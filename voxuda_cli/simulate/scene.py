@@ -2,12 +2,12 @@
 
 Random streams (so a file is the same whatever the worker count or the run length):
 ``SeedSequence(seed, spawn_key=(index,))`` is the sample's own stream (rotation, shift, defocus,
-SNR, noise; simulator.py), ``(index, 1)`` its nuisances (here), ``(first index of the batch, 2)``
-the batch's geometry (tilts and simulation voxel size: one per batch, which images its samples
-together), and with ``nuisance_probability`` < 1 ``(index, 3)`` and ``(first index, 4)`` say which
-families are on for the sample and the batch. Presets without nuisances draw nothing from these
-streams, so their files are unchanged; a family that is off keeps its draws (the others' values
-do not move) and is then set to its off value.
+SNR, noise; simulator.py), ``(index, 1)`` its nuisances (here), ``(index, 5)`` whether it is
+empty, ``(first index of the batch, 2)`` the batch's geometry (tilts and simulation voxel size: one
+per batch, which images its samples together), and with ``nuisance_probability`` < 1
+``(index, 3)`` and ``(first index, 4)`` say which families are on for the sample and the batch.
+Presets without nuisances draw nothing from these streams, so their files are unchanged; a family
+that is off keeps its draws (the others' values do not move) and is then set to its off value.
 
 Masks (one rule for every preset): each molecule in the box, the central one and every neighbour,
 is rendered alone on the output grid and cut at its own iso-level (the iso-surface enclosing
@@ -199,20 +199,32 @@ def render_scene(
     levels: Sequence[float],
     placements: Sequence[Placement],
     settings: SimulationSettings,
+    empty: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Macromolecular density (Da per voxel) and the mask (``settings.label``) on the output grid.
 
-    ``placements[0]`` is the box's own molecule; the rest are its neighbours.
+    ``placements[0]`` is the box's own molecule, left out of an ``empty`` box; the rest are its neighbours.
     """
     box = settings.box
     density = np.zeros((box,) * 3, dtype=np.float32)
     mask = np.zeros((box,) * 3, dtype=bool)
     for index, placement in enumerate(placements):
+        if index == 0 and empty:
+            continue
         own = render_molecule(templates[placement.molecule], placement, box, settings.voxel_size)
         density += own
         if index == 0 or settings.label == "all":
             mask |= molecule_mask(own, levels[placement.molecule]).astype(bool)  # density.py's one mask rule
     return density, mask.astype(np.uint8)
+
+
+def is_empty(index: int, settings: SimulationSettings) -> bool:
+    """Whether sample ``index`` leaves out its own molecule (``--empty-fraction``; its own stream (index, 5),
+    drawn only when the fraction is above 0, so other files are unchanged)."""
+    if settings.empty_fraction <= 0:
+        return False
+    rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(index, 5)))
+    return bool(rng.uniform() < settings.empty_fraction)
 
 
 def imaged_density(

@@ -42,6 +42,7 @@ from voxuda_cli.simulate.scene import (
     batch_geometry,
     draw_nuisances,
     imaged_density,
+    is_empty,
     random_rotation,
     render_scene,
 )
@@ -73,6 +74,7 @@ PARAMS_DOC = {
     "dose": "total e/A^2 of the dose-weighting exposure filter (0: none)",
     "inverted": "1 if the contrast was inverted (protein dark)",
     "sim_voxel_size": "A, voxel size simulated at before Fourier resampling to the output's",
+    "empty": "1 if the box was imaged without its own molecule (--empty-fraction; the noise its SNR sets)",
 }
 
 
@@ -240,11 +242,16 @@ def simulate_batch(
     radii = [m.template.radius for m in molecules]
     placed = [Placement(spec.molecule, d.rotation, d.shift) for spec, d in zip(specs, draws)]
     extras = [draw_nuisances(spec.index, p, radii, pool, settings) for spec, p in zip(specs, placed)]
+    levels, empty = [m.iso_level for m in molecules], [is_empty(spec.index, settings) for spec in specs]
     scenes = [
-        render_scene(templates, [m.iso_level for m in molecules], [p, *e.neighbours], settings)
-        for p, e in zip(placed, extras)
+        render_scene(templates, levels, [p, *e.neighbours], settings, gone) for p, e, gone in zip(placed, extras, empty)
     ]
     imaged = [imaged_density(scene[0], e.membranes, geometry) for e, scene in zip(extras, scenes)]
+    snr_densities = None
+    if any(empty):  # the noise an empty box's molecule would have set: its SNR is of the whole scene
+        whole = [render_scene(templates, levels, [p, *e.neighbours], settings)[0] if gone else scene[0]
+                 for p, e, gone, scene in zip(placed, extras, empty, scenes)]  # fmt: skip
+        snr_densities = np.stack([imaged_density(w, e.membranes, geometry) for w, e in zip(whole, extras)])
     noise = np.stack([d.noise for d in draws], axis=1)
     slopes, mtfs = np.array([e.noise_slope for e in extras]), np.array([e.detector_mtf for e in extras])
     if np.any(slopes != 0) or np.any(mtfs < 1):
@@ -261,6 +268,7 @@ def simulate_batch(
         geometry.voxel_size,
         optics,
         _envelope(extras, geometry),
+        snr_densities,
     )
     return [
         SimulatedSample(
@@ -269,7 +277,7 @@ def simulate_batch(
             image=_finish(result.images[i], extras[i], settings.box),
             density=scenes[i][0],
             mask=scenes[i][1],
-            params=_params(draws[i], extras[i], molecules[spec.molecule], geometry),
+            params={**_params(draws[i], extras[i], molecules[spec.molecule], geometry), "empty": float(empty[i])},
         )
         for i, spec in enumerate(specs)
     ]
