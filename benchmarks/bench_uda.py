@@ -23,6 +23,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -493,7 +494,10 @@ def jobs_for(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run_all(args: argparse.Namespace, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     results = []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    # spawn, not fork: this process may have run torch (simulation, noise estimates) and a forked child
+    # of a process with OpenMP threads can hang on their locks (seen: a training child stuck in a futex)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = [pool.submit(run_one, job) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             for result in future.result():
