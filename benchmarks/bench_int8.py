@@ -62,9 +62,11 @@ BEAD_RADIUS = 5  # voxels: a 10 nm gold bead at 10 A
 
 def tiled(test: Any) -> tuple[np.ndarray, np.ndarray]:
     """The first prod(GRID) boxes of a test set, each z-scored, tiled into one volume; and their masks."""
+    from voxuda_cli.normalise import zscore
+
     box = test.images.shape[1]
     count = int(np.prod(GRID))
-    images = np.stack([(x - x.mean()) / x.std() for x in test.images[:count]]).astype(np.float32)
+    images = zscore(test.images[:count])
 
     def tile(boxes: np.ndarray) -> np.ndarray:
         return boxes.reshape(*GRID, box, box, box).transpose(0, 3, 1, 4, 2, 5).reshape([g * box for g in GRID])
@@ -77,6 +79,7 @@ def beads_compare(run_dir: Path, test: Any, amplitude: float) -> dict[str, float
     from scipy.ndimage import binary_dilation
 
     from voxuda_cli.inference import Predictor, PredictSettings
+    from voxuda_cli.metrics import dice
     from voxuda_cli.patches import sample_boxes
 
     volume, truth = tiled(test)
@@ -94,8 +97,7 @@ def beads_compare(run_dir: Path, test: Any, amplitude: float) -> dict[str, float
     for name, data in (("clean", volume), ("beads", volume + sign * amplitude * beads)):
         for numerics, predictor in (("float32", plain), ("int8", plain.with_settings(int8=True))):
             mask = predictor.predict_volume(data) > 0.5
-            both = (mask & truth)[keep].sum()
-            row[f"{name}_{numerics}"] = 2 * both / max(mask[keep].sum() + truth[keep].sum(), 1)
+            row[f"{name}_{numerics}"] = dice(mask[keep], truth[keep])
     return row
 
 

@@ -49,12 +49,9 @@ def volumes(work: Path, name: str) -> Any:
     return read_h5_dataset(path)
 
 
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    return float(2 * (prediction & truth).sum() / max(prediction.sum() + truth.sum(), 1))
-
-
 def score(model: Path, data: Any) -> dict[str, float]:
     from voxuda_cli.inference import Predictor, PredictSettings
+    from voxuda_cli.metrics import dice
 
     predictor = Predictor(model, PredictSettings(device="cpu"))
     masks = [predictor.predict_volume(volume) > 0.5 for volume in data.images]

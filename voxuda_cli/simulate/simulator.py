@@ -44,6 +44,7 @@ from voxuda_cli.simulate.scene import (
     imaged_density,
     is_empty,
     random_rotation,
+    render_molecule,
     render_scene,
 )
 from voxuda_cli.simulate.structures import Template, load_template
@@ -249,9 +250,11 @@ def simulate_batch(
     imaged = [imaged_density(scene[0], e.membranes, geometry) for e, scene in zip(extras, scenes)]
     snr_densities = None
     if any(empty):  # the noise an empty box's molecule would have set: its SNR is of the whole scene
-        whole = [render_scene(templates, levels, [p, *e.neighbours], settings)[0] if gone else scene[0]
-                 for p, e, gone, scene in zip(placed, extras, empty, scenes)]  # fmt: skip
-        snr_densities = np.stack([imaged_density(w, e.membranes, geometry) for w, e in zip(whole, extras)])
+        snr_densities = np.stack([
+            imaged_density(scene[0] + render_molecule(templates[p.molecule], p, settings.box, settings.voxel_size),
+                           e.membranes, geometry) if gone else image
+            for p, e, gone, scene, image in zip(placed, extras, empty, scenes, imaged)
+        ])  # fmt: skip
     noise = np.stack([d.noise for d in draws], axis=1)
     slopes, mtfs = np.array([e.noise_slope for e in extras]), np.array([e.detector_mtf for e in extras])
     if np.any(slopes != 0) or np.any(mtfs < 1):
@@ -277,13 +280,13 @@ def simulate_batch(
             image=_finish(result.images[i], extras[i], settings.box),
             density=scenes[i][0],
             mask=scenes[i][1],
-            params={**_params(draws[i], extras[i], molecules[spec.molecule], geometry), "empty": float(empty[i])},
+            params=_params(draws[i], extras[i], molecules[spec.molecule], geometry, empty[i]),
         )
         for i, spec in enumerate(specs)
     ]
 
 
-def _params(draw: _Draws, extra: Nuisances, molecule: Molecule, geometry: Geometry) -> dict[str, Any]:
+def _params(draw: _Draws, extra: Nuisances, molecule: Molecule, geometry: Geometry, empty: bool) -> dict[str, Any]:
     angles = geometry.angles
     return {
         "snr": draw.snr,
@@ -304,6 +307,7 @@ def _params(draw: _Draws, extra: Nuisances, molecule: Molecule, geometry: Geomet
         "dose": extra.dose,
         "inverted": float(extra.inverted),
         "sim_voxel_size": geometry.voxel_size,
+        "empty": float(empty),
     }
 
 
